@@ -1,0 +1,45 @@
+"""The Typer root: every bmtpt command is registered here, in one visible place."""
+
+from __future__ import annotations
+
+import typer
+
+from bmtpt_cli.commands.adapt import adapt_command
+from bmtpt_cli.commands.evaluate import evaluate_command
+from bmtpt_cli.commands.source import source_command
+
+COMMANDS = {
+    "source": source_command,
+    "adapt": adapt_command,
+    "evaluate": evaluate_command,
+}
+
+app = typer.Typer(
+    name="bmtpt",
+    help="Bayesian Multi-Task Prompt Tuning on a frozen T5: source → adapt → evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for name, function in COMMANDS.items():
+    app.command(name)(function)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from bmtpt_cli import __version__
+
+        typer.echo(f"bmtpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Bayesian Multi-Task Prompt Tuning on a frozen T5: source → adapt → evaluate."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,127 @@
+"""Training checkpoints and step logs shared by `source` and `adapt`.
+
+A checkpoint holds everything needed to continue a run exactly: trainable tensors, optimizer and
+scheduler state, the step, the RNG states (torch global, the data-order generator, python) and a
+fingerprint of the settings that change the result, so `--resume` can refuse a mismatched run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bmtpt_cli.artifacts import atomic_write, write_text_atomic
+from bmtpt_cli.errors import BmtptError
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    """The RNG states a run depends on: torch's global CPU RNG, the data generator, python's `random`."""
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back the RNG states saved by `capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (the previous one stays intact until the new one is complete)."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; a missing or damaged one is a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise BmtptError(f"--resume given but no checkpoint at '{path}': run without --resume to start fresh")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — torch raises several types for damaged files
+        raise BmtptError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): delete it and start fresh") from exc
+
+
+def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume when a setting that changes the result differs from the checkpoint's."""
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise BmtptError(
+                f"cannot resume from '{path}': setting '{key}' was {saved.get(key)!r}, now {current.get(key)!r} — "
+                f"use the same settings, or start fresh with --force"
+            )
+
+
+class StepLog:
+    """JSON-lines log, one record per step; on resume it keeps only the records up to the checkpoint."""
+
+    def __init__(self, path: Path, *, resume_step: int | None):
+        self.path = Path(path)
+        kept = ""
+        if resume_step is not None and self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            kept = "".join(line + "\n" for line in lines if line and json.loads(line)["step"] <= resume_step)
+        write_text_atomic(self.path, kept)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> StepLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the training loop checks between steps.
+
+    A step is never cut in half: the loop finishes it, saves a checkpoint, then stops. A second
+    Ctrl-C while that happens falls back to Python's default (immediate KeyboardInterrupt).
+    """
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):  # noqa: ARG002 — signal handler signature
+        import signal
+
+        self.requested = signal.Signals(signum).name
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else self._previous[signum])
+
+    def __enter__(self) -> StopRequests:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class Interrupted(BmtptError):
+    """The run was stopped by a signal after saving a checkpoint; exit code 130 like a shell's Ctrl-C."""
+
+    exit_code = 130

@@ -1,0 +1,155 @@
+"""`bmtpt adapt`: adapt target prompts from the source posterior and write prompts.safetensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bmtpt_cli.commands.common import PRESET_HELP, check_outputs, given, load_runner, progress_bar, sidecar, task_split, user_errors
+from bmtpt_cli.console import console, err_console
+from bmtpt_cli.settings import AdaptSettings, help_for, resolve_settings
+
+
+def _h(name: str) -> str:
+    return help_for(AdaptSettings, name)
+
+
+def adapt_command(
+    preset: Annotated[Optional[str], typer.Option(help=PRESET_HELP)] = None,
+    tasks: Annotated[Optional[str], typer.Option(help=_h("tasks"))] = None,
+    init: Annotated[Optional[str], typer.Option(help=_h("init"))] = None,
+    steps: Annotated[Optional[int], typer.Option(help=_h("steps"))] = None,
+    model: Annotated[Optional[str], typer.Option(help=_h("model"))] = None,
+    prompt_length: Annotated[Optional[int], typer.Option(help=_h("prompt_length"))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=_h("batch_size"))] = None,
+    lr_shared: Annotated[Optional[float], typer.Option(help=_h("lr_shared"))] = None,
+    lr_scales: Annotated[Optional[float], typer.Option(help=_h("lr_scales"))] = None,
+    sigma: Annotated[Optional[float], typer.Option(help=_h("sigma"))] = None,
+    prior: Annotated[Optional[bool], typer.Option("--prior/--no-prior", help=_h("prior"))] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help=_h("warmup_steps"))] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=_h("weight_decay"))] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help=_h("eval_every"))] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help=_h("eval_batch_size"))] = None,
+    mixing_cap: Annotated[Optional[int], typer.Option(help=_h("mixing_cap"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=_h("seed"))] = None,
+    device: Annotated[Optional[str], typer.Option(help=_h("device"))] = None,
+    max_source_length: Annotated[Optional[int], typer.Option(help=_h("max_source_length"))] = None,
+    max_target_length: Annotated[Optional[int], typer.Option(help=_h("max_target_length"))] = None,
+    taskless: Annotated[Optional[bool], typer.Option("--taskless", help=_h("taskless"))] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help=_h("checkpoint_every"))] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume", help=_h("resume"))] = None,
+    out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
+    force: Annotated[Optional[bool], typer.Option("--force", help=_h("force"))] = None,
+) -> None:
+    """Adapt target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."""
+    flags = given(locals())
+    with user_errors():
+        settings = resolve_settings("adapt", preset, flags)
+        out_path, dev_metrics = run_adapt(settings)
+        render_dev(dev_metrics)
+        console.print(f"wrote {out_path}")
+
+
+def adapt_config(settings, *, steps: int, eval_every: int | None, seed: int):
+    """The core `AdaptConfig` from `adapt` or `evaluate --shots` settings."""
+    from bmtpt_cli.adapter.train import AdaptConfig
+
+    return AdaptConfig(
+        steps=steps,
+        batch_size=settings.batch_size,
+        lr_shared=settings.lr_shared,
+        lr_scales=settings.lr_scales,
+        sigma=settings.sigma,
+        prior=settings.prior,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        eval_every=eval_every,
+        eval_batch_size=settings.eval_batch_size,
+        mixing_cap=settings.mixing_cap,
+        seed=seed,
+        checkpoint_every=getattr(settings, "checkpoint_every", steps),
+    )
+
+
+def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
+    """Adapt the target prompts for `settings`, write them; returns the path and the dev metrics."""
+    from bmtpt_cli.adapter.init import resolve_init
+    from bmtpt_cli.adapter.train import AdaptStepRecord, adapt
+    from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
+    from bmtpt_cli.data.registry import resolve_tasks
+
+    tasks = resolve_tasks(settings.tasks)
+    checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
+    check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
+    runner = load_runner(settings)
+    init = resolve_init(settings.init, runner, prompt_length=settings.prompt_length, seed=settings.seed)
+    if init.model is not None and init.model != settings.model:
+        err_console.print(f"warning: '{settings.init}' was made with model {init.model}, adapting with {settings.model}")
+    config = adapt_config(settings, steps=settings.steps, eval_every=settings.eval_every, seed=settings.seed)
+    if init.prior_mean is None and config.prior:
+        err_console.print("note: --init random has no source posterior, so no prior term is used (vanilla prompt tuning)")
+    fingerprint = {
+        **config.fingerprint(),
+        "model": settings.model,
+        "tasks": [task.name for task in tasks],
+        "init_sha256": init.sha256,
+        "init": settings.init,
+        "taskless": settings.taskless,
+        "max_source_length": settings.max_source_length,
+        "max_target_length": settings.max_target_length,
+    }
+    with progress_bar() as progress:
+        bar = progress.add_task("adapt", total=settings.steps, info="")
+
+        def show(record: AdaptStepRecord) -> None:
+            info = f"loss {record.loss:.4f}"
+            if record.dev:
+                info += " · dev " + " ".join(f"{k} {v:.3f}" for k, v in record.dev.items())
+            progress.update(bar, completed=record.step, info=info)
+
+        result = adapt(
+            runner,
+            tasks,
+            task_split(tasks, "train", taskless=settings.taskless),
+            task_split(tasks, "validation", taskless=settings.taskless),
+            init.prompt,
+            config,
+            prior_mean=init.prior_mean,
+            checkpoint_path=checkpoint_path,
+            log_path=log_path,
+            resume=settings.resume,
+            fingerprint=fingerprint,
+            on_start=lambda step: progress.update(bar, completed=step),
+            on_step=show,
+        )
+    metadata = common_metadata(
+        kind=PROMPTS,
+        model=settings.model,
+        d_model=runner.d_model,
+        prompt_length=init.prompt.shape[0],
+        config=settings.model_dump(mode="json"),
+    )
+    metadata |= {
+        "bmtpt.init": settings.init,
+        "bmtpt.init_sha256": init.sha256,
+        "bmtpt.dev_metrics": json.dumps(result.dev_metrics),
+        "bmtpt.best_step": str(result.best_step),
+    }
+    save_prompts(settings.out, result.prompts.shared.detach(), result.prompts.export(), metadata=metadata)
+    checkpoint_path.unlink(missing_ok=True)
+    return settings.out, result.dev_metrics
+
+
+def render_dev(dev_metrics: dict[str, float]) -> None:
+    """Print the kept state's dev metrics as a table."""
+    from rich.table import Table
+
+    table = Table(title="dev metrics of the kept prompts")
+    table.add_column("task")
+    table.add_column("dev", justify="right")
+    for task, value in dev_metrics.items():
+        table.add_row(task, f"{value:.4f}")
+    console.print(table)

@@ -1,0 +1,87 @@
+"""What the commands share: error reporting, model loading, task data, progress bars, output paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bmtpt_cli.console import err_console
+from bmtpt_cli.errors import BmtptError
+
+PRESET_HELP = "Preset: a name from presets/ (demo, glue6, …) or a path to a .toml file. Default: demo."
+
+
+def given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user actually gave (Typer passes None for the others)."""
+    return {key: value for key, value in options.items() if value is not None and key != "preset"}
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `BmtptError` into one line on stderr and its exit code (2), with no traceback.
+
+    `BMTPT_DEBUG=1` re-raises instead, for bug reports.
+    """
+    try:
+        yield
+    except BmtptError as exc:
+        if os.environ.get("BMTPT_DEBUG") == "1":
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    """A file beside an output, e.g. particles.safetensors → particles.ckpt."""
+    return Path(out).with_suffix(suffix)
+
+
+def check_outputs(out: Path, checkpoint: Path, *, force: bool, resume: bool) -> None:
+    """Refuse to clobber an existing output or an unfinished run's checkpoint, unless asked to."""
+    from bmtpt_cli.artifacts import check_writable
+
+    check_writable(out, force=force)
+    if resume and not checkpoint.is_file():
+        raise BmtptError(f"--resume given but no checkpoint at '{checkpoint}': run without --resume to start fresh")
+    if not resume and checkpoint.exists() and not force:
+        raise BmtptError(
+            f"an unfinished run's checkpoint exists at '{checkpoint}': pass --resume to continue it or --force to start over"
+        )
+
+
+def load_runner(settings):
+    """The frozen T5 runner for a command's settings."""
+    from bmtpt_cli.runner.model import load_frozen_t5, resolve_device
+    from bmtpt_cli.runner.runner import FrozenT5Runner
+
+    with err_console.status(f"loading {settings.model} …"):
+        model, tokenizer = load_frozen_t5(settings.model, device=resolve_device(settings.device))
+    return FrozenT5Runner(
+        model, tokenizer, max_source_length=settings.max_source_length, max_target_length=settings.max_target_length
+    )
+
+
+def task_split(tasks, split: str, *, taskless: bool) -> dict[str, list]:
+    """Each task's examples of one split, text-to-text formatted."""
+    return {task.name: task.examples(split, taskless=taskless) for task in tasks}
+
+
+def progress_bar():
+    """A rich progress bar on stderr with a free-text field for the latest step's figures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err_console,
+        transient=False,
+    )

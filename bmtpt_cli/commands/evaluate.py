@@ -1,0 +1,145 @@
+"""`bmtpt evaluate`: test metrics of target prompts, or the few-shot probe with --shots."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bmtpt_cli.commands.common import PRESET_HELP, given, load_runner, user_errors
+from bmtpt_cli.console import console
+from bmtpt_cli.settings import EvaluateSettings, help_for, resolve_settings
+
+
+def _h(name: str) -> str:
+    return help_for(EvaluateSettings, name)
+
+
+def evaluate_command(
+    preset: Annotated[Optional[str], typer.Option(help=PRESET_HELP)] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help=_h("prompts"))] = None,
+    decode: Annotated[Optional[str], typer.Option(help=_h("decode"))] = None,
+    split: Annotated[Optional[str], typer.Option(help=_h("split"))] = None,
+    shots: Annotated[Optional[int], typer.Option(help=_h("shots"))] = None,
+    init: Annotated[Optional[str], typer.Option(help=_h("init"))] = None,
+    tasks: Annotated[Optional[str], typer.Option(help=_h("tasks"))] = None,
+    seeds: Annotated[Optional[str], typer.Option(help=_h("seeds"))] = None,
+    steps: Annotated[Optional[int], typer.Option(help=_h("steps"))] = None,
+    model: Annotated[Optional[str], typer.Option(help=_h("model"))] = None,
+    prompt_length: Annotated[Optional[int], typer.Option(help=_h("prompt_length"))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=_h("batch_size"))] = None,
+    lr_shared: Annotated[Optional[float], typer.Option(help=_h("lr_shared"))] = None,
+    lr_scales: Annotated[Optional[float], typer.Option(help=_h("lr_scales"))] = None,
+    sigma: Annotated[Optional[float], typer.Option(help=_h("sigma"))] = None,
+    prior: Annotated[Optional[bool], typer.Option("--prior/--no-prior", help=_h("prior"))] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help=_h("eval_batch_size"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=_h("seed"))] = None,
+    device: Annotated[Optional[str], typer.Option(help=_h("device"))] = None,
+    max_source_length: Annotated[Optional[int], typer.Option(help=_h("max_source_length"))] = None,
+    max_target_length: Annotated[Optional[int], typer.Option(help=_h("max_target_length"))] = None,
+    taskless: Annotated[Optional[bool], typer.Option("--taskless", help=_h("taskless"))] = None,
+    out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
+    force: Annotated[Optional[bool], typer.Option("--force", help=_h("force"))] = None,
+) -> None:
+    """Score target prompts on each task's test split; with --shots, the few-shot probe from --init."""
+    flags = given(locals())
+    with user_errors():
+        settings = resolve_settings("evaluate", preset, flags)
+        report = run_fewshot(settings) if settings.shots else run_evaluate(settings)
+        render(report)
+        console.print(f"wrote {settings.out}")
+
+
+def run_evaluate(settings: EvaluateSettings) -> dict:
+    """Score every task of a prompts file on its test split; writes and returns the results."""
+    from bmtpt_cli.artifacts import check_model_fit, check_writable, load_prompts
+    from bmtpt_cli.data.registry import resolve_tasks
+    from bmtpt_cli.evaluation.scoring import score_task
+
+    check_writable(settings.out, force=settings.force)
+    artifact = load_prompts(settings.prompts)
+    tasks = resolve_tasks(artifact.tasks)
+    runner = load_runner(settings)
+    check_model_fit(settings.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=settings.prompt_length)
+    results = []
+    for task in tasks:
+        score = score_task(
+            runner,
+            artifact.prompt(task.name),
+            task,
+            task.examples(settings.split, taskless=settings.taskless),
+            decode=settings.decode,
+            batch_size=settings.eval_batch_size,
+        )
+        results.append(vars(score) | {"split": settings.split})
+    report = {"prompts": str(settings.prompts), "model": settings.model, "results": results}
+    _write_report(settings.out, report)
+    return report
+
+
+def run_fewshot(settings: EvaluateSettings) -> dict:
+    """The few-shot probe: per task and seed, adapt from --init on k training examples, score on test."""
+    from bmtpt_cli.adapter.init import resolve_init
+    from bmtpt_cli.adapter.train import adapt
+    from bmtpt_cli.artifacts import check_writable
+    from bmtpt_cli.commands.adapt import adapt_config
+    from bmtpt_cli.data.registry import resolve_tasks
+    from bmtpt_cli.data.sampling import kshot
+    from bmtpt_cli.evaluation.scoring import score_task
+
+    check_writable(settings.out, force=settings.force)
+    tasks = resolve_tasks(settings.tasks)
+    runner = load_runner(settings)
+    init = resolve_init(settings.init, runner, prompt_length=settings.prompt_length, seed=settings.seed)
+    results = []
+    for task in tasks:
+        train = task.examples("train", taskless=settings.taskless)
+        test = task.examples(settings.split, taskless=settings.taskless)
+        values = []
+        for seed in settings.seeds:
+            shots = kshot(train, settings.shots, seed)
+            config = adapt_config(settings, steps=settings.steps, eval_every=None, seed=seed)
+            result = adapt(runner, [task], {task.name: shots}, {}, init.prompt, config, prior_mean=init.prior_mean)
+            score = score_task(
+                runner, result.prompts.compose(0).detach(), task, test, decode=settings.decode,
+                batch_size=settings.eval_batch_size,
+            )
+            values.append(score.value)
+        results.append(
+            {
+                "task": task.name,
+                "metric": task.metric,
+                "value": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "per_seed": dict(zip(map(str, settings.seeds), values)),
+                "decode": settings.decode,
+                "examples": len(test),
+                "split": settings.split,
+                "shots": settings.shots,
+            }
+        )
+    report = {"init": settings.init, "model": settings.model, "results": results}
+    _write_report(settings.out, report)
+    return report
+
+
+def _write_report(path: Path, report: dict) -> None:
+    from bmtpt_cli.artifacts import write_text_atomic
+
+    write_text_atomic(path, json.dumps(report, indent=2) + "\n")
+
+
+def render(report: dict) -> None:
+    """Print the results as a rich table (mean ± std over seeds for the few-shot probe)."""
+    from rich.table import Table
+
+    table = Table(title="bmtpt evaluate")
+    for column in ("task", "metric", "value", "decode", "split", "examples"):
+        table.add_column(column, justify="right" if column in ("value", "examples") else "left")
+    for row in report["results"]:
+        value = f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if "std" in row else "")
+        table.add_row(row["task"], row["metric"], value, row["decode"], row["split"], str(row["examples"]))
+    console.print(table)

@@ -1,0 +1,88 @@
+"""The task registry: task names -> `Task`, and the one-line errors for names it does not know.
+
+`TASKS` is a plain dict filled right here; a benchmark family is added by adding its entries
+below (no registration at import time).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+from bmtpt_cli.data.demo import DEMO_TASKS
+from bmtpt_cli.data.task import Task
+from bmtpt_cli.errors import BmtptError
+
+TASKS: dict[str, Task] = {
+    **DEMO_TASKS,
+    # the GLUE / SuperGLUE / MRQA / other families go here as they arrive
+}
+
+PLANNED_TASKS: tuple[str, ...] = (
+    # GLUE
+    "mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola",
+    # SuperGLUE
+    "boolq", "cb", "multirc", "wic", "wsc", "record",
+    # MRQA
+    "squad", "nq", "hotpotqa", "newsqa", "searchqa",
+    # others
+    "winogrande", "yelp_polarity", "scitail", "paws",
+    # the expanded source set
+    "ag_news", "commonsense_qa", "openbookqa", "arc", "anli",
+)
+"""SPEC §7 tasks that are not loadable yet; asking for one gets a message saying so."""
+
+
+def available_tasks() -> list[str]:
+    """Names of the tasks that can be loaded now, sorted."""
+    return sorted(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The task called `name` (case-insensitive); BmtptError naming it if there is none."""
+    return resolve_tasks([name])[0]
+
+
+def resolve_tasks(names: Iterable[str] | str) -> list[Task]:
+    """Tasks for names given as a list and/or comma-separated strings, in the order given.
+
+    Names are stripped and matched case-insensitively; empty entries (a trailing comma) are
+    dropped. An empty list, a repeated name, or any unknown name raises one BmtptError.
+    """
+    if isinstance(names, str):
+        names = [names]
+    wanted = [piece.strip().lower() for name in names for piece in name.split(",")]
+    wanted = [name for name in wanted if name]
+    if not wanted:
+        raise BmtptError(
+            "no tasks given; name at least one, comma-separated "
+            f"(available: {', '.join(available_tasks())})"
+        )
+    repeated = sorted({name for name in wanted if wanted.count(name) > 1})
+    if repeated:
+        raise BmtptError(f"task(s) given more than once: {', '.join(repeated)}; list each task once")
+    missing = [name for name in wanted if name not in TASKS]
+    if missing:
+        raise BmtptError(_unknown_message(missing))
+    return [TASKS[name] for name in wanted]
+
+
+def _unknown_message(missing: list[str]) -> str:
+    """One line: the unknown names with close matches, the planned ones, what is available now."""
+    planned = [name for name in missing if name in PLANNED_TASKS]
+    unknown = [name for name in missing if name not in PLANNED_TASKS]
+    parts = []
+    if unknown:
+        known = [*TASKS, *PLANNED_TASKS]
+        described = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+            described.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+        parts.append(f"unknown tasks: {', '.join(described)}")
+    if planned:
+        parts.append(
+            f"tasks not available yet: {', '.join(planned)} "
+            "(the GLUE/SuperGLUE/MRQA loaders arrive with the data registry)"
+        )
+    parts.append(f"available now: {', '.join(available_tasks())}")
+    return "; ".join(parts)

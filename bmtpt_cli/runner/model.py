@@ -1,0 +1,97 @@
+"""Loading a T5 checkpoint (hub id, local directory, or the offline `tiny` model) and freezing it.
+
+The LM is never trained (SPEC §1): every weight gets `requires_grad_(False)` and the model stays in
+eval mode (no dropout), so gradients flow only into the soft prompts that are fed in as embeddings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from bmtpt_cli.errors import BmtptError
+
+TINY_MODEL = "tiny"
+TINY_SEED = 20231206  # fixed so the random `tiny` weights are the same on every machine
+
+
+def tiny_t5_config():
+    """A small `T5Config` (2+2 layers, d = 64) sized for ByT5's byte vocabulary; runs on any CPU."""
+    from transformers import T5Config
+
+    # transformers 5 needs the special ids set explicitly on a hand-built T5Config (DESIGN.md).
+    return T5Config(
+        vocab_size=384,
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        tie_word_embeddings=True,
+    )
+
+
+def _build_tiny():
+    from transformers import ByT5Tokenizer, T5ForConditionalGeneration
+
+    tokenizer = ByT5Tokenizer()  # byte-level: needs no vocabulary files, so it works offline
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        model = T5ForConditionalGeneration(tiny_t5_config())
+    return model, tokenizer
+
+
+def _load_pretrained(name: str):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    local = Path(name)
+    if local.exists() and not (local / "config.json").is_file():
+        raise BmtptError(
+            f"model directory '{name}' has no config.json: pass a directory saved with save_pretrained(), "
+            f"a hub id such as t5-base, or 'tiny'"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1 is set: only models already in the local cache load)" if offline else ""
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BmtptError(
+            f"could not load model '{name}'{hint}: {first_line} — pass a hub id reachable from here, "
+            f"a local directory with config.json, or 'tiny'"
+        ) from exc
+    if not getattr(model.config, "is_encoder_decoder", False):
+        raise BmtptError(f"model '{name}' is not an encoder-decoder (T5-style) model: bmtpt prompts a frozen T5")
+    return model, tokenizer
+
+
+def load_frozen_t5(name: str, *, device: str | torch.device = "cpu"):
+    """Load model and tokenizer by hub id, local directory or `tiny`; freeze every weight; eval mode.
+
+    Returns `(model, tokenizer)`. The model never receives gradients: prompts are the only trainables.
+    """
+    model, tokenizer = _build_tiny() if name == TINY_MODEL else _load_pretrained(name)
+    model.requires_grad_(False)
+    model.eval()
+    return model.to(device), tokenizer
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when available, else CPU; anything else is passed to `torch.device`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise BmtptError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BmtptError(f"device '{device}' asked for but CUDA is not available here: use --device cpu")
+    return resolved

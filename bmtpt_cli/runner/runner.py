@@ -1,0 +1,147 @@
+"""The frozen-T5 runner: soft prompts prepended as input embeddings, all prompts in one batched pass.
+
+Every entry point takes prompts of shape `(N, l, d)` — one prompt per sequence — and token ids of the
+examples; `inputs_embeds = concat(prompt, embed(x))` with the attention mask extended by l ones (SPEC §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncodedBatch:
+    """Token ids of B examples, padded to the longest in the batch (dynamic padding)."""
+
+    input_ids: torch.Tensor  # (B, n)
+    attention_mask: torch.Tensor  # (B, n)
+    labels: torch.Tensor | None  # (B, t), padding set to IGNORE_INDEX
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+class FrozenT5Runner:
+    """Runs a frozen encoder-decoder LM with soft prompts; gradients reach the prompts only."""
+
+    def __init__(self, model, tokenizer, *, max_source_length: int = 256, max_target_length: int = 128):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_source_length = max_source_length
+        self.max_target_length = max_target_length
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def d_model(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def vocab_embeddings(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight  # (V, d)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    # ----------------------------------------------------------------------------- tokenising
+    def encode(self, sources: list[str], targets: list[str] | None = None) -> EncodedBatch:
+        """Tokenise sources (and targets as labels), padded to the batch's longest, on the model's device."""
+        enc = self.tokenizer(
+            list(sources), max_length=self.max_source_length, truncation=True, padding=True, return_tensors="pt"
+        )
+        labels = None
+        if targets is not None:
+            labels = self.tokenizer(
+                list(targets), max_length=self.max_target_length, truncation=True, padding=True, return_tensors="pt"
+            ).input_ids
+            labels[labels == self.tokenizer.pad_token_id] = IGNORE_INDEX
+            labels = labels.to(self.device)
+        return EncodedBatch(enc.input_ids.to(self.device), enc.attention_mask.to(self.device), labels)
+
+    # ----------------------------------------------------------------------------- forward pieces
+    def prompted_inputs(
+        self, prompts: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(N, l, d)` prompts and `(N, n)` ids → inputs_embeds `(N, l + n, d)` and mask `(N, l + n)`."""
+        token_embeds = self.model.get_input_embeddings()(input_ids)  # (N, n, d)
+        prompts = prompts.to(device=token_embeds.device, dtype=token_embeds.dtype)
+        prompt_mask = attention_mask.new_ones(prompts.shape[:2])  # (N, l)
+        return torch.cat([prompts, token_embeds], dim=1), torch.cat([prompt_mask, attention_mask], dim=1)
+
+    def token_losses(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        """Token-level cross-entropy `(N, t)` of the labels given prompt + input; 0 at padding."""
+        inputs_embeds, mask = self.prompted_inputs(prompts, batch.input_ids, batch.attention_mask)
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=batch.labels)
+        logits = self.model(
+            inputs_embeds=inputs_embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids
+        ).logits  # (N, t, V)
+        return F.cross_entropy(
+            logits.float().transpose(1, 2), batch.labels, ignore_index=IGNORE_INDEX, reduction="none"
+        )  # (N, t)
+
+    # ----------------------------------------------------------------------------- losses
+    def particle_losses(self, particles: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        """Mean LM cross-entropy of each particle on the same B examples: `(M, l, d)` → `(M,)`.
+
+        All M·B sequences go through the model in ONE forward pass; particle j's loss is the token mean
+        over its B sequences (the Hugging Face loss of the B examples under prompt j).
+        """
+        num_particles, batch_size = particles.shape[0], len(batch)
+        prompts = particles.unsqueeze(1).expand(-1, batch_size, -1, -1).reshape(
+            num_particles * batch_size, *particles.shape[1:]
+        )  # (M·B, l, d), particle-major
+        repeated = EncodedBatch(
+            batch.input_ids.repeat(num_particles, 1),
+            batch.attention_mask.repeat(num_particles, 1),
+            batch.labels.repeat(num_particles, 1),
+        )
+        losses = self.token_losses(prompts, repeated).view(num_particles, -1)  # (M, B·t)
+        tokens = (batch.labels != IGNORE_INDEX).sum()
+        return losses.sum(dim=1) / tokens  # (M,)
+
+    def batch_loss(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        """Token-mean cross-entropy of B examples, each under its own prompt `(B, l, d)` (multi-target)."""
+        losses = self.token_losses(prompts, batch)  # (B, t)
+        return losses.sum() / (batch.labels != IGNORE_INDEX).sum()
+
+    # ----------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def score_candidates(self, prompts: torch.Tensor, sources: list[str], candidates: list[str]) -> torch.Tensor:
+        """Log-likelihood log p(c | [θ_b; x_b]) of every candidate for every example: `(B, C)`.
+
+        Rank scoring (SPEC §4): all B·C (example, candidate) pairs in one batched pass; the sum of the
+        candidate's token log-probabilities, end-of-sequence token included.
+        """
+        num_examples, num_candidates = len(sources), len(candidates)
+        encoded = self.encode(sources)
+        cand = self.encode(list(candidates), list(candidates)).labels  # (C, t)
+        batch = EncodedBatch(
+            encoded.input_ids.repeat_interleave(num_candidates, dim=0),
+            encoded.attention_mask.repeat_interleave(num_candidates, dim=0),
+            cand.repeat(num_examples, 1),
+        )  # example-major: row b·C + c
+        expanded = prompts.repeat_interleave(num_candidates, dim=0)  # (B·C, l, d)
+        log_likelihood = -self.token_losses(expanded, batch).sum(dim=1)  # (B·C,)
+        return log_likelihood.view(num_examples, num_candidates)
+
+    @torch.no_grad()
+    def generate(self, prompts: torch.Tensor, sources: list[str], *, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy decoding from `[θ_b; x_b]` for each example; returns the decoded target strings."""
+        encoded = self.encode(sources)
+        inputs_embeds, mask = self.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
+        output = self.model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens or self.max_target_length,
+            do_sample=False,
+            num_beams=1,
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]

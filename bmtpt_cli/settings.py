@@ -1,0 +1,184 @@
+"""Settings of each command as pydantic-settings models.
+
+Precedence: command-line flags > `BMTPT_*` environment variables > the preset file > the defaults
+below. Each field's description is its `--help` text and its comment in the preset files. The
+defaults are the paper's (SPEC §2–3); `presets/demo.toml` shrinks them to a laptop-sized run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
+
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.presets import COMMAND_TABLES, preset_path, preset_values, read_preset
+
+TaskList = Annotated[list[str], NoDecode]  # `a,b` on the command line and in BMTPT_TASKS, a list in TOML
+
+
+def _split_tasks(value: Any) -> Any:
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return value
+
+
+class CommonSettings(BaseSettings):
+    """Settings every command shares (top-level keys of a preset)."""
+
+    model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True)
+
+    model: str = Field("t5-base", description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, or 'tiny' (offline random-weight test model).")
+    prompt_length: int = Field(100, gt=0, description="Number of soft-prompt vectors l prepended to every input.")
+    seed: int = Field(0, description="Random seed; the same seed gives the same result.")
+    device: str = Field("auto", description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
+    max_source_length: int = Field(256, gt=0, description="Input tokens kept per example (longer inputs are truncated).")
+    max_target_length: int = Field(128, gt=0, description="Target tokens kept per example.")
+    taskless: bool = Field(False, description="Drop the task name from the inputs (fair zero-shot transfer).")
+    force: bool = Field(False, description="Overwrite existing output files.")
+
+
+class TrainingSettings(CommonSettings):
+    """Settings every training command shares."""
+
+    steps: int = Field(..., gt=0, description="Number of optimisation steps.")
+    warmup_steps: int = Field(500, ge=0, description="Steps of linear learning-rate warm-up (then linear decay to 0).")
+    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay.")
+    checkpoint_every: int = Field(1000, gt=0, description="Save a checkpoint every N steps (and at the end).")
+    resume: bool = Field(False, description="Continue from the checkpoint beside --out instead of starting over.")
+
+    @field_validator("tasks", mode="before", check_fields=False)
+    @classmethod
+    def _tasks_from_string(cls, value: Any) -> Any:
+        return _split_tasks(value)
+
+
+class SourceSettings(TrainingSettings):
+    """`bmtpt source`: learn M particles of the source posterior with Damped SVGD (SPEC §2)."""
+
+    tasks: TaskList = Field(["mnli", "qnli", "qqp", "sst2", "squad", "record"], min_length=1, description="Source tasks, comma-separated.")
+    particles: int = Field(5, gt=0, description="Number of particles M (1 = the vanilla multi-task transfer baseline).")
+    steps: int = Field(100_000, gt=0, description="Number of SVGD updates (the paper: 100,000).")
+    examples_per_task: int = Field(1, gt=0, description="Examples each source task contributes to a step's batch.")
+    sample_tasks: int | None = Field(None, gt=0, description="Source task sampling: draw this many of the K tasks per step (unset: all).")
+    lr: float = Field(0.3, gt=0, description="AdamW learning rate for the particles.")
+    damping: float | None = Field(None, gt=0, le=1, description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368 (1 = plain SVGD).")
+    damping_c: float = Field(1.0, gt=0, description="The constant c in the default damping λ = min(1, e^-1 (c + M/(l·d))).")
+    likelihood_scale: float = Field(1.0, gt=0, description="Scale c of the score s = -c ∇loss.")
+    bandwidth: float | None = Field(None, gt=0, description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
+    vocab_top_k: int = Field(5000, gt=0, description="Particles start from embeddings of tokens drawn from the K most frequent.")
+    out: Path = Field(Path("particles.safetensors"), description="Where to write the particles; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
+
+
+class AdaptHyperparameters(BaseModel):
+    """Adaptation hyperparameters shared by `adapt` and the few-shot probe of `evaluate` (SPEC §3)."""
+
+    batch_size: int = Field(32, gt=0, description="Examples per adaptation step (target tasks mixed example-proportionally).")
+    lr_shared: float = Field(0.3, gt=0, description="Learning rate of the shared prompt W.")
+    lr_scales: float = Field(0.4, gt=0, description="Learning rate of the per-task scales a, b.")
+    sigma: float = Field(1e5, gt=0, description="Prior standard deviation σ of N(θ̄^S, σ² I).")
+    prior: bool = Field(True, description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
+    eval_batch_size: int = Field(32, gt=0, description="Examples per evaluation pass.")
+    mixing_cap: int | None = Field(None, gt=0, description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
+
+
+class AdaptSettings(AdaptHyperparameters, TrainingSettings):
+    """`bmtpt adapt`: target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."""
+
+    tasks: TaskList = Field(["rte"], min_length=1, description="Target tasks, comma-separated (several: one shared W, a and b per task).")
+    prompt_length: int | None = Field(None, gt=0, description="Prompt length l (unset: the init's; 100 for --init random).")
+    init: str = Field("particles.safetensors", description="Initialisation: a particles file (the mean), a prompts file, or 'random' (vanilla prompt tuning).")
+    steps: int = Field(30_000, gt=0, description="Number of adaptation steps.")
+    eval_every: int = Field(1000, gt=0, description="Evaluate on dev every N steps and keep the best.")
+    out: Path = Field(Path("prompts.safetensors"), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
+
+
+class EvaluateSettings(AdaptHyperparameters, CommonSettings):
+    """`bmtpt evaluate`: test metrics of target prompts, or the few-shot probe with --shots."""
+
+    prompts: Path = Field(Path("prompts.safetensors"), description="Prompts file to evaluate (written by bmtpt adapt).")
+    decode: Literal["rank", "generate"] = Field("rank", description="rank: score the label words; generate: greedy generation and string match.")
+    split: Literal["test", "validation"] = Field("test", description="Split to score.")
+    out: Path = Field(Path("results.json"), description="Where to write the results as JSON.")
+    shots: int | None = Field(None, gt=0, description="Few-shot probe: adapt from --init on K training examples per task, then score.")
+    init: str = Field("particles.safetensors", description="With --shots: the initialisation (particles file, prompts file, or 'random').")
+    tasks: TaskList = Field(["rte"], min_length=1, description="With --shots: the tasks to probe, comma-separated.")
+    seeds: Annotated[list[int], NoDecode] = Field([0, 1, 2], min_length=1, description="With --shots: the k-shot sampling and training seeds, comma-separated.")
+    steps: int = Field(1000, gt=0, description="With --shots: adaptation steps per task and seed.")
+    warmup_steps: int = Field(0, ge=0, description="With --shots: steps of linear learning-rate warm-up.")
+    weight_decay: float = Field(1e-5, ge=0, description="With --shots: AdamW weight decay.")
+
+    @field_validator("tasks", "seeds", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_tasks(value)
+
+
+SETTINGS_BY_COMMAND: dict[str, type[CommonSettings]] = {
+    "source": SourceSettings,
+    "adapt": AdaptSettings,
+    "evaluate": EvaluateSettings,
+}
+assert set(SETTINGS_BY_COMMAND) == set(COMMAND_TABLES)
+
+
+def help_for(settings_cls: type[BaseModel], name: str) -> str:
+    """A field's description, used as its `--help` text."""
+    return settings_cls.model_fields[name].description or ""
+
+
+def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) -> CommonSettings:
+    """Resolve a command's settings: flags > BMTPT_* environment > preset (default `demo`) > defaults.
+
+    `flags` holds only the options given on the command line. Unknown keys and wrong types in any
+    layer are reported in one line naming the key, where it came from, and what was expected.
+    """
+    settings_cls = SETTINGS_BY_COMMAND[command]
+    path = preset_path(preset)
+    data = read_preset(path)
+    _check_preset_keys(path, data)
+    values, origin = preset_values(data, command)
+
+    class Resolved(settings_cls):  # the preset sits between the environment and the defaults
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+            return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=values)
+
+    try:
+        return Resolved(**flags)
+    except ValidationError as exc:
+        raise BmtptError(_describe(exc, flags, origin, path)) from None
+
+
+def _check_preset_keys(path: Path, data: dict[str, Any]) -> None:
+    common = set(CommonSettings.model_fields)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            allowed = set(SETTINGS_BY_COMMAND[key].model_fields)
+            for sub in value:
+                if sub not in allowed:
+                    raise BmtptError(f"preset '{path}' has an unknown key [{key}].{sub}: see `bmtpt {key} --help` for the keys")
+        elif key not in common:
+            raise BmtptError(
+                f"preset '{path}' has an unknown top-level key '{key}': top-level keys are {', '.join(sorted(common))}; "
+                f"command keys go under [source], [adapt] or [evaluate]"
+            )
+
+
+def _describe(exc: ValidationError, flags: dict[str, Any], origin: dict[str, str], path: Path) -> str:
+    import os
+
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else "?"
+    if key in flags:
+        where = f"--{key.replace('_', '-')}"
+    elif f"BMTPT_{key.upper()}" in os.environ:
+        where = f"environment variable BMTPT_{key.upper()}"
+    elif key in origin:
+        where = f"preset '{path}' key {origin[key]}"
+    else:
+        where = f"'{key}'"
+    value = error.get("input")
+    return f"invalid {where} = {value!r}: {error['msg']}"

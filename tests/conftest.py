@@ -1,0 +1,33 @@
+"""Shared fixtures: everything offline, the `tiny` T5 built from a config, demo data made by bmtpt."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported anywhere: nothing may try the network
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The frozen `tiny` model and its byte tokenizer (built once per test session)."""
+    from bmtpt_cli.runner.model import load_frozen_t5
+
+    return load_frozen_t5("tiny")
+
+
+@pytest.fixture(scope="session")
+def runner(tiny):
+    """A FrozenT5Runner over the `tiny` model."""
+    from bmtpt_cli.runner.runner import FrozenT5Runner
+
+    model, tokenizer = tiny
+    return FrozenT5Runner(model, tokenizer, max_source_length=128, max_target_length=16)
+
+
+@pytest.fixture
+def demo_examples():
+    """A few train examples of two demo tasks."""
+    from bmtpt_cli.data.registry import resolve_tasks
+
+    return {task.name: task.examples("train")[:6] for task in resolve_tasks("demo_sentiment,demo_nli")}

@@ -1,0 +1,118 @@
+"""The frozen-T5 runner against the plain Hugging Face model run by hand."""
+
+import pytest
+import torch
+
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.runner.model import load_frozen_t5
+from bmtpt_cli.runner.prompts import sample_vocab_prompts
+
+
+def _hand_concatenated_loss(model, tokenizer, prompt, sources, targets):
+    """HF's own loss for B examples under one prompt, inputs_embeds concatenated by hand."""
+    enc = tokenizer(sources, return_tensors="pt", padding=True)
+    labels = tokenizer(targets, return_tensors="pt", padding=True).input_ids
+    labels[labels == tokenizer.pad_token_id] = -100
+    embeds = model.get_input_embeddings()(enc.input_ids)
+    batch = len(sources)
+    inputs = torch.cat([prompt.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
+    mask = torch.cat([torch.ones(batch, prompt.shape[0], dtype=enc.attention_mask.dtype), enc.attention_mask], dim=1)
+    return model(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+
+
+def test_particle_losses_equal_separate_hf_runs(runner, tiny, demo_examples):
+    model, tokenizer = tiny
+    examples = demo_examples["demo_sentiment"][:3] + demo_examples["demo_nli"][:2]
+    sources, targets = [e.source for e in examples], [e.target for e in examples]
+    particles = torch.randn(4, 6, runner.d_model, generator=torch.Generator().manual_seed(0))
+    batched = runner.particle_losses(particles, runner.encode(sources, targets))  # one pass
+    assert batched.shape == (4,)
+    separate = torch.stack([_hand_concatenated_loss(model, tokenizer, p, sources, targets) for p in particles])
+    torch.testing.assert_close(batched, separate, rtol=1e-5, atol=1e-5)
+    assert len(set(batched.tolist())) == 4  # each particle really gets its own loss
+
+
+def test_batch_loss_with_per_example_prompts(runner, tiny, demo_examples):
+    model, tokenizer = tiny
+    examples = demo_examples["demo_sentiment"][:2]
+    prompts = torch.randn(2, 5, runner.d_model, generator=torch.Generator().manual_seed(1))
+    batch = runner.encode([e.source for e in examples], [e.target for e in examples])
+    loss = runner.batch_loss(prompts, batch)
+    # Two examples of equal-length targets: the token mean is the mean of the two single-example losses.
+    singles = [_hand_concatenated_loss(model, tokenizer, prompts[i], [e.source], [e.target]) for i, e in enumerate(examples)]
+    tokens = [len(tokenizer(e.target).input_ids) for e in examples]
+    expected = sum(s * n for s, n in zip(singles, tokens)) / sum(tokens)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_prompts_only(runner, demo_examples):
+    examples = demo_examples["demo_nli"][:3]
+    particles = torch.randn(2, 4, runner.d_model, requires_grad=True)
+    losses = runner.particle_losses(particles, runner.encode([e.source for e in examples], [e.target for e in examples]))
+    losses.sum().backward()
+    assert particles.grad is not None and particles.grad.abs().sum() > 0
+    for name, parameter in runner.model.named_parameters():
+        assert not parameter.requires_grad, name
+        assert parameter.grad is None, name
+    assert not runner.model.training
+
+
+def test_rank_scores_are_candidate_log_likelihoods(runner, tiny, demo_examples):
+    model, tokenizer = tiny
+    examples = demo_examples["demo_nli"][:3]
+    candidates = ["entailment", "neutral", "contradiction"]
+    prompt = torch.randn(5, runner.d_model, generator=torch.Generator().manual_seed(2))
+    scores = runner.score_candidates(prompt.expand(3, -1, -1), [e.source for e in examples], candidates)
+    assert scores.shape == (3, 3)
+    for b, example in enumerate(examples):
+        for c, candidate in enumerate(candidates):
+            n_tokens = len(tokenizer(candidate).input_ids)
+            mean_nll = _hand_concatenated_loss(model, tokenizer, prompt, [example.source], [candidate])
+            torch.testing.assert_close(scores[b, c], -mean_nll * n_tokens, rtol=1e-4, atol=1e-4)
+
+
+def test_greedy_generation_matches_a_hand_decoding_loop(runner, tiny, demo_examples):
+    model, tokenizer = tiny
+    source = demo_examples["demo_sentiment"][0].source
+    prompt = torch.randn(5, runner.d_model, generator=torch.Generator().manual_seed(3))
+    (generated,) = runner.generate(prompt.unsqueeze(0), [source], max_new_tokens=4)
+    enc = runner.encode([source])
+    embeds, mask = runner.prompted_inputs(prompt.unsqueeze(0), enc.input_ids, enc.attention_mask)
+    decoder = torch.tensor([[model.config.decoder_start_token_id]])
+    with torch.no_grad():
+        for _ in range(4):
+            logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder).logits
+            decoder = torch.cat([decoder, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+            if decoder[0, -1].item() == tokenizer.eos_token_id:
+                break
+    assert generated == tokenizer.decode(decoder[0], skip_special_tokens=True).strip()
+
+
+def test_tiny_model_is_the_same_every_time_and_frozen():
+    first, _ = load_frozen_t5("tiny")
+    second, _ = load_frozen_t5("tiny")
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert all(not p.requires_grad for p in first.parameters())
+    # Building it must not disturb the caller's random stream.
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    load_frozen_t5("tiny")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_model_directory_without_config_is_a_clear_error(tmp_path):
+    with pytest.raises(BmtptError, match="config.json"):
+        load_frozen_t5(str(tmp_path))
+
+
+def test_vocab_prompts_are_rows_of_the_embedding_matrix(runner):
+    generator = torch.Generator().manual_seed(0)
+    prompts = sample_vocab_prompts(runner.vocab_embeddings, count=3, length=7, vocab_limit=runner.vocab_size, generator=generator)
+    assert prompts.shape == (3, 7, runner.d_model) and prompts.dtype == torch.float32
+    table = runner.vocab_embeddings.detach()
+    for vector in prompts.reshape(-1, runner.d_model):
+        matches = (table == vector).all(dim=1).nonzero().flatten().tolist()
+        assert matches and all(3 <= i < runner.vocab_size for i in matches)  # no pad/eos/unk rows
+    assert not torch.equal(prompts[0], prompts[1])  # a different draw per prompt

@@ -1,0 +1,102 @@
+"""The source training loop on the tiny model: frozen weights, the SVGD gradient, exact resume."""
+
+import os
+import signal
+
+import pytest
+import torch
+
+from bmtpt_cli.checkpoint import Interrupted
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.svgd import svgd_direction
+from bmtpt_cli.svgd.train import SourceConfig, resolved_damping, svgd_step, train_source
+
+CONFIG = SourceConfig(num_particles=3, prompt_length=4, steps=6, examples_per_task=2, warmup_steps=1, checkpoint_every=2, seed=3)
+
+
+def _train(runner, examples, tmp_path, config=CONFIG, **kwargs):
+    kwargs.setdefault("resume", False)
+    return train_source(
+        runner, examples, config, checkpoint_path=tmp_path / "run.ckpt", log_path=tmp_path / "run.log.jsonl",
+        fingerprint=config.fingerprint(), **kwargs,
+    )
+
+
+def test_source_run_leaves_every_model_weight_bit_identical(runner, demo_examples, tmp_path):
+    before = {name: tensor.clone() for name, tensor in runner.model.state_dict().items()}
+    particles = _train(runner, demo_examples, tmp_path)
+    assert particles.shape == (3, 4, runner.d_model) and torch.isfinite(particles).all()
+    for name, tensor in runner.model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_svgd_step_hands_the_optimizer_minus_phi(runner, demo_examples):
+    examples = demo_examples["demo_sentiment"][:3]
+    start = torch.randn(3, 4, runner.d_model, generator=torch.Generator().manual_seed(0))
+    particles = torch.nn.Parameter(start.clone())
+    svgd_step(runner, particles, examples, damping=0.5, likelihood_scale=2.0, bandwidth=None)
+    # Independent: per-particle gradients from three separate runs, then the SVGD direction.
+    batch = runner.encode([e.source for e in examples], [e.target for e in examples])
+    grads = []
+    for j in range(3):
+        theta = start[j : j + 1].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(runner.particle_losses(theta, batch).sum(), theta)
+        grads.append(grad[0])
+    scores = -2.0 * torch.stack(grads)
+    expected = -svgd_direction(start, scores, damping=0.5)
+    torch.testing.assert_close(particles.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_one_particle_is_plain_gradient_descent(runner, demo_examples):
+    examples = demo_examples["demo_nli"][:2]
+    particles = torch.nn.Parameter(torch.randn(1, 4, runner.d_model))
+    svgd_step(runner, particles, examples, damping=1.0, likelihood_scale=1.0, bandwidth=None)
+    theta = particles.detach().clone().requires_grad_(True)
+    batch = runner.encode([e.source for e in examples], [e.target for e in examples])
+    (grad,) = torch.autograd.grad(runner.particle_losses(theta, batch).sum(), theta)
+    torch.testing.assert_close(particles.grad, grad)
+
+
+def test_default_damping_is_the_fully_damped_lambda():
+    config = SourceConfig(num_particles=5, prompt_length=100)
+    assert resolved_damping(config, 768) == pytest.approx(0.3679, abs=1e-4)
+    assert resolved_damping(SourceConfig(damping=0.9), 768) == 0.9
+
+
+def test_same_seed_same_particles_other_seed_other_particles(runner, demo_examples, tmp_path):
+    runs = {name: tmp_path / name for name in ("a", "b", "c")}
+    for directory in runs.values():
+        directory.mkdir()
+    first = _train(runner, demo_examples, runs["a"])
+    second = _train(runner, demo_examples, runs["b"])
+    other_seed = _train(runner, demo_examples, runs["c"], config=SourceConfig(**{**CONFIG.fingerprint(), "seed": 4}))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other_seed)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(runner, demo_examples, tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    uninterrupted = _train(runner, demo_examples, tmp_path / "full")
+
+    def interrupt_at_step_3(record):
+        if record.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+
+    with pytest.raises(Interrupted, match="--resume"):
+        _train(runner, demo_examples, tmp_path / "cut", on_step=interrupt_at_step_3)
+    assert (tmp_path / "cut" / "run.ckpt").is_file()
+    log_lines = (tmp_path / "cut" / "run.log.jsonl").read_text().splitlines()
+    assert len(log_lines) == 3
+    resumed_from = []
+    resumed = _train(runner, demo_examples, tmp_path / "cut", resume=True, on_start=resumed_from.append)
+    assert resumed_from == [3]
+    assert torch.equal(resumed, uninterrupted)
+    assert len((tmp_path / "cut" / "run.log.jsonl").read_text().splitlines()) == CONFIG.steps
+
+
+def test_resume_refuses_a_checkpoint_with_other_settings(runner, demo_examples, tmp_path):
+    _train(runner, demo_examples, tmp_path)
+    other = SourceConfig(**{**CONFIG.fingerprint(), "lr": 0.1, "checkpoint_every": 2})
+    with pytest.raises(BmtptError, match="'lr'"):
+        _train(runner, demo_examples, tmp_path, config=other, resume=True)
