@@ -67,6 +67,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 def check_writable(path: Path, *, force: bool, flag: str = "--out") -> None:
     """Refuse to overwrite an existing output unless `force`; refuse a missing or read-only directory."""
     path = Path(path)
+    if path.is_dir():
+        raise BmtptError(f"'{path}' is a directory: give {flag} a file path")
     if path.exists() and not force:
         raise BmtptError(f"'{path}' already exists: pass --force to overwrite it or choose another {flag}")
     directory = path.parent if str(path.parent) else Path(".")
@@ -138,13 +140,15 @@ def _read(path: Path, kind: str, flag: str) -> tuple[dict[str, torch.Tensor], di
 
 def check_model_fit(path: Path, metadata: dict[str, str], *, d_model: int, prompt_length: int | None) -> None:
     """Refuse an artifact made for another embedding width or prompt length than the current run's."""
-    width = int(metadata.get("bmtpt.d_model", -1))
+    try:
+        width, length = int(metadata.get("bmtpt.d_model", -1)), int(metadata.get("bmtpt.prompt_length", -1))
+    except ValueError:
+        raise BmtptError(f"'{path}' has malformed d_model/prompt_length metadata: re-create it with bmtpt") from None
     if width != d_model:
         raise BmtptError(
             f"'{path}' was made for a model with d_model={width} ({metadata.get('bmtpt.model')}), the current "
             f"model has d_model={d_model}: pass --model {metadata.get('bmtpt.model')} or an artifact for this model"
         )
-    length = int(metadata.get("bmtpt.prompt_length", -1))
     if prompt_length is not None and length != prompt_length:
         raise BmtptError(
             f"'{path}' holds prompts of length {length}, the run asks for --prompt-length {prompt_length}: "

@@ -7,10 +7,11 @@ defaults are the paper's (SPEC §2–3); `presets/demo.toml` shrinks them to a l
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from bmtpt_cli.errors import BmtptError
@@ -38,6 +39,12 @@ class CommonSettings(BaseSettings):
     max_target_length: int = Field(128, gt=0, description="Target tokens kept per example.")
     taskless: bool = Field(False, description="Drop the task name from the inputs (fair zero-shot transfer).")
     force: bool = Field(False, description="Overwrite existing output files.")
+
+    _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    def explicit(self, name: str):
+        """The value of `name` if the user set it by flag or BMTPT_* variable, else None (preset/default)."""
+        return getattr(self, name) if name in self._explicit else None
 
 
 class TrainingSettings(CommonSettings):
@@ -88,7 +95,7 @@ class AdaptSettings(AdaptHyperparameters, TrainingSettings):
     """`bmtpt adapt`: target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, description="Target tasks, comma-separated (several: one shared W, a and b per task).")
-    prompt_length: int | None = Field(None, gt=0, description="Prompt length l (unset: the init's; 100 for --init random).")
+    prompt_length: int | None = Field(None, gt=0, description="Prompt length l for --init random (unset: 100); an init file brings its own, which a value given by flag must match.")
     init: str = Field("particles.safetensors", description="Initialisation: a particles file (the mean), a prompts file, or 'random' (vanilla prompt tuning).")
     steps: int = Field(30_000, gt=0, description="Number of adaptation steps.")
     eval_every: int = Field(1000, gt=0, description="Evaluate on dev every N steps and keep the best.")
@@ -147,9 +154,12 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) ->
             return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=values)
 
     try:
-        return Resolved(**flags)
+        settings = Resolved(**flags)
     except ValidationError as exc:
         raise BmtptError(_describe(exc, flags, origin, path)) from None
+    env = {name for name in settings_cls.model_fields if f"BMTPT_{name.upper()}" in os.environ}
+    settings._explicit = frozenset(flags) | env
+    return settings
 
 
 def _check_preset_keys(path: Path, data: dict[str, Any]) -> None:
@@ -168,8 +178,6 @@ def _check_preset_keys(path: Path, data: dict[str, Any]) -> None:
 
 
 def _describe(exc: ValidationError, flags: dict[str, Any], origin: dict[str, str], path: Path) -> str:
-    import os
-
     error = exc.errors()[0]
     key = str(error["loc"][0]) if error["loc"] else "?"
     if key in flags:

@@ -414,11 +414,6 @@ def test_check_writable_refuses_a_missing_directory(tmp_path):
     assert str(missing) in message and "does not exist" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_writable accepts an existing directory as --out with --force; the write at the end of the "
-    "run then fails with a raw IsADirectoryError traceback instead of a one-line BmtptError up front",
-)
 def test_check_writable_refuses_a_directory_as_output(tmp_path):
     out = tmp_path / "runs"
     out.mkdir()

@@ -28,9 +28,18 @@ class TargetInit:
 
 
 def resolve_init(
-    spec: str, runner: FrozenT5Runner, *, prompt_length: int | None, seed: int, vocab_top_k: int = 5000
+    spec: str,
+    runner: FrozenT5Runner,
+    *,
+    prompt_length: int | None,
+    seed: int,
+    required_length: int | None = None,
+    vocab_top_k: int = 5000,
 ) -> TargetInit:
     """Build the initial target prompt from `--init`.
+
+    `prompt_length` sizes a random init; an init file brings its own length, which must equal
+    `required_length` when one is given (the user asked for a length explicitly).
 
     - a particles file: W = θ̄^S, the mean of the M particles, which is also the prior mean;
     - a prompts file: the mean of its tasks' composed prompts W ⊙ a_k b_kᵀ (one task: that prompt);
@@ -57,5 +66,5 @@ def resolve_init(
         prompt = particles.mean(dim=0)  # θ̄^S, (l, d)
     else:
         raise BmtptError(f"'{path}' is a bmtpt '{kind}' file: --init takes a particles or prompts file, or 'random'")
-    check_model_fit(path, metadata, d_model=runner.d_model, prompt_length=prompt_length)
+    check_model_fit(path, metadata, d_model=runner.d_model, prompt_length=required_length)
     return TargetInit(prompt, prompt, spec, file_sha256(path), metadata.get("bmtpt.model"))

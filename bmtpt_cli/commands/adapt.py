@@ -85,7 +85,10 @@ def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
     check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
     runner = load_runner(settings)
-    init = resolve_init(settings.init, runner, prompt_length=settings.prompt_length, seed=settings.seed)
+    init = resolve_init(
+        settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
+        seed=settings.seed,
+    )
     if init.model is not None and init.model != settings.model:
         err_console.print(f"warning: '{settings.init}' was made with model {init.model}, adapting with {settings.model}")
     config = adapt_config(settings, steps=settings.steps, eval_every=settings.eval_every, seed=settings.seed)

@@ -63,7 +63,9 @@ def run_evaluate(settings: EvaluateSettings) -> dict:
     artifact = load_prompts(settings.prompts)
     tasks = resolve_tasks(artifact.tasks)
     runner = load_runner(settings)
-    check_model_fit(settings.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=settings.prompt_length)
+    check_model_fit(
+        settings.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=settings.explicit("prompt_length")
+    )
     results = []
     for task in tasks:
         score = score_task(
@@ -93,7 +95,10 @@ def run_fewshot(settings: EvaluateSettings) -> dict:
     check_writable(settings.out, force=settings.force)
     tasks = resolve_tasks(settings.tasks)
     runner = load_runner(settings)
-    init = resolve_init(settings.init, runner, prompt_length=settings.prompt_length, seed=settings.seed)
+    init = resolve_init(
+        settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
+        seed=settings.seed,
+    )
     results = []
     for task in tasks:
         train = task.examples("train", taskless=settings.taskless)

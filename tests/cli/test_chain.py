@@ -159,3 +159,16 @@ def test_output_exists_needs_force(chain, tmp_path):
     assert snapshot(tmp_path) == before
     forced = bmtpt("adapt", *FAST["adapt"], "--init", root / "particles.safetensors", "--out", out, "--force")
     assert forced.exit_code == 0 and out.read_bytes() != b"keep me"
+
+
+def test_an_init_file_brings_its_own_prompt_length(tmp_path):
+    """The preset's top-level prompt_length (8) sizes new prompts; it must not reject a file of another length."""
+    particles, prompts = tmp_path / "l5.safetensors", tmp_path / "p5.safetensors"
+    assert bmtpt("source", *FAST["source"], "--prompt-length", "5", "--out", particles).exit_code == 0
+    adapted = bmtpt("adapt", *FAST["adapt"], "--init", particles, "--out", prompts)
+    assert adapted.exit_code == 0, adapted.output
+    tensors, metadata = _read(prompts)
+    assert tensors["shared"].shape == (5, 64) and metadata["bmtpt.prompt_length"] == "5"
+    assert bmtpt("evaluate", "--prompts", prompts, "--out", tmp_path / "r.json").exit_code == 0
+    explicit = bmtpt("adapt", *FAST["adapt"], "--init", particles, "--prompt-length", "8", "--out", tmp_path / "x.safetensors")
+    assert explicit.exit_code == 2 and "--prompt-length 8" in explicit.stderr
