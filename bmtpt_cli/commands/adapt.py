@@ -8,7 +8,34 @@ from typing import Annotated, Optional
 
 import typer
 
-from bmtpt_cli.commands.common import PRESET_HELP, check_outputs, given, load_runner, progress_bar, sidecar, task_split, user_errors
+from bmtpt_cli.commands.common import (
+    BatchSize,
+    CheckpointEvery,
+    Device,
+    EvalBatchSize,
+    Force,
+    LrScales,
+    LrShared,
+    MaxSourceLength,
+    MaxTargetLength,
+    MixingCap,
+    Model,
+    Preset,
+    Prior,
+    Resume,
+    Seed,
+    Sigma,
+    Taskless,
+    WarmupSteps,
+    WeightDecay,
+    check_outputs,
+    given,
+    load_runner,
+    progress_bar,
+    sidecar,
+    task_split,
+    user_errors,
+)
 from bmtpt_cli.console import console, err_console
 from bmtpt_cli.settings import AdaptSettings, help_for, resolve_settings
 
@@ -18,31 +45,31 @@ def _h(name: str) -> str:
 
 
 def adapt_command(
-    preset: Annotated[Optional[str], typer.Option(help=PRESET_HELP)] = None,
+    preset: Preset = None,
     tasks: Annotated[Optional[str], typer.Option(help=_h("tasks"))] = None,
     init: Annotated[Optional[str], typer.Option(help=_h("init"))] = None,
     steps: Annotated[Optional[int], typer.Option(help=_h("steps"))] = None,
-    model: Annotated[Optional[str], typer.Option(help=_h("model"))] = None,
+    model: Model = None,
     prompt_length: Annotated[Optional[int], typer.Option(help=_h("prompt_length"))] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=_h("batch_size"))] = None,
-    lr_shared: Annotated[Optional[float], typer.Option(help=_h("lr_shared"))] = None,
-    lr_scales: Annotated[Optional[float], typer.Option(help=_h("lr_scales"))] = None,
-    sigma: Annotated[Optional[float], typer.Option(help=_h("sigma"))] = None,
-    prior: Annotated[Optional[bool], typer.Option("--prior/--no-prior", help=_h("prior"))] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(help=_h("warmup_steps"))] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help=_h("weight_decay"))] = None,
+    batch_size: BatchSize = None,
+    lr_shared: LrShared = None,
+    lr_scales: LrScales = None,
+    sigma: Sigma = None,
+    prior: Prior = None,
+    warmup_steps: WarmupSteps = None,
+    weight_decay: WeightDecay = None,
     eval_every: Annotated[Optional[int], typer.Option(help=_h("eval_every"))] = None,
-    eval_batch_size: Annotated[Optional[int], typer.Option(help=_h("eval_batch_size"))] = None,
-    mixing_cap: Annotated[Optional[int], typer.Option(help=_h("mixing_cap"))] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_h("seed"))] = None,
-    device: Annotated[Optional[str], typer.Option(help=_h("device"))] = None,
-    max_source_length: Annotated[Optional[int], typer.Option(help=_h("max_source_length"))] = None,
-    max_target_length: Annotated[Optional[int], typer.Option(help=_h("max_target_length"))] = None,
-    taskless: Annotated[Optional[bool], typer.Option("--taskless", help=_h("taskless"))] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help=_h("checkpoint_every"))] = None,
-    resume: Annotated[Optional[bool], typer.Option("--resume", help=_h("resume"))] = None,
+    eval_batch_size: EvalBatchSize = None,
+    mixing_cap: MixingCap = None,
+    seed: Seed = None,
+    device: Device = None,
+    max_source_length: MaxSourceLength = None,
+    max_target_length: MaxTargetLength = None,
+    taskless: Taskless = None,
+    checkpoint_every: CheckpointEvery = None,
+    resume: Resume = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
-    force: Annotated[Optional[bool], typer.Option("--force", help=_h("force"))] = None,
+    force: Force = None,
 ) -> None:
     """Adapt target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."""
     flags = given(locals())
@@ -110,7 +137,7 @@ def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
         def show(record: AdaptStepRecord) -> None:
             info = f"loss {record.loss:.4f}"
             if record.dev:
-                info += " · dev " + " ".join(f"{k} {v:.3f}" for k, v in record.dev.items())
+                info += f" · dev mean {sum(record.dev.values()) / len(record.dev):.3f}"
             progress.update(bar, completed=record.step, info=info)
 
         result = adapt(
@@ -150,7 +177,7 @@ def render_dev(dev_metrics: dict[str, float]) -> None:
     """Print the kept state's dev metrics as a table."""
     from rich.table import Table
 
-    table = Table(title="dev metrics of the kept prompts")
+    table = Table(title="kept prompts (dev)")
     table.add_column("task")
     table.add_column("dev", justify="right")
     for task, value in dev_metrics.items():

@@ -8,12 +8,42 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from typing import Annotated, Optional
+
 import typer
 
 from bmtpt_cli.console import err_console
 from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.settings import AdaptHyperparameters, CommonSettings, TrainingSettings, help_for
 
 PRESET_HELP = "Preset: a name from presets/ (demo, glue6, …) or a path to a .toml file. Default: demo."
+
+
+def _option(settings_cls, name: str, *flags: str, kind=str):
+    """A Typer option whose help text is the settings field's description; None when not given."""
+    return Annotated[Optional[kind], typer.Option(*flags, help=help_for(settings_cls, name))]
+
+
+# Options several commands share, declared once (a command's own options sit in its module).
+Preset = Annotated[Optional[str], typer.Option(help=PRESET_HELP)]
+Model = _option(CommonSettings, "model")
+Seed = _option(CommonSettings, "seed", kind=int)
+Device = _option(CommonSettings, "device")
+MaxSourceLength = _option(CommonSettings, "max_source_length", kind=int)
+MaxTargetLength = _option(CommonSettings, "max_target_length", kind=int)
+Taskless = _option(CommonSettings, "taskless", "--taskless", kind=bool)
+Force = _option(CommonSettings, "force", "--force", kind=bool)
+WarmupSteps = _option(TrainingSettings, "warmup_steps", kind=int)
+WeightDecay = _option(TrainingSettings, "weight_decay", kind=float)
+CheckpointEvery = _option(TrainingSettings, "checkpoint_every", kind=int)
+Resume = _option(TrainingSettings, "resume", "--resume", kind=bool)
+BatchSize = _option(AdaptHyperparameters, "batch_size", kind=int)
+LrShared = _option(AdaptHyperparameters, "lr_shared", kind=float)
+LrScales = _option(AdaptHyperparameters, "lr_scales", kind=float)
+Sigma = _option(AdaptHyperparameters, "sigma", kind=float)
+Prior = _option(AdaptHyperparameters, "prior", "--prior/--no-prior", kind=bool)
+EvalBatchSize = _option(AdaptHyperparameters, "eval_batch_size", kind=int)
+MixingCap = _option(AdaptHyperparameters, "mixing_cap", kind=int)
 
 
 def given(options: dict[str, Any]) -> dict[str, Any]:

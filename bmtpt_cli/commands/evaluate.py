@@ -9,7 +9,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from bmtpt_cli.commands.common import PRESET_HELP, given, load_runner, user_errors
+from bmtpt_cli.commands.common import (
+    BatchSize,
+    Device,
+    EvalBatchSize,
+    Force,
+    LrScales,
+    LrShared,
+    MaxSourceLength,
+    MaxTargetLength,
+    Model,
+    Preset,
+    Prior,
+    Seed,
+    Sigma,
+    Taskless,
+    given,
+    load_runner,
+    user_errors,
+)
 from bmtpt_cli.console import console
 from bmtpt_cli.settings import EvaluateSettings, help_for, resolve_settings
 
@@ -19,7 +37,7 @@ def _h(name: str) -> str:
 
 
 def evaluate_command(
-    preset: Annotated[Optional[str], typer.Option(help=PRESET_HELP)] = None,
+    preset: Preset = None,
     prompts: Annotated[Optional[Path], typer.Option(help=_h("prompts"))] = None,
     decode: Annotated[Optional[str], typer.Option(help=_h("decode"))] = None,
     split: Annotated[Optional[str], typer.Option(help=_h("split"))] = None,
@@ -28,21 +46,21 @@ def evaluate_command(
     tasks: Annotated[Optional[str], typer.Option(help=_h("tasks"))] = None,
     seeds: Annotated[Optional[str], typer.Option(help=_h("seeds"))] = None,
     steps: Annotated[Optional[int], typer.Option(help=_h("steps"))] = None,
-    model: Annotated[Optional[str], typer.Option(help=_h("model"))] = None,
+    model: Model = None,
     prompt_length: Annotated[Optional[int], typer.Option(help=_h("prompt_length"))] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=_h("batch_size"))] = None,
-    lr_shared: Annotated[Optional[float], typer.Option(help=_h("lr_shared"))] = None,
-    lr_scales: Annotated[Optional[float], typer.Option(help=_h("lr_scales"))] = None,
-    sigma: Annotated[Optional[float], typer.Option(help=_h("sigma"))] = None,
-    prior: Annotated[Optional[bool], typer.Option("--prior/--no-prior", help=_h("prior"))] = None,
-    eval_batch_size: Annotated[Optional[int], typer.Option(help=_h("eval_batch_size"))] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_h("seed"))] = None,
-    device: Annotated[Optional[str], typer.Option(help=_h("device"))] = None,
-    max_source_length: Annotated[Optional[int], typer.Option(help=_h("max_source_length"))] = None,
-    max_target_length: Annotated[Optional[int], typer.Option(help=_h("max_target_length"))] = None,
-    taskless: Annotated[Optional[bool], typer.Option("--taskless", help=_h("taskless"))] = None,
+    batch_size: BatchSize = None,
+    lr_shared: LrShared = None,
+    lr_scales: LrScales = None,
+    sigma: Sigma = None,
+    prior: Prior = None,
+    eval_batch_size: EvalBatchSize = None,
+    seed: Seed = None,
+    device: Device = None,
+    max_source_length: MaxSourceLength = None,
+    max_target_length: MaxTargetLength = None,
+    taskless: Taskless = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
-    force: Annotated[Optional[bool], typer.Option("--force", help=_h("force"))] = None,
+    force: Force = None,
 ) -> None:
     """Score target prompts on each task's test split; with --shots, the few-shot probe from --init."""
     flags = given(locals())

@@ -7,7 +7,27 @@ from typing import Annotated, Optional
 
 import typer
 
-from bmtpt_cli.commands.common import PRESET_HELP, check_outputs, given, load_runner, progress_bar, sidecar, task_split, user_errors
+from bmtpt_cli.commands.common import (
+    CheckpointEvery,
+    Device,
+    Force,
+    MaxSourceLength,
+    MaxTargetLength,
+    Model,
+    Preset,
+    Resume,
+    Seed,
+    Taskless,
+    WarmupSteps,
+    WeightDecay,
+    check_outputs,
+    given,
+    load_runner,
+    progress_bar,
+    sidecar,
+    task_split,
+    user_errors,
+)
 from bmtpt_cli.console import console
 from bmtpt_cli.settings import SourceSettings, help_for, resolve_settings
 
@@ -17,31 +37,31 @@ def _h(name: str) -> str:
 
 
 def source_command(
-    preset: Annotated[Optional[str], typer.Option(help=PRESET_HELP)] = None,
+    preset: Preset = None,
     tasks: Annotated[Optional[str], typer.Option(help=_h("tasks"))] = None,
     particles: Annotated[Optional[int], typer.Option(help=_h("particles"))] = None,
     steps: Annotated[Optional[int], typer.Option(help=_h("steps"))] = None,
-    model: Annotated[Optional[str], typer.Option(help=_h("model"))] = None,
+    model: Model = None,
     prompt_length: Annotated[Optional[int], typer.Option(help=_h("prompt_length"))] = None,
     examples_per_task: Annotated[Optional[int], typer.Option(help=_h("examples_per_task"))] = None,
     sample_tasks: Annotated[Optional[int], typer.Option(help=_h("sample_tasks"))] = None,
     lr: Annotated[Optional[float], typer.Option(help=_h("lr"))] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(help=_h("warmup_steps"))] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help=_h("weight_decay"))] = None,
+    warmup_steps: WarmupSteps = None,
+    weight_decay: WeightDecay = None,
     damping: Annotated[Optional[float], typer.Option(help=_h("damping"))] = None,
     damping_c: Annotated[Optional[float], typer.Option(help=_h("damping_c"))] = None,
     likelihood_scale: Annotated[Optional[float], typer.Option(help=_h("likelihood_scale"))] = None,
     bandwidth: Annotated[Optional[float], typer.Option(help=_h("bandwidth"))] = None,
     vocab_top_k: Annotated[Optional[int], typer.Option(help=_h("vocab_top_k"))] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_h("seed"))] = None,
-    device: Annotated[Optional[str], typer.Option(help=_h("device"))] = None,
-    max_source_length: Annotated[Optional[int], typer.Option(help=_h("max_source_length"))] = None,
-    max_target_length: Annotated[Optional[int], typer.Option(help=_h("max_target_length"))] = None,
-    taskless: Annotated[Optional[bool], typer.Option("--taskless", help=_h("taskless"))] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help=_h("checkpoint_every"))] = None,
-    resume: Annotated[Optional[bool], typer.Option("--resume", help=_h("resume"))] = None,
+    seed: Seed = None,
+    device: Device = None,
+    max_source_length: MaxSourceLength = None,
+    max_target_length: MaxTargetLength = None,
+    taskless: Taskless = None,
+    checkpoint_every: CheckpointEvery = None,
+    resume: Resume = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
-    force: Annotated[Optional[bool], typer.Option("--force", help=_h("force"))] = None,
+    force: Force = None,
 ) -> None:
     """Learn M particles of the source tasks' joint posterior with Damped SVGD (SPEC §2)."""
     flags = given(locals())

@@ -116,3 +116,24 @@ def test_vocab_prompts_are_rows_of_the_embedding_matrix(runner):
         matches = (table == vector).all(dim=1).nonzero().flatten().tolist()
         assert matches and all(3 <= i < runner.vocab_size for i in matches)  # no pad/eos/unk rows
     assert not torch.equal(prompts[0], prompts[1])  # a different draw per prompt
+
+
+def test_a_local_model_directory_loads_like_the_hub(tmp_path, tiny, runner, demo_examples):
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, loaded_tokenizer = load_frozen_t5(str(tmp_path))
+    assert all(not p.requires_grad for p in loaded.parameters()) and not loaded.training
+    from bmtpt_cli.runner.runner import FrozenT5Runner
+
+    examples = demo_examples["demo_nli"][:2]
+    particles = torch.randn(2, 3, runner.d_model, generator=torch.Generator().manual_seed(5))
+    local = FrozenT5Runner(loaded, loaded_tokenizer, max_source_length=128, max_target_length=16)
+    batch = [e.source for e in examples], [e.target for e in examples]
+    torch.testing.assert_close(local.particle_losses(particles, local.encode(*batch)), runner.particle_losses(particles, runner.encode(*batch)))
+
+
+def test_an_unreachable_hub_id_is_a_one_line_error():
+    with pytest.raises(BmtptError, match="could not load model 'no-such-org/no-such-t5'") as excinfo:
+        load_frozen_t5("no-such-org/no-such-t5")
+    assert "\n" not in str(excinfo.value)
