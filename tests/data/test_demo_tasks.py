@@ -148,7 +148,7 @@ def test_unknown_or_empty_split_and_bad_records_are_user_errors():
     task = DEMO_TASKS["demo_rte"]
     with pytest.raises(BmtptError, match=r"demo_rte.*'dev'.*train, validation, test"):
         task.examples("dev")
-    empty = Task("empty_task", "demo", ("sentence",), ("no", "yes"), "accuracy", lambda split: [])
+    empty = Task("empty_task", "demo", ("sentence",), ("no", "yes"), ("accuracy",), lambda split, data_dir: [])
     with pytest.raises(BmtptError, match=r"empty_task.*split train is empty"):
         empty.examples("train")
     with pytest.raises(BmtptError, match="sentence2"):
@@ -158,7 +158,7 @@ def test_unknown_or_empty_split_and_bad_records_are_user_errors():
 
 
 def test_generation_task_keeps_free_text_target():
-    task = Task("gen", "demo", ("question",), None, "accuracy", lambda split: [])
+    task = Task("gen", "demo", ("question",), None, ("accuracy",), lambda split, data_dir: [])
     assert task.format({"question": "Q", "label": "an answer"}) == TextExample(
         "gen question: Q", "an answer", None
     )
