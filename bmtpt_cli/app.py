@@ -7,11 +7,13 @@ import typer
 from bmtpt_cli.commands.adapt import adapt_command
 from bmtpt_cli.commands.evaluate import evaluate_command
 from bmtpt_cli.commands.source import source_command
+from bmtpt_cli.commands.tasks import tasks_command
 
 COMMANDS = {
     "source": source_command,
     "adapt": adapt_command,
     "evaluate": evaluate_command,
+    "tasks": tasks_command,
 }
 
 app = typer.Typer(

@@ -38,6 +38,8 @@ class CommonSettings(BaseSettings):
     max_source_length: int = Field(256, gt=0, description="Input tokens kept per example (longer inputs are truncated).")
     max_target_length: int = Field(128, gt=0, description="Target tokens kept per example.")
     taskless: bool = Field(False, description="Drop the task name from the inputs (fair zero-shot transfer).")
+    label_style: Literal["words", "digits"] = Field("words", description="Targets: label words (entailment, positive, …) or the baselines' digits (0, 1, 2).")
+    data_dir: Path | None = Field(None, description="Read task data from this folder (GLUE TSV, SuperGLUE JSONL, SQuAD JSON, generic JSONL layouts) instead of the hub.")
     force: bool = Field(False, description="Overwrite existing output files.")
 
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)

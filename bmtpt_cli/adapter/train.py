@@ -75,13 +75,19 @@ class AdaptStepRecord:
 
 
 def evaluate_dev(
-    runner: FrozenT5Runner, prompts: TargetPrompts, tasks: list[Task], dev_by_task: dict[str, list[TextExample]], batch_size: int
+    runner: FrozenT5Runner,
+    prompts: TargetPrompts,
+    tasks: list[Task],
+    dev_by_task: dict[str, list[TextExample]],
+    batch_size: int,
+    label_style: str = "words",
 ) -> dict[str, float]:
-    """Each task's dev metric with its own composed prompt (rank scoring)."""
+    """Each task's main dev metric with its own composed prompt (rank scoring where possible)."""
     with torch.no_grad():
         return {
             task.name: score_task(
-                runner, prompts.compose(k).detach(), task, dev_by_task[task.name], batch_size=batch_size
+                runner, prompts.compose(k).detach(), task, dev_by_task[task.name], batch_size=batch_size,
+                label_style=label_style,
             ).value
             for k, task in enumerate(tasks)
         }
@@ -96,6 +102,7 @@ def adapt(
     config: AdaptConfig,
     *,
     prior_mean: torch.Tensor | None = None,
+    label_style: str = "words",
     checkpoint_path: Path | None = None,
     log_path: Path | None = None,
     resume: bool = False,
@@ -179,7 +186,7 @@ def adapt(
                 step += 1
                 record = AdaptStepRecord(step=step, loss=total.detach().item(), prior=float(prior.detach()), lr=lr)
                 if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
-                    record.dev = evaluate_dev(runner, prompts, tasks, dev_by_task, config.eval_batch_size)
+                    record.dev = evaluate_dev(runner, prompts, tasks, dev_by_task, config.eval_batch_size, label_style)
                     score = sum(record.dev.values()) / len(record.dev)
                     if score > best_score:
                         best_score = score

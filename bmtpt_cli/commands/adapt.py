@@ -11,6 +11,8 @@ import typer
 from bmtpt_cli.commands.common import (
     BatchSize,
     CheckpointEvery,
+    DataDir,
+    LabelStyle,
     Device,
     EvalBatchSize,
     Force,
@@ -29,6 +31,7 @@ from bmtpt_cli.commands.common import (
     WarmupSteps,
     WeightDecay,
     check_outputs,
+    data_fingerprint,
     given,
     load_runner,
     progress_bar,
@@ -66,6 +69,8 @@ def adapt_command(
     max_source_length: MaxSourceLength = None,
     max_target_length: MaxTargetLength = None,
     taskless: Taskless = None,
+    label_style: LabelStyle = None,
+    data_dir: DataDir = None,
     checkpoint_every: CheckpointEvery = None,
     resume: Resume = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
@@ -111,6 +116,8 @@ def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
     tasks = resolve_tasks(settings.tasks)
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
     check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
+    train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
+    dev_by_task = task_split(tasks, "validation", settings)
     runner = load_runner(settings)
     init = resolve_init(
         settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
@@ -127,9 +134,7 @@ def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
         "tasks": [task.name for task in tasks],
         "init_sha256": init.sha256,
         "init": settings.init,
-        "taskless": settings.taskless,
-        "max_source_length": settings.max_source_length,
-        "max_target_length": settings.max_target_length,
+        **data_fingerprint(settings),
     }
     with progress_bar() as progress:
         bar = progress.add_task("adapt", total=settings.steps, info="")
@@ -143,11 +148,12 @@ def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
         result = adapt(
             runner,
             tasks,
-            task_split(tasks, "train", taskless=settings.taskless),
-            task_split(tasks, "validation", taskless=settings.taskless),
+            train_by_task,
+            dev_by_task,
             init.prompt,
             config,
             prior_mean=init.prior_mean,
+            label_style=settings.label_style,
             checkpoint_path=checkpoint_path,
             log_path=log_path,
             resume=settings.resume,

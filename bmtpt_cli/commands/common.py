@@ -32,6 +32,8 @@ Device = _option(CommonSettings, "device")
 MaxSourceLength = _option(CommonSettings, "max_source_length", kind=int)
 MaxTargetLength = _option(CommonSettings, "max_target_length", kind=int)
 Taskless = _option(CommonSettings, "taskless", "--taskless", kind=bool)
+LabelStyle = _option(CommonSettings, "label_style")
+DataDir = _option(CommonSettings, "data_dir", kind=Path)
 Force = _option(CommonSettings, "force", "--force", kind=bool)
 WarmupSteps = _option(TrainingSettings, "warmup_steps", kind=int)
 WeightDecay = _option(TrainingSettings, "weight_decay", kind=float)
@@ -96,9 +98,25 @@ def load_runner(settings):
     )
 
 
-def task_split(tasks, split: str, *, taskless: bool) -> dict[str, list]:
-    """Each task's examples of one split, text-to-text formatted."""
-    return {task.name: task.examples(split, taskless=taskless) for task in tasks}
+def task_split(tasks, split: str, settings) -> dict[str, list]:
+    """Each task's examples of one split, formatted as the settings ask (taskless, label style, data dir)."""
+    return {task.name: split_examples(task, split, settings) for task in tasks}
+
+
+def split_examples(task, split: str, settings) -> list:
+    """One task's examples of one split, formatted as the settings ask."""
+    return task.examples(split, taskless=settings.taskless, label_style=settings.label_style, data_dir=settings.data_dir)
+
+
+def data_fingerprint(settings) -> dict[str, Any]:
+    """The settings that change which examples a run sees (part of every checkpoint's fingerprint)."""
+    return {
+        "taskless": settings.taskless,
+        "label_style": settings.label_style,
+        "data_dir": str(settings.data_dir) if settings.data_dir else None,
+        "max_source_length": settings.max_source_length,
+        "max_target_length": settings.max_target_length,
+    }
 
 
 def progress_bar():

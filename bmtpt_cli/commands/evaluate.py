@@ -11,6 +11,8 @@ import typer
 
 from bmtpt_cli.commands.common import (
     BatchSize,
+    DataDir,
+    LabelStyle,
     Device,
     EvalBatchSize,
     Force,
@@ -26,6 +28,7 @@ from bmtpt_cli.commands.common import (
     Taskless,
     given,
     load_runner,
+    split_examples,
     user_errors,
 )
 from bmtpt_cli.console import console
@@ -59,6 +62,8 @@ def evaluate_command(
     max_source_length: MaxSourceLength = None,
     max_target_length: MaxTargetLength = None,
     taskless: Taskless = None,
+    label_style: LabelStyle = None,
+    data_dir: DataDir = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
     force: Force = None,
 ) -> None:
@@ -80,6 +85,7 @@ def run_evaluate(settings: EvaluateSettings) -> dict:
     check_writable(settings.out, force=settings.force)
     artifact = load_prompts(settings.prompts)
     tasks = resolve_tasks(artifact.tasks)
+    test_by_task = {task.name: split_examples(task, settings.split, settings) for task in tasks}
     runner = load_runner(settings)
     check_model_fit(
         settings.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=settings.explicit("prompt_length")
@@ -90,9 +96,10 @@ def run_evaluate(settings: EvaluateSettings) -> dict:
             runner,
             artifact.prompt(task.name),
             task,
-            task.examples(settings.split, taskless=settings.taskless),
+            test_by_task[task.name],
             decode=settings.decode,
             batch_size=settings.eval_batch_size,
+            label_style=settings.label_style,
         )
         results.append(vars(score) | {"split": settings.split})
     report = {"prompts": str(settings.prompts), "model": settings.model, "results": results}
@@ -112,6 +119,7 @@ def run_fewshot(settings: EvaluateSettings) -> dict:
 
     check_writable(settings.out, force=settings.force)
     tasks = resolve_tasks(settings.tasks)
+    data = {task.name: (split_examples(task, "train", settings), split_examples(task, settings.split, settings)) for task in tasks}
     runner = load_runner(settings)
     init = resolve_init(
         settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
@@ -119,18 +127,22 @@ def run_fewshot(settings: EvaluateSettings) -> dict:
     )
     results = []
     for task in tasks:
-        train = task.examples("train", taskless=settings.taskless)
-        test = task.examples(settings.split, taskless=settings.taskless)
-        values = []
+        train, test = data[task.name]
+        scores = []
         for seed in settings.seeds:
             shots = kshot(train, settings.shots, seed)
             config = adapt_config(settings, steps=settings.steps, eval_every=None, seed=seed)
-            result = adapt(runner, [task], {task.name: shots}, {}, init.prompt, config, prior_mean=init.prior_mean)
-            score = score_task(
-                runner, result.prompts.compose(0).detach(), task, test, decode=settings.decode,
-                batch_size=settings.eval_batch_size,
+            result = adapt(
+                runner, [task], {task.name: shots}, {}, init.prompt, config, prior_mean=init.prior_mean,
+                label_style=settings.label_style,
             )
-            values.append(score.value)
+            scores.append(
+                score_task(
+                    runner, result.prompts.compose(0).detach(), task, test, decode=settings.decode,
+                    batch_size=settings.eval_batch_size, label_style=settings.label_style,
+                )
+            )
+        values = [score.value for score in scores]
         results.append(
             {
                 "task": task.name,
@@ -138,7 +150,10 @@ def run_fewshot(settings: EvaluateSettings) -> dict:
                 "value": statistics.fmean(values),
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "per_seed": dict(zip(map(str, settings.seeds), values)),
-                "decode": settings.decode,
+                "metrics": {
+                    name: statistics.fmean(score.metrics[name] for score in scores) for name in task.metrics
+                },
+                "decode": scores[0].decode,
                 "examples": len(test),
                 "split": settings.split,
                 "shots": settings.shots,

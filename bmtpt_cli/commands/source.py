@@ -9,6 +9,8 @@ import typer
 
 from bmtpt_cli.commands.common import (
     CheckpointEvery,
+    DataDir,
+    LabelStyle,
     Device,
     Force,
     MaxSourceLength,
@@ -21,6 +23,7 @@ from bmtpt_cli.commands.common import (
     WarmupSteps,
     WeightDecay,
     check_outputs,
+    data_fingerprint,
     given,
     load_runner,
     progress_bar,
@@ -58,6 +61,8 @@ def source_command(
     max_source_length: MaxSourceLength = None,
     max_target_length: MaxTargetLength = None,
     taskless: Taskless = None,
+    label_style: LabelStyle = None,
+    data_dir: DataDir = None,
     checkpoint_every: CheckpointEvery = None,
     resume: Resume = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
@@ -80,6 +85,7 @@ def run_source(settings: SourceSettings) -> Path:
     tasks = resolve_tasks(settings.tasks)
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
     check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
+    train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
     runner = load_runner(settings)
     config = SourceConfig(
         num_particles=settings.particles,
@@ -102,9 +108,7 @@ def run_source(settings: SourceSettings) -> Path:
         **config.fingerprint(),
         "model": settings.model,
         "tasks": [task.name for task in tasks],
-        "taskless": settings.taskless,
-        "max_source_length": settings.max_source_length,
-        "max_target_length": settings.max_target_length,
+        **data_fingerprint(settings),
     }
     with progress_bar() as progress:
         bar = progress.add_task("source", total=settings.steps, info="")
@@ -115,7 +119,7 @@ def run_source(settings: SourceSettings) -> Path:
 
         particles = train_source(
             runner,
-            task_split(tasks, "train", taskless=settings.taskless),
+            train_by_task,
             config,
             checkpoint_path=checkpoint_path,
             log_path=log_path,

@@ -10,12 +10,13 @@ import difflib
 from typing import Iterable
 
 from bmtpt_cli.data.demo import DEMO_TASKS
+from bmtpt_cli.data.glue import GLUE_TASKS
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
 
 TASKS: dict[str, Task] = {
     **DEMO_TASKS,
-    # the GLUE / SuperGLUE / MRQA / other families go here as they arrive
+    **GLUE_TASKS,
 }
 
 PLANNED_TASKS: tuple[str, ...] = (

@@ -1,28 +1,56 @@
-"""Scoring a prompt on a task's examples: rank scoring of label words or greedy generation (SPEC §4)."""
+"""Scoring a prompt on a task's examples: rank scoring of candidates or greedy generation (SPEC §4)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.metrics import compute_metric
+from bmtpt_cli.evaluation.metrics import compute_metrics
 from bmtpt_cli.runner.runner import FrozenT5Runner
 
 DECODE_MODES = ("rank", "generate")
+MAX_PAIRS_PER_PASS = 512  # (example, candidate) pairs per forward pass when ranking
 
 
 @dataclass
 class TaskScore:
-    """One task's metric on one split, and how predictions were made."""
+    """One task's metrics on one split, and how the predictions were made."""
 
     task: str
-    metric: str
-    value: float
-    decode: str
+    metric: str  # the task's main metric
+    value: float  # its value
+    decode: str  # "rank" or "generate" (tasks without candidates are always generated)
     examples: int
+    metrics: dict[str, float] = field(default_factory=dict)  # every metric of the task
+
+
+def decode_mode(task: Task, examples: list[TextExample], requested: str, label_style: str = "words") -> str:
+    """The mode actually used: rank needs candidates (label words or the examples' own)."""
+    if requested not in DECODE_MODES:
+        raise BmtptError(f"unknown decode mode '{requested}': use one of {', '.join(DECODE_MODES)}")
+    can_rank = task.verbalisers(label_style) is not None or all(e.candidates for e in examples)
+    return requested if can_rank else "generate"
+
+
+def rank(
+    runner: FrozenT5Runner, prompt: torch.Tensor, examples: list[TextExample], default_candidates: tuple[str, ...] | None
+) -> list[str]:
+    """For each example, the candidate with the highest log-likelihood (never an invalid label)."""
+    pairs = [(i, c) for i, e in enumerate(examples) for c in (e.candidates or default_candidates)]
+    scores = torch.empty(len(pairs))
+    for start in range(0, len(pairs), MAX_PAIRS_PER_PASS):
+        chunk = pairs[start : start + MAX_PAIRS_PER_PASS]
+        prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (P, l, d)
+        sources = [examples[i].source for i, _ in chunk]
+        scores[start : start + len(chunk)] = runner.sequence_log_likelihoods(prompts, sources, [c for _, c in chunk]).cpu()
+    best: dict[int, tuple[float, str]] = {}
+    for (i, candidate), score in zip(pairs, scores.tolist()):
+        if i not in best or score > best[i][0]:
+            best[i] = (score, candidate)
+    return [best[i][1] for i in range(len(examples))]
 
 
 def predict(
@@ -30,29 +58,22 @@ def predict(
     prompt: torch.Tensor,
     examples: list[TextExample],
     *,
-    label_words: tuple[str, ...] | None,
+    candidates: tuple[str, ...] | None,
     decode: str = "rank",
     batch_size: int = 32,
 ) -> list[str]:
     """Predicted target strings for `examples` under one prompt `(l, d)`.
 
-    `rank` picks the label word with the highest log-likelihood (never an invalid label);
+    `rank` picks each example's best candidate (its own `candidates`, else `candidates`);
     `generate` decodes greedily and returns the generated text as it is.
     """
-    if decode not in DECODE_MODES:
-        raise BmtptError(f"unknown decode mode '{decode}': use one of {', '.join(DECODE_MODES)}")
-    if decode == "rank" and not label_words:
-        raise BmtptError("rank scoring needs label words and this task has none: use --decode generate")
+    if decode == "rank":
+        return rank(runner, prompt, examples, candidates)
     predictions: list[str] = []
+    max_new = max(len(runner.tokenizer(w).input_ids) for w in candidates) if candidates else None
     for start in range(0, len(examples), batch_size):
         chunk = [e.source for e in examples[start : start + batch_size]]
-        prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (B, l, d)
-        if decode == "rank":
-            scores = runner.score_candidates(prompts, chunk, list(label_words))  # (B, C)
-            predictions.extend(label_words[i] for i in scores.argmax(dim=1).tolist())
-        else:
-            max_new = max(len(runner.tokenizer(w).input_ids) for w in label_words) if label_words else None
-            predictions.extend(runner.generate(prompts, chunk, max_new_tokens=max_new))
+        predictions.extend(runner.generate(prompt.unsqueeze(0).expand(len(chunk), -1, -1), chunk, max_new_tokens=max_new))
     return predictions
 
 
@@ -64,10 +85,14 @@ def score_task(
     *,
     decode: str = "rank",
     batch_size: int = 32,
+    label_style: str = "words",
 ) -> TaskScore:
-    """The task's metric for one prompt on `examples` (a dev or test split)."""
+    """The task's metrics for one prompt on `examples` (a dev or test split)."""
+    mode = decode_mode(task, examples, decode, label_style)
     predictions = predict(
-        runner, prompt, examples, label_words=task.label_words, decode=decode, batch_size=batch_size
+        runner, prompt, examples, candidates=task.verbalisers(label_style), decode=mode, batch_size=batch_size
     )
-    value = compute_metric(task.metric, predictions, [e.target for e in examples])
-    return TaskScore(task=task.name, metric=task.metric, value=value, decode=decode, examples=len(examples))
+    values = compute_metrics(task.metrics, predictions, examples)
+    return TaskScore(
+        task=task.name, metric=task.metric, value=values[task.metric], decode=mode, examples=len(examples), metrics=values
+    )

@@ -114,23 +114,25 @@ class FrozenT5Runner:
 
     # ----------------------------------------------------------------------------- inference
     @torch.no_grad()
-    def score_candidates(self, prompts: torch.Tensor, sources: list[str], candidates: list[str]) -> torch.Tensor:
-        """Log-likelihood log p(c | [θ_b; x_b]) of every candidate for every example: `(B, C)`.
+    def sequence_log_likelihoods(self, prompts: torch.Tensor, sources: list[str], targets: list[str]) -> torch.Tensor:
+        """log p(y_n | [θ_n; x_n]) for N (prompt, source, target) triples in one pass: `(N,)`.
 
-        Rank scoring (SPEC §4): all B·C (example, candidate) pairs in one batched pass; the sum of the
-        candidate's token log-probabilities, end-of-sequence token included.
+        The sum of the target's token log-probabilities, end-of-sequence token included (SPEC §1).
         """
-        num_examples, num_candidates = len(sources), len(candidates)
-        encoded = self.encode(sources)
-        cand = self.encode(list(candidates), list(candidates)).labels  # (C, t)
-        batch = EncodedBatch(
-            encoded.input_ids.repeat_interleave(num_candidates, dim=0),
-            encoded.attention_mask.repeat_interleave(num_candidates, dim=0),
-            cand.repeat(num_examples, 1),
-        )  # example-major: row b·C + c
+        batch = self.encode(sources, targets)
+        return -self.token_losses(prompts, batch).sum(dim=1)  # (N,)
+
+    @torch.no_grad()
+    def score_candidates(self, prompts: torch.Tensor, sources: list[str], candidates: list[str]) -> torch.Tensor:
+        """Log-likelihood of every candidate for every example, `(B, C)`: rank scoring (SPEC §4).
+
+        All B·C (example, candidate) pairs go through the model in one batched pass.
+        """
+        num_candidates = len(candidates)
+        pair_sources = [source for source in sources for _ in range(num_candidates)]  # example-major
+        pair_targets = list(candidates) * len(sources)
         expanded = prompts.repeat_interleave(num_candidates, dim=0)  # (B·C, l, d)
-        log_likelihood = -self.token_losses(expanded, batch).sum(dim=1)  # (B·C,)
-        return log_likelihood.view(num_examples, num_candidates)
+        return self.sequence_log_likelihoods(expanded, pair_sources, pair_targets).view(len(sources), num_candidates)
 
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, sources: list[str], *, max_new_tokens: int | None = None) -> list[str]:

@@ -32,7 +32,8 @@ CASES = [
     ("prompt length mismatch", {"p.safetensors": _particles}, ["adapt", "--init", "p.safetensors", "--prompt-length", "5"], ["length 8", "--prompt-length 5"]),
     ("non-finite values", {"nan.safetensors": _nan_particles}, ["adapt", "--init", "nan.safetensors"], ["NaN or Inf"]),
     ("unknown task", {}, ["source", "--tasks", "demo_sentimnt"], ["demo_sentimnt", "did you mean demo_sentiment"]),
-    ("benchmark task not loadable yet", {}, ["adapt", "--tasks", "rte,demo_rte", "--init", "random"], ["rte", "not available yet"]),
+    ("hub unreachable offline", {}, ["adapt", "--tasks", "rte", "--init", "random"], ["nyu-mll/glue (rte)", "--data-dir"]),
+    ("data dir without the task", {"data/README": b"empty"}, ["adapt", "--tasks", "rte", "--init", "random", "--data-dir", "data"], ["no files for task rte", "data"]),
     ("unknown preset", {}, ["source", "--preset", "nope"], ["unknown preset 'nope'", "demo"]),
     ("glue6 before the data registry", {}, ["source", "--preset", "glue6"], ["mnli", "qnli", "qqp", "sst2", "squad", "record"]),
     ("output exists", {"particles.safetensors": b"precious"}, ["source"], ["already exists", "--force"]),
@@ -49,6 +50,7 @@ def test_bad_input_gives_one_line_exit_2_and_changes_nothing(name, files, argv, 
         if callable(content):
             content(tmp_path / filename)
         else:
+            (tmp_path / filename).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / filename).write_bytes(content)
     before = snapshot(tmp_path)
     result = bmtpt(*argv)
