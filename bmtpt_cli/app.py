@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from bmtpt_cli.commands.adapt import adapt_command
@@ -38,8 +40,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error (for bug reports)."),
 ) -> None:
     """Bayesian Multi-Task Prompt Tuning on a frozen T5: source → adapt → evaluate."""
+    if debug:
+        os.environ["BMTPT_DEBUG"] = "1"  # read by commands.common.user_errors
 
 
 def main() -> None:

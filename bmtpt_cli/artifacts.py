@@ -228,3 +228,67 @@ def read_kind(path: Path) -> str | None:
             return (handle.metadata() or {}).get("bmtpt.kind")
     except Exception:  # noqa: BLE001 — any unreadable file simply has no kind; the loader reports why
         return None
+
+
+# --------------------------------------------------------------------------------- one run per output
+class OutputLock:
+    """`<out>.lock`, held while a run writes `out`, so a second run on the same output refuses.
+
+    The lock records the owner's pid and host. A lock whose process is gone (a killed run on this
+    host) is stale and taken over; one from another host is respected, and the message says how to
+    clear it by hand.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.path = Path(f"{out}.lock")
+
+    def __enter__(self) -> OutputLock:
+        import json
+        import socket
+
+        directory = self.out.parent if str(self.out.parent) else Path(".")
+        if self.out.is_dir():
+            raise BmtptError(f"'{self.out}' is a directory: give --out a file path")
+        if not directory.is_dir():
+            raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid"))):
+                    self.path.unlink(missing_ok=True)  # stale: its run is gone
+                    continue
+                raise BmtptError(
+                    f"another bmtpt run (pid {owner.get('pid')} on {owner.get('host')}) is writing '{self.out}': "
+                    f"wait for it, choose another --out, or delete '{self.path}' if that run is gone"
+                ) from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+            return self
+        raise BmtptError(f"could not take the lock '{self.path}': delete it if no bmtpt run is writing '{self.out}'")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _owner(self) -> dict | None:
+        import json
+
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # unreadable or half-written: its writer died
+        return owner if isinstance(owner, dict) else None
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

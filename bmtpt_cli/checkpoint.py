@@ -1,7 +1,7 @@
 """Training checkpoints and step logs shared by `source` and `adapt`.
 
 A checkpoint holds everything needed to continue a run exactly: trainable tensors, optimizer and
-scheduler state, the step, the RNG states (torch global, the data-order generator, python) and a
+scheduler state, the step, the RNG states (torch global, the data-order generator, python, numpy) and a
 fingerprint of the settings that change the result, so `--resume` can refuse a mismatched run.
 """
 
@@ -19,10 +19,19 @@ from bmtpt_cli.errors import BmtptError
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
-    """The RNG states a run depends on: torch's global CPU RNG, the data generator, python's `random`."""
+    """The RNG states a run depends on: torch (CPU and CUDA), the data generator, python, numpy.
+
+    Stored as tensors and plain values only, so `torch.load(weights_only=True)` can read them back.
+    """
     state = {"torch": torch.get_rng_state(), "data": generator.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional for bmtpt itself
+        return state
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), int(position), int(has_gauss), float(gauss))
     return state
 
 
@@ -34,6 +43,11 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        kind, keys, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype("uint32"), position, has_gauss, gauss))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -69,8 +83,7 @@ class StepLog:
         self.path = Path(path)
         kept = ""
         if resume_step is not None and self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            kept = "".join(line + "\n" for line in lines if line and json.loads(line)["step"] <= resume_step)
+            kept = "".join(json.dumps(r) + "\n" for r in read_jsonl_records(self.path) if r["step"] <= resume_step)
         write_text_atomic(self.path, kept)
         self._handle = open(self.path, "a", encoding="utf-8")
 
@@ -86,6 +99,21 @@ class StepLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_jsonl_records(path: Path) -> list[dict]:
+    """The complete records of a JSON-lines file a run appends to (a torn last line is dropped)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [record for record in map(_parse_line, lines) if record is not None]
+
+
+def _parse_line(line: str) -> dict | None:
+    """A log record, or None for a line a killed run left half-written."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class StopRequests:

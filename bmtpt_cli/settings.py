@@ -118,6 +118,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     steps: int = Field(1000, gt=0, description="With --shots: adaptation steps per task and seed.")
     warmup_steps: int = Field(0, ge=0, description="With --shots: steps of linear learning-rate warm-up.")
     weight_decay: float = Field(1e-5, ge=0, description="With --shots: AdamW weight decay.")
+    resume: bool = Field(False, description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
 
     @field_validator("tasks", "seeds", mode="before")
     @classmethod

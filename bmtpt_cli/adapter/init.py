@@ -27,6 +27,36 @@ class TargetInit:
     model: str | None  # the model the init was made for
 
 
+@dataclass
+class InitFile:
+    """A particles or prompts file read for `--init`, before any model is loaded."""
+
+    path: Path
+    prompt: torch.Tensor  # (l, d): the particle mean, or the mean of the composed task prompts
+    metadata: dict[str, str]
+
+
+def read_init_file(spec: str) -> InitFile | None:
+    """Read and check `--init` when it names a file (None for `random`); no model needed.
+
+    - a particles file: θ̄^S, the mean of the M particles;
+    - a prompts file: the mean of its tasks' composed prompts W ⊙ a_k b_kᵀ (one task: that prompt).
+    """
+    if spec == RANDOM_INIT:
+        return None
+    path = Path(spec)
+    if not path.is_file():
+        raise BmtptError(f"init file '{path}' not found: run `bmtpt source` first, or pass --init random or an existing file")
+    kind = read_kind(path)
+    if kind == PROMPTS:
+        artifact = load_prompts(path, flag="--init")
+        return InitFile(path, torch.stack([artifact.prompt(t) for t in artifact.tasks]).mean(dim=0), artifact.metadata)
+    if kind == PARTICLES or kind is None:  # None: let the particles loader say what is wrong
+        particles, metadata = load_particles(path, flag="--init")
+        return InitFile(path, particles.mean(dim=0), metadata)  # θ̄^S, (l, d)
+    raise BmtptError(f"'{path}' is a bmtpt '{kind}' file: --init takes a particles or prompts file, or 'random'")
+
+
 def resolve_init(
     spec: str,
     runner: FrozenT5Runner,
@@ -35,15 +65,14 @@ def resolve_init(
     seed: int,
     required_length: int | None = None,
     vocab_top_k: int = 5000,
+    init_file: InitFile | None = None,
 ) -> TargetInit:
-    """Build the initial target prompt from `--init`.
+    """Build the initial target prompt from `--init` for this runner's model.
 
-    `prompt_length` sizes a random init; an init file brings its own length, which must equal
-    `required_length` when one is given (the user asked for a length explicitly).
-
-    - a particles file: W = θ̄^S, the mean of the M particles, which is also the prior mean;
-    - a prompts file: the mean of its tasks' composed prompts W ⊙ a_k b_kᵀ (one task: that prompt);
-    - `random`: l embeddings of tokens drawn from the vocabulary (vanilla prompt tuning, no prior).
+    A file (already read by `read_init_file`, or read here) must fit the model's width and, when
+    `required_length` is given (the user asked for a length explicitly), that length; its mean is
+    also the prior mean. `random` draws `prompt_length` (default 100) vocabulary embeddings:
+    vanilla prompt tuning, with no prior.
     """
     if spec == RANDOM_INIT:
         generator = torch.Generator().manual_seed(seed)
@@ -53,18 +82,6 @@ def resolve_init(
             generator=generator, top_k=vocab_top_k,
         )[0]
         return TargetInit(prompt, None, spec, "", None)
-    path = Path(spec)
-    if not path.is_file():
-        raise BmtptError(f"init file '{path}' not found: run `bmtpt source` first, or pass --init random or an existing file")
-    kind = read_kind(path)
-    if kind == PROMPTS:
-        artifact = load_prompts(path, flag="--init")
-        metadata = artifact.metadata
-        prompt = torch.stack([artifact.prompt(task) for task in artifact.tasks]).mean(dim=0)
-    elif kind == PARTICLES or kind is None:  # None: let the particles loader say what is wrong
-        particles, metadata = load_particles(path, flag="--init")
-        prompt = particles.mean(dim=0)  # θ̄^S, (l, d)
-    else:
-        raise BmtptError(f"'{path}' is a bmtpt '{kind}' file: --init takes a particles or prompts file, or 'random'")
-    check_model_fit(path, metadata, d_model=runner.d_model, prompt_length=required_length)
-    return TargetInit(prompt, prompt, spec, file_sha256(path), metadata.get("bmtpt.model"))
+    init = init_file or read_init_file(spec)
+    check_model_fit(init.path, init.metadata, d_model=runner.d_model, prompt_length=required_length)
+    return TargetInit(init.prompt, init.prompt, spec, file_sha256(init.path), init.metadata.get("bmtpt.model"))

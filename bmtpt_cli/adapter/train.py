@@ -177,7 +177,10 @@ def adapt(
                 prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if config.prior else torch.zeros(())
                 total = loss + prior
                 if not torch.isfinite(total):
-                    raise BmtptError(f"non-finite loss at adaptation step {step + 1}: lower the learning rates")
+                    where = f"the last good checkpoint is '{checkpoint_path}'" if checkpoint_path and Path(checkpoint_path).is_file() else "no checkpoint yet"
+                    raise BmtptError(
+                        f"non-finite loss at adaptation step {step + 1}: lower the learning rates; no artifact written, {where}"
+                    )
                 lr = scheduler.get_last_lr()[0]
                 total.backward()
                 optimizer.step()

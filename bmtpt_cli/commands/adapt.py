@@ -108,20 +108,29 @@ def adapt_config(settings, *, steps: int, eval_every: int | None, seed: int):
 
 def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
     """Adapt the target prompts for `settings`, write them; returns the path and the dev metrics."""
-    from bmtpt_cli.adapter.init import resolve_init
-    from bmtpt_cli.adapter.train import AdaptStepRecord, adapt
-    from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
+    from bmtpt_cli.adapter.init import read_init_file
+    from bmtpt_cli.artifacts import OutputLock
     from bmtpt_cli.data.registry import resolve_tasks
 
     tasks = resolve_tasks(settings.tasks)
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
-    check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
-    train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
-    dev_by_task = task_split(tasks, "validation", settings)
+    with OutputLock(settings.out):  # first, so a second run on the same output learns of the first
+        check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
+        train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
+        dev_by_task = task_split(tasks, "validation", settings)
+        init_file = read_init_file(settings.init)  # a wrong init file shows before the model loads
+        return _train_and_write(settings, tasks, train_by_task, dev_by_task, init_file, checkpoint_path, log_path)
+
+
+def _train_and_write(settings: AdaptSettings, tasks, train_by_task, dev_by_task, init_file, checkpoint_path, log_path):
+    from bmtpt_cli.adapter.init import resolve_init
+    from bmtpt_cli.adapter.train import AdaptStepRecord, adapt
+    from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
+
     runner = load_runner(settings)
     init = resolve_init(
         settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
-        seed=settings.seed,
+        seed=settings.seed, init_file=init_file,
     )
     if init.model is not None and init.model != settings.model:
         err_console.print(f"warning: '{settings.init}' was made with model {init.model}, adapting with {settings.model}")

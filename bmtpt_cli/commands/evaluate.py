@@ -28,10 +28,12 @@ from bmtpt_cli.commands.common import (
     Taskless,
     given,
     load_runner,
+    sidecar,
     split_examples,
     user_errors,
 )
 from bmtpt_cli.console import console
+from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.settings import EvaluateSettings, help_for, resolve_settings
 
 
@@ -64,6 +66,7 @@ def evaluate_command(
     taskless: Taskless = None,
     label_style: LabelStyle = None,
     data_dir: DataDir = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume", help=_h("resume"))] = None,
     out: Annotated[Optional[Path], typer.Option(help=_h("out"))] = None,
     force: Force = None,
 ) -> None:
@@ -108,60 +111,114 @@ def run_evaluate(settings: EvaluateSettings) -> dict:
 
 
 def run_fewshot(settings: EvaluateSettings) -> dict:
-    """The few-shot probe: per task and seed, adapt from --init on k training examples, score on test."""
+    """The few-shot probe: per task and seed, adapt from --init on k training examples, score on test.
+
+    Each finished (task, seed) cell is appended to `<out>.cells.jsonl`; after an interruption,
+    `--resume` keeps the finished cells and runs only the rest.
+    """
+    from bmtpt_cli.adapter.init import read_init_file
+    from bmtpt_cli.artifacts import OutputLock, check_writable, file_sha256
+    from bmtpt_cli.data.registry import resolve_tasks
+
+    tasks = resolve_tasks(settings.tasks)
+    cells_path = sidecar(settings.out, ".cells.jsonl")
+    with OutputLock(settings.out):
+        check_writable(settings.out, force=settings.force)
+        if cells_path.exists() and not (settings.resume or settings.force):
+            raise BmtptError(
+                f"an unfinished few-shot probe left its cells in '{cells_path}': pass --resume to keep them or --force to start over"
+            )
+        init_file = read_init_file(settings.init)
+        data = {task.name: (split_examples(task, "train", settings), split_examples(task, settings.split, settings)) for task in tasks}
+        fingerprint = {
+            **settings.model_dump(mode="json", include=set(FEWSHOT_RESULT_SETTINGS)),
+            "init_sha256": file_sha256(init_file.path) if init_file else "",
+        }
+        done = _read_cells(cells_path, fingerprint) if settings.resume else {}
+        scores = _run_cells(settings, tasks, data, init_file, fingerprint, done, cells_path)
+        report = {"init": settings.init, "model": settings.model, "results": [
+            _fewshot_row(settings, task, scores[task.name], len(data[task.name][1])) for task in tasks
+        ]}
+        _write_report(settings.out, report)
+        cells_path.unlink(missing_ok=True)
+    return report
+
+
+FEWSHOT_RESULT_SETTINGS = (
+    "model", "init", "shots", "steps", "batch_size", "lr_shared", "lr_scales", "sigma", "prior", "warmup_steps",
+    "weight_decay", "mixing_cap", "decode", "split", "taskless", "label_style", "data_dir", "max_source_length",
+    "max_target_length", "prompt_length", "seed",
+)
+"""The settings a finished few-shot cell depends on; a cell is reused only if they all match."""
+
+
+def _read_cells(path: Path, fingerprint: dict) -> dict[tuple[str, int], dict]:
+    """Finished cells of an interrupted probe: (task, seed) -> TaskScore fields."""
+    from bmtpt_cli.checkpoint import check_fingerprint, read_jsonl_records
+
+    if not path.is_file():
+        raise BmtptError(f"--resume given but no cells at '{path}': run without --resume to start fresh")
+    cells = {}
+    for record in read_jsonl_records(path):
+        check_fingerprint(path, record["fingerprint"], fingerprint)
+        cells[(record["task"], record["seed"])] = record["score"]
+    return cells
+
+
+def _run_cells(settings, tasks, data, init_file, fingerprint, done, cells_path) -> dict[str, list]:
+    """Adapt and score every (task, seed) cell not in `done`; returns each task's scores in seed order."""
     from bmtpt_cli.adapter.init import resolve_init
     from bmtpt_cli.adapter.train import adapt
-    from bmtpt_cli.artifacts import check_writable
     from bmtpt_cli.commands.adapt import adapt_config
-    from bmtpt_cli.data.registry import resolve_tasks
     from bmtpt_cli.data.sampling import kshot
-    from bmtpt_cli.evaluation.scoring import score_task
+    from bmtpt_cli.evaluation.scoring import TaskScore, score_task
 
-    check_writable(settings.out, force=settings.force)
-    tasks = resolve_tasks(settings.tasks)
-    data = {task.name: (split_examples(task, "train", settings), split_examples(task, settings.split, settings)) for task in tasks}
-    runner = load_runner(settings)
-    init = resolve_init(
-        settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
-        seed=settings.seed,
-    )
-    results = []
-    for task in tasks:
-        train, test = data[task.name]
-        scores = []
-        for seed in settings.seeds:
-            shots = kshot(train, settings.shots, seed)
-            config = adapt_config(settings, steps=settings.steps, eval_every=None, seed=seed)
-            result = adapt(
-                runner, [task], {task.name: shots}, {}, init.prompt, config, prior_mean=init.prior_mean,
-                label_style=settings.label_style,
-            )
-            scores.append(
-                score_task(
+    runner = init = None
+    scores: dict[str, list] = {}
+    with open(cells_path, "a", encoding="utf-8") as cells:
+        for task in tasks:
+            train, test = data[task.name]
+            scores[task.name] = []
+            for seed in settings.seeds:
+                if (task.name, seed) in done:
+                    scores[task.name].append(TaskScore(**done[(task.name, seed)]))
+                    continue
+                if runner is None:  # load the model only when a cell is left to run
+                    runner = load_runner(settings)
+                    init = resolve_init(
+                        settings.init, runner, prompt_length=settings.prompt_length,
+                        required_length=settings.explicit("prompt_length"), seed=settings.seed, init_file=init_file,
+                    )
+                config = adapt_config(settings, steps=settings.steps, eval_every=None, seed=seed)
+                result = adapt(
+                    runner, [task], {task.name: kshot(train, settings.shots, seed)}, {}, init.prompt, config,
+                    prior_mean=init.prior_mean, label_style=settings.label_style,
+                )
+                score = score_task(
                     runner, result.prompts.compose(0).detach(), task, test, decode=settings.decode,
                     batch_size=settings.eval_batch_size, label_style=settings.label_style,
                 )
-            )
-        values = [score.value for score in scores]
-        results.append(
-            {
-                "task": task.name,
-                "metric": task.metric,
-                "value": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "per_seed": dict(zip(map(str, settings.seeds), values)),
-                "metrics": {
-                    name: statistics.fmean(score.metrics[name] for score in scores) for name in task.metrics
-                },
-                "decode": scores[0].decode,
-                "examples": len(test),
-                "split": settings.split,
-                "shots": settings.shots,
-            }
-        )
-    report = {"init": settings.init, "model": settings.model, "results": results}
-    _write_report(settings.out, report)
-    return report
+                cells.write(json.dumps({"task": task.name, "seed": seed, "fingerprint": fingerprint, "score": vars(score)}) + "\n")
+                cells.flush()
+                scores[task.name].append(score)
+    return scores
+
+
+def _fewshot_row(settings, task, scores, num_examples: int) -> dict:
+    """One task's few-shot result: mean and standard deviation over seeds, and every seed's value."""
+    values = [score.value for score in scores]
+    return {
+        "task": task.name,
+        "metric": task.metric,
+        "value": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "per_seed": dict(zip(map(str, settings.seeds), values)),
+        "metrics": {name: statistics.fmean(score.metrics[name] for score in scores) for name in task.metrics},
+        "decode": scores[0].decode,
+        "examples": num_examples,
+        "split": settings.split,
+        "shots": settings.shots,
+    }
 
 
 def _write_report(path: Path, report: dict) -> None:

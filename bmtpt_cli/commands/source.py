@@ -78,14 +78,21 @@ def source_command(
 
 def run_source(settings: SourceSettings) -> Path:
     """Train the particles for `settings` and write them; returns the artifact's path."""
-    from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
+    from bmtpt_cli.artifacts import OutputLock
     from bmtpt_cli.data.registry import resolve_tasks
-    from bmtpt_cli.svgd.train import SourceConfig, StepRecord, train_source
 
     tasks = resolve_tasks(settings.tasks)
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
-    check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
-    train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
+    with OutputLock(settings.out):  # first, so a second run on the same output learns of the first
+        check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
+        train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
+        return _train_and_write(settings, tasks, train_by_task, checkpoint_path, log_path)
+
+
+def _train_and_write(settings: SourceSettings, tasks, train_by_task, checkpoint_path: Path, log_path: Path) -> Path:
+    from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
+    from bmtpt_cli.svgd.train import SourceConfig, StepRecord, train_source
+
     runner = load_runner(settings)
     config = SourceConfig(
         num_particles=settings.particles,

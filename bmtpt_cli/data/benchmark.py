@@ -34,12 +34,12 @@ class HubSource:
         return f"{self.repo}" + (f" ({self.config})" if self.config else "")
 
     def load(self, split: str) -> list[dict]:
-        rows = load_hub_split(self.repo, self.config, self.split_names.get(split, split), revision=self.revision)
+        rows = load_hub_split(
+            self.repo, self.config, self.split_names.get(split, split), revision=self.revision, keep=self.keep
+        )
         where = f"{self.describe()} {split}"
         records = []
         for index, row in enumerate(rows):
-            if self.keep is not None and not self.keep(row):
-                continue
             record = self.normalise(row, where, index)
             if record is not None:
                 records.append(record)

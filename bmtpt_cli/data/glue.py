@@ -8,6 +8,7 @@ are never used: the protocol builds dev and test from train and validation (SPEC
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
@@ -19,11 +20,16 @@ from bmtpt_cli.errors import BmtptError
 STSB_GRID = tuple(f"{i / 5:.1f}" for i in range(26))  # 0.0, 0.2, …, 5.0: STS-B targets and rank candidates
 
 
-def stsb_target(score: float) -> str:
-    """An STS-B similarity score rounded to the 0.2 grid, as text (not 0.1: a baseline bug, SPEC §7)."""
-    if not 0.0 <= score <= 5.0:
+def stsb_target(score: float | str) -> str:
+    """An STS-B similarity score rounded to the 0.2 grid, as text (not 0.1: a baseline bug, SPEC §7).
+
+    Halves round up (3.3 → 3.4), computed in decimal so float noise cannot tip a tie.
+    """
+    value = Decimal(str(score))
+    if not 0 <= value <= 5:
         raise ValueError(f"STS-B score {score} is outside [0, 5]")
-    return f"{round(score * 5) / 5:.1f}"
+    steps = (value * 5).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return f"{steps / 5:.1f}"
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,8 @@ def _label(value, labels: dict | None, path, line) -> dict:
     if labels is not None:
         return {"label": label_index(value, labels, path, line)}
     try:
-        return {"label": stsb_target(float(value)), "candidates": STSB_GRID}
-    except ValueError:
+        return {"label": stsb_target(value.strip()), "candidates": STSB_GRID}
+    except (ValueError, ArithmeticError):
         raise BmtptError(f"'{path}' line {line}: score {value!r} is not a number in [0, 5]") from None
 
 

@@ -179,7 +179,8 @@ _QA_JSONL = generic_jsonl_reader(qa_record, QA_KEYS)
 
 SQUAD_FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
 SQUAD_PARTS = "dev-v1.1.part*.json"
-"""The validation set stored in several files (as in the shared test data), concatenated in name order."""
+"""The validation set stored in several files (as in the shared test data): concatenated in name
+order, numbers compared as numbers (part2 before part10)."""
 
 
 def _natural_key(path: Path) -> list:
@@ -237,7 +238,7 @@ def read_squad_json(path: Path) -> list[dict]:
 
 
 def squad_reader(folder: Path, split: str, task: str) -> list[dict]:
-    """SQuAD's official split: the v1.1 JSON file(s) if present, else the generic JSONL file."""
+    """SQuAD's official split: the v1.1 JSON file (validation: or its parts), else the generic JSONL file."""
     files = squad_json_files(folder, split)
     if files:
         return [record for path in files for record in read_squad_json(path)]
@@ -254,9 +255,9 @@ def squad_reader(folder: Path, split: str, task: str) -> list[dict]:
 # The tasks
 
 
-def _subset_is(subset: str) -> Callable[[dict], bool]:
-    """Hub row filter: rows of one MRQA subset."""
-    return lambda row: row.get("subset") == subset
+def mrqa_hub(subset: str) -> HubSource:
+    """The hub source of one MRQA subset: `mrqa-workshop/mrqa` rows whose `subset` is `subset`."""
+    return HubSource("mrqa-workshop/mrqa", "plain_text", qa_record, keep=lambda row: row.get("subset") == subset)
 
 
 # name: (hub subset, local folder names, description)
@@ -280,7 +281,7 @@ MRQA_TASKS: dict[str, Task] = {
         label_words=None,
         metrics=("squad_f1", "squad_em"),
         rule=LARGE,
-        hub=HubSource("mrqa-workshop/mrqa", "plain_text", qa_record, keep=_subset_is(subset)),
+        hub=mrqa_hub(subset),
         local=LocalSource("mrqa", folders, squad_reader if name == "squad" else _QA_JSONL),
         description=description,
     )

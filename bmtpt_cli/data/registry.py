@@ -11,27 +11,22 @@ from typing import Iterable
 
 from bmtpt_cli.data.demo import DEMO_TASKS
 from bmtpt_cli.data.glue import GLUE_TASKS
+from bmtpt_cli.data.mrqa import MRQA_TASKS
+from bmtpt_cli.data.others import OTHER_TASKS
+from bmtpt_cli.data.superglue import SUPERGLUE_TASKS
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
 
 TASKS: dict[str, Task] = {
     **DEMO_TASKS,
     **GLUE_TASKS,
+    **SUPERGLUE_TASKS,
+    **MRQA_TASKS,
+    **OTHER_TASKS,
 }
 
-PLANNED_TASKS: tuple[str, ...] = (
-    # GLUE
-    "mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola",
-    # SuperGLUE
-    "boolq", "cb", "multirc", "wic", "wsc", "record",
-    # MRQA
-    "squad", "nq", "hotpotqa", "newsqa", "searchqa",
-    # others
-    "winogrande", "yelp_polarity", "scitail", "paws",
-    # the expanded source set
-    "ag_news", "commonsense_qa", "openbookqa", "arc", "anli",
-)
-"""SPEC §7 tasks that are not loadable yet; asking for one gets a message saying so."""
+BENCHMARK_TASKS = [name for name, task in TASKS.items() if task.benchmark != "demo"]
+"""The 28 tasks of SPEC §6-7 (the demo tasks aside)."""
 
 
 def available_tasks() -> list[str]:
@@ -57,7 +52,7 @@ def resolve_tasks(names: Iterable[str] | str) -> list[Task]:
     if not wanted:
         raise BmtptError(
             "no tasks given; name at least one, comma-separated "
-            f"(available: {', '.join(available_tasks())})"
+            f"(`bmtpt tasks` lists the {len(TASKS)} available tasks)"
         )
     repeated = sorted({name for name in wanted if wanted.count(name) > 1})
     if repeated:
@@ -69,21 +64,9 @@ def resolve_tasks(names: Iterable[str] | str) -> list[Task]:
 
 
 def _unknown_message(missing: list[str]) -> str:
-    """One line: the unknown names with close matches, the planned ones, what is available now."""
-    planned = [name for name in missing if name in PLANNED_TASKS]
-    unknown = [name for name in missing if name not in PLANNED_TASKS]
-    parts = []
-    if unknown:
-        known = [*TASKS, *PLANNED_TASKS]
-        described = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
-            described.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
-        parts.append(f"unknown tasks: {', '.join(described)}")
-    if planned:
-        parts.append(
-            f"tasks not available yet: {', '.join(planned)} "
-            "(the GLUE/SuperGLUE/MRQA loaders arrive with the data registry)"
-        )
-    parts.append(f"available now: {', '.join(available_tasks())}")
-    return "; ".join(parts)
+    """One line: the unknown names, each with its close matches, and where to see them all."""
+    described = []
+    for name in missing:
+        close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.75)
+        described.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+    return f"unknown tasks: {', '.join(described)}; `bmtpt tasks` lists the {len(TASKS)} available tasks"

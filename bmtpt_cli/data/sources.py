@@ -19,8 +19,13 @@ from bmtpt_cli.errors import BmtptError
 PARQUET_REVISION = "refs/convert/parquet"  # the hub's parquet conversion of every dataset (SPEC §9)
 
 
-def load_hub_split(repo: str, config: str | None, split: str, *, revision: str | None = None) -> list[dict]:
+def load_hub_split(
+    repo: str, config: str | None, split: str, *, revision: str | None = None, keep: Callable[[dict], bool] | None = None
+) -> list[dict]:
     """Rows of one split of a hub dataset, as dicts (`datasets.load_dataset`, data-file repos only).
+
+    `keep` filters rows inside `datasets` (cached on disk) before any are turned into dicts, so a
+    task taken from a large shared dataset (MRQA's subsets) does not build the whole of it in memory.
 
     `datasets` 5 loads data-file repositories only: when the requested revision cannot be loaded
     (a formerly script-based repo), the hub's parquet conversion is tried before giving up.
@@ -44,6 +49,8 @@ def load_hub_split(repo: str, config: str | None, split: str, *, revision: str |
             f"could not load {repo}{f' ({config})' if config else ''} split '{split}' from the hub: {first} — "
             f"check the network, or pass --data-dir DIR with the task's files"
         ) from None
+    if keep is not None:
+        dataset = dataset.filter(keep)
     return [dict(row) for row in dataset]
 
 

@@ -31,7 +31,8 @@ class SplitRule:
             return "S"
         if self.kind == "L":
             return "L" if self.test_split == "validation" else f"L, test={self.test_split}"
-        return "O: " + ", ".join(f"{k}={v}" for k, v in self.official.items() if k != v)
+        renamed = [f"{k}={v}" for k, v in self.official.items() if k != v]
+        return "O: " + ", ".join(renamed) if renamed else "O: the official train/validation/test"
 
 
 SMALL = SplitRule("S")

@@ -182,12 +182,14 @@ def train_source(
                 bandwidth=config.bandwidth,
             )
             if not torch.isfinite(losses).all():
-                raise BmtptError(
-                    f"non-finite loss at step {step + 1}: lower --lr; the last good checkpoint is '{checkpoint_path}'"
-                )
+                raise BmtptError(f"non-finite loss at step {step + 1}: lower --lr; {_last_good(checkpoint_path)}")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
+            if not torch.isfinite(particles).all():
+                raise BmtptError(
+                    f"particles became non-finite at step {step + 1}: lower --lr; {_last_good(checkpoint_path)}"
+                )
             step += 1
             record = StepRecord(
                 step=step,
@@ -207,6 +209,12 @@ def train_source(
                     f"stopped by {stop.requested} after step {step}: checkpoint saved to '{checkpoint_path}' — "
                     f"rerun the same command with --resume"
                 )
-    if not torch.isfinite(particles).all():
-        raise BmtptError(f"particles became non-finite by step {step}: lower --lr; no artifact written")
     return particles.detach().float().cpu()
+
+
+def _last_good(checkpoint_path: Path) -> str:
+    """Where a stopped run can be resumed from, for error messages (no artifact is written)."""
+    if Path(checkpoint_path).is_file():
+        step = load_checkpoint(checkpoint_path)["step"]
+        return f"no artifact written; the last good checkpoint is '{checkpoint_path}' (step {step}), resume with --resume"
+    return "no artifact written and no checkpoint yet"

@@ -6,15 +6,24 @@ import sys
 import pytest
 
 from bmtpt_cli.data.demo import DEMO_TASKS
-from bmtpt_cli.data.registry import PLANNED_TASKS, TASKS, available_tasks, get_task, resolve_tasks
+from bmtpt_cli.data.registry import BENCHMARK_TASKS, TASKS, available_tasks, get_task, resolve_tasks
 from bmtpt_cli.errors import BmtptError
 
 DEMO_NAMES = ["demo_nli", "demo_review", "demo_rte", "demo_sentiment", "demo_topic"]
 
 
-def test_available_tasks_are_the_demo_tasks_sorted():
-    assert available_tasks() == DEMO_NAMES
-    assert TASKS == DEMO_TASKS
+SPEC_TASKS = {  # SPEC §7's table and §6's expanded source set
+    "mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola", "boolq", "cb", "multirc", "wic", "wsc", "record",
+    "squad", "nq", "hotpotqa", "newsqa", "searchqa", "winogrande", "yelp_polarity", "scitail", "paws",
+    "ag_news", "commonsense_qa", "openbookqa", "arc", "anli",
+}
+
+
+def test_registry_holds_the_demo_tasks_and_the_28_benchmark_tasks():
+    assert available_tasks() == sorted(TASKS)
+    assert {name: TASKS[name] for name in DEMO_NAMES} == DEMO_TASKS
+    assert set(BENCHMARK_TASKS) == SPEC_TASKS and len(BENCHMARK_TASKS) == 28
+    assert set(TASKS) == SPEC_TASKS | set(DEMO_NAMES)
 
 
 def test_get_task_is_case_insensitive_and_strips():
@@ -32,7 +41,7 @@ def test_resolve_comma_string_and_list_keep_order():
 
 @pytest.mark.parametrize("names", ["", " , ", [], [""]])
 def test_empty_task_list_is_an_error(names):
-    with pytest.raises(BmtptError, match="no tasks given.*available: demo_nli"):
+    with pytest.raises(BmtptError, match="no tasks given.*`bmtpt tasks` lists the 33 available tasks"):
         resolve_tasks(names)
 
 
@@ -47,26 +56,13 @@ def test_unknown_names_get_close_matches_and_the_available_list():
     message = str(caught.value)
     assert "\n" not in message
     assert "unknown tasks: demo_sentimnt (did you mean demo_sentiment?), banana;" in message
-    assert message.endswith("available now: " + ", ".join(DEMO_NAMES))
-    assert "not available yet" not in message
+    assert message.endswith("`bmtpt tasks` lists the 33 available tasks")
 
 
-def test_planned_tasks_say_they_are_not_available_yet():
-    with pytest.raises(BmtptError) as caught:
-        resolve_tasks("mnli,demo_nli,QNLI")
-    message = str(caught.value)
-    assert message == (
-        "tasks not available yet: mnli, qnli (the GLUE/SuperGLUE/MRQA loaders arrive with the "
-        "data registry); available now: " + ", ".join(DEMO_NAMES)
-    )
+def test_close_matches_cover_benchmark_names():
     with pytest.raises(BmtptError, match="unknown tasks: sst-2 \\(did you mean sst2"):
         get_task("sst-2")
-
-
-def test_planned_tasks_cover_spec_section_7_and_are_not_loadable():
-    assert len(PLANNED_TASKS) == len(set(PLANNED_TASKS)) == 28
-    assert {"mnli", "record", "squad", "yelp_polarity", "paws", "anli"} <= set(PLANNED_TASKS)
-    assert not set(PLANNED_TASKS) & set(TASKS)
+    assert get_task("MNLI") is TASKS["mnli"]
 
 
 def test_data_layer_imports_only_stdlib_torch_and_errors():
