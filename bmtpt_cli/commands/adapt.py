@@ -82,7 +82,7 @@ def adapt_command(
         settings = resolve_settings("adapt", preset, flags)
         out_path, dev_metrics = run_adapt(settings)
         render_dev(dev_metrics)
-        console.print(f"wrote {out_path}")
+        console.print(f"wrote {out_path}", markup=False)
 
 
 def adapt_config(settings, *, steps: int, eval_every: int | None, seed: int):
@@ -133,7 +133,7 @@ def _train_and_write(settings: AdaptSettings, tasks, train_by_task, dev_by_task,
         seed=settings.seed, init_file=init_file,
     )
     if init.model is not None and init.model != settings.model:
-        err_console.print(f"warning: '{settings.init}' was made with model {init.model}, adapting with {settings.model}")
+        err_console.print(f"warning: '{settings.init}' was made with model {init.model}, adapting with {settings.model}", markup=False)
     config = adapt_config(settings, steps=settings.steps, eval_every=settings.eval_every, seed=settings.seed)
     if init.prior_mean is None and config.prior:
         err_console.print("note: --init random has no source posterior, so no prior term is used (vanilla prompt tuning)")

@@ -64,7 +64,9 @@ def user_errors() -> Iterator[None]:
     except BmtptError as exc:
         if os.environ.get("BMTPT_DEBUG") == "1":
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(getattr(exc, "exit_code", 2)) from None
 
 

@@ -76,7 +76,7 @@ def evaluate_command(
         settings = resolve_settings("evaluate", preset, flags)
         report = run_fewshot(settings) if settings.shots else run_evaluate(settings)
         render(report)
-        console.print(f"wrote {settings.out}")
+        console.print(f"wrote {settings.out}", markup=False)
 
 
 def run_evaluate(settings: EvaluateSettings) -> dict:

@@ -73,7 +73,7 @@ def source_command(
     with user_errors():
         settings = resolve_settings("source", preset, flags)
         out_path = run_source(settings)
-        console.print(f"wrote {out_path}")
+        console.print(f"wrote {out_path}", markup=False)
 
 
 def run_source(settings: SourceSettings) -> Path:

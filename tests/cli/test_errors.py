@@ -17,6 +17,15 @@ def _particles(path, *, d_model=64, length=8, values=None):
     save_particles(path, particles, tasks=["demo_sentiment"], metadata=metadata)
 
 
+def _truncated_particles(path):
+    _particles(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _preset(text):
+    return lambda path: path.write_text(text)
+
+
 def _nan_particles(path):
     metadata = common_metadata(kind=PARTICLES, model="tiny", d_model=64, prompt_length=8, config={})
     save_file({"particles": torch.full((2, 8, 64), float("nan"))}, str(path), metadata=metadata | {"bmtpt.num_particles": "2"})
@@ -37,7 +46,17 @@ CASES = [
     ("unknown preset", {}, ["source", "--preset", "nope"], ["unknown preset 'nope'", "demo"]),
     ("glue6 offline without --data-dir", {}, ["source", "--preset", "glue6"], ["nyu-mll/glue (mnli)", "--data-dir"]),
     ("output exists", {"particles.safetensors": b"precious"}, ["source"], ["already exists", "--force"]),
+    ("truncated artifact", {"cut.safetensors": _truncated_particles}, ["adapt", "--init", "cut.safetensors"], ["cut.safetensors", "not a readable safetensors"]),
+    ("preset does not parse", {"bad.toml": _preset("model = \"tiny\"\n[source\n")}, ["source", "--preset", "bad.toml"], ["bad.toml", "does not parse"]),
+    ("preset unknown key", {"bad.toml": _preset("[source]\nparticels = 3\n")}, ["source", "--preset", "bad.toml"], ["[source].particels"]),
+    ("preset wrong type", {"bad.toml": _preset("[source]\nparticles = \"many\"\n")}, ["source", "--preset", "bad.toml"], ["[source].particles", "'many'", "integer"]),
+    ("unknown option value", {}, ["evaluate", "--decode", "beam"], ["--decode", "'beam'", "rank", "generate"]),
     ("zero particles", {}, ["source", "--particles", "0"], ["--particles"]),
+    ("negative steps", {}, ["adapt", "--steps", "-5"], ["--steps", "-5"]),
+    ("zero shots", {}, ["evaluate", "--shots", "0"], ["--shots"]),
+    ("non-positive learning rate", {}, ["source", "--lr", "0"], ["--lr"]),
+    ("output directory missing", {}, ["source", "--out", "no/such/dir/p.safetensors"], ["no/such/dir", "does not exist"]),
+    ("few-shot resume without cells", {"p.safetensors": _particles}, ["evaluate", "--shots", "4", "--init", "p.safetensors", "--resume"], ["--resume", "no cells"]),
     ("non-positive sigma", {}, ["adapt", "--sigma", "0"], ["--sigma"]),
     ("resume without checkpoint", {}, ["source", "--resume"], ["no checkpoint"]),
 ]
