@@ -79,7 +79,10 @@ def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]
 class StepLog:
     """JSON-lines log, one record per step; on resume it keeps only the records up to the checkpoint."""
 
-    def __init__(self, path: Path, *, resume_step: int | None):
+    def __init__(self, path: Path | None, *, resume_step: int | None):
+        self._handle = None
+        if path is None:  # a data-parallel process other than the main one: logs nothing
+            return
         self.path = Path(path)
         kept = ""
         if resume_step is not None and self.path.is_file():
@@ -88,11 +91,13 @@ class StepLog:
         self._handle = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
+        if self._handle is not None:
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> StepLog:
         return self

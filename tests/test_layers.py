@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bmtpt_cli"
 # Lower layers never import higher ones: artifacts → data → runner → evaluation → svgd/adapter → settings → commands → app.
 LAYERS = {
     "bmtpt_cli": 0, "bmtpt_cli.errors": 0,
-    "bmtpt_cli.artifacts": 1, "bmtpt_cli.checkpoint": 1, "bmtpt_cli.schedule": 1,
+    "bmtpt_cli.artifacts": 1, "bmtpt_cli.checkpoint": 1, "bmtpt_cli.schedule": 1, "bmtpt_cli.distributed": 1,
     "bmtpt_cli.data": 2,
     "bmtpt_cli.runner": 3,
     "bmtpt_cli.evaluation": 4,

@@ -26,9 +26,10 @@ from bmtpt_cli.checkpoint import (
 )
 from bmtpt_cli.data.sampling import mixed_batch
 from bmtpt_cli.data.task import Task, TextExample
+from bmtpt_cli.distributed import SINGLE, Distributed, sum_gradients
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.scoring import score_task
-from bmtpt_cli.runner.runner import FrozenT5Runner
+from bmtpt_cli.runner.runner import FrozenT5Runner, target_tokens
 from bmtpt_cli.schedule import linear_schedule
 
 
@@ -93,6 +94,33 @@ def evaluate_dev(
         }
 
 
+def _loss_and_gradients(
+    runner: FrozenT5Runner,
+    prompts: TargetPrompts,
+    pairs: list[tuple[str, TextExample]],
+    task_index: dict[str, int],
+    prior_mean: torch.Tensor,
+    config: AdaptConfig,
+    dist: Distributed,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backpropagate one batch's loss into the prompts; returns (cross-entropy, prior term), detached.
+
+    Data-parallel: each process scores its share of the batch; token-loss sums and gradients are
+    added up over the processes, so every one holds the full batch's gradient. The prior term is
+    computed on every process for the whole batch and enters each process's gradient divided by
+    the number of processes.
+    """
+    task_ids = [task_index[name] for name, _ in pairs]
+    shard = dist.shard(pairs)
+    batch = runner.encode([e.source for _, e in shard], [e.target for _, e in shard])
+    tokens = dist.sum(target_tokens(batch).float())
+    ce_sum = runner.batch_loss_sum(prompts([task_index[name] for name, _ in shard]), batch)
+    prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if config.prior else torch.zeros(())
+    (ce_sum / tokens + prior / dist.world_size).backward()
+    sum_gradients(dist, list(prompts.parameters()))
+    return dist.sum(ce_sum.detach()) / tokens, prior.detach()
+
+
 def adapt(
     runner: FrozenT5Runner,
     tasks: list[Task],
@@ -109,6 +137,7 @@ def adapt(
     fingerprint: dict | None = None,
     on_start: Callable[[int], None] | None = None,
     on_step: Callable[[AdaptStepRecord], None] | None = None,
+    dist: Distributed = SINGLE,
 ) -> AdaptResult:
     """Adapt θ_k = W ⊙ a_k b_kᵀ (W from `init` `(l, d)`) to the target tasks (SPEC §3).
 
@@ -144,7 +173,7 @@ def adapt(
         best.prompts.load_state_dict(state["best_prompts"])
 
     def checkpoint() -> None:
-        if checkpoint_path is None:
+        if checkpoint_path is None or not dist.is_main:  # every process holds the same state; one writes it
             return
         save_checkpoint(
             checkpoint_path,
@@ -162,19 +191,15 @@ def adapt(
             },
         )
 
-    log = StepLog(log_path, resume_step=step if resume else None) if log_path else None
     if on_start:
         on_start(step)
-    try:
+    with StepLog(log_path if log_path and dist.is_main else None, resume_step=step if resume else None) as log:
         with StopRequests() as stop:
             while step < config.steps:
                 pairs = mixed_batch(
                     train_by_task, batch_size=config.batch_size, generator=generator, cap=config.mixing_cap
                 )
-                task_ids = [task_index[name] for name, _ in pairs]
-                batch = runner.encode([e.source for _, e in pairs], [e.target for _, e in pairs])
-                loss = runner.batch_loss(prompts(task_ids), batch)
-                prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if config.prior else torch.zeros(())
+                loss, prior = _loss_and_gradients(runner, prompts, pairs, task_index, prior_mean, config, dist)
                 total = loss + prior
                 if not torch.isfinite(total):
                     where = f"the last good checkpoint is '{checkpoint_path}'" if checkpoint_path and Path(checkpoint_path).is_file() else "no checkpoint yet"
@@ -182,20 +207,18 @@ def adapt(
                         f"non-finite loss at adaptation step {step + 1}: lower the learning rates; no artifact written, {where}"
                     )
                 lr = scheduler.get_last_lr()[0]
-                total.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
-                record = AdaptStepRecord(step=step, loss=total.detach().item(), prior=float(prior.detach()), lr=lr)
+                record = AdaptStepRecord(step=step, loss=float(total), prior=float(prior), lr=lr)
                 if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
                     record.dev = evaluate_dev(runner, prompts, tasks, dev_by_task, config.eval_batch_size, label_style)
                     score = sum(record.dev.values()) / len(record.dev)
                     if score > best_score:
                         best_score = score
                         best = AdaptResult(copy.deepcopy(prompts).cpu(), dict(record.dev), step)
-                if log:
-                    log.write(asdict(record))
+                log.write(asdict(record))
                 if on_step:
                     on_step(record)
                 if step % config.checkpoint_every == 0 or step == config.steps or stop.requested:
@@ -203,9 +226,6 @@ def adapt(
                 if stop.requested and step < config.steps:
                     where = f"checkpoint saved to '{checkpoint_path}'" if checkpoint_path else "no checkpoint kept"
                     raise Interrupted(f"stopped by {stop.requested} after step {step}: {where} — rerun with --resume")
-    finally:
-        if log:
-            log.close()
     if not config.eval_every:
         return AdaptResult(copy.deepcopy(prompts).cpu(), {}, step)
     return best

@@ -32,6 +32,8 @@ from bmtpt_cli.commands.common import (
     WeightDecay,
     check_outputs,
     data_fingerprint,
+    data_parallel,
+    output_lock,
     given,
     load_runner,
     progress_bar,
@@ -40,6 +42,7 @@ from bmtpt_cli.commands.common import (
     user_errors,
 )
 from bmtpt_cli.console import console, err_console
+from bmtpt_cli.distributed import is_main_process
 from bmtpt_cli.settings import AdaptSettings, help_for, resolve_settings
 
 
@@ -81,8 +84,9 @@ def adapt_command(
     with user_errors():
         settings = resolve_settings("adapt", preset, flags)
         out_path, dev_metrics = run_adapt(settings)
-        render_dev(dev_metrics)
-        console.print(f"wrote {out_path}", markup=False)
+        if is_main_process():
+            render_dev(dev_metrics)
+            console.print(f"wrote {out_path}", markup=False)
 
 
 def adapt_config(settings, *, steps: int, eval_every: int | None, seed: int):
@@ -109,33 +113,32 @@ def adapt_config(settings, *, steps: int, eval_every: int | None, seed: int):
 def run_adapt(settings: AdaptSettings) -> tuple[Path, dict[str, float]]:
     """Adapt the target prompts for `settings`, write them; returns the path and the dev metrics."""
     from bmtpt_cli.adapter.init import read_init_file
-    from bmtpt_cli.artifacts import OutputLock
     from bmtpt_cli.data.registry import resolve_tasks
 
     tasks = resolve_tasks(settings.tasks)
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
-    with OutputLock(settings.out):  # first, so a second run on the same output learns of the first
+    with data_parallel(settings) as (dist, device), output_lock(settings.out, dist):  # lock first: one run per output
         check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
         train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
         dev_by_task = task_split(tasks, "validation", settings)
         init_file = read_init_file(settings.init)  # a wrong init file shows before the model loads
-        return _train_and_write(settings, tasks, train_by_task, dev_by_task, init_file, checkpoint_path, log_path)
+        return _train_and_write(settings, tasks, train_by_task, dev_by_task, init_file, checkpoint_path, log_path, dist, device)
 
 
-def _train_and_write(settings: AdaptSettings, tasks, train_by_task, dev_by_task, init_file, checkpoint_path, log_path):
+def _train_and_write(settings: AdaptSettings, tasks, train_by_task, dev_by_task, init_file, checkpoint_path, log_path, dist, device):
     from bmtpt_cli.adapter.init import resolve_init
     from bmtpt_cli.adapter.train import AdaptStepRecord, adapt
     from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
 
-    runner = load_runner(settings)
+    runner = load_runner(settings, device)
     init = resolve_init(
         settings.init, runner, prompt_length=settings.prompt_length, required_length=settings.explicit("prompt_length"),
         seed=settings.seed, init_file=init_file,
     )
-    if init.model is not None and init.model != settings.model:
+    if init.model is not None and init.model != settings.model and dist.is_main:
         err_console.print(f"warning: '{settings.init}' was made with model {init.model}, adapting with {settings.model}", markup=False)
     config = adapt_config(settings, steps=settings.steps, eval_every=settings.eval_every, seed=settings.seed)
-    if init.prior_mean is None and config.prior:
+    if init.prior_mean is None and config.prior and dist.is_main:
         err_console.print("note: --init random has no source posterior, so no prior term is used (vanilla prompt tuning)")
     fingerprint = {
         **config.fingerprint(),
@@ -145,7 +148,7 @@ def _train_and_write(settings: AdaptSettings, tasks, train_by_task, dev_by_task,
         "init": settings.init,
         **data_fingerprint(settings),
     }
-    with progress_bar() as progress:
+    with progress_bar(enabled=dist.is_main) as progress:
         bar = progress.add_task("adapt", total=settings.steps, info="")
 
         def show(record: AdaptStepRecord) -> None:
@@ -169,7 +172,10 @@ def _train_and_write(settings: AdaptSettings, tasks, train_by_task, dev_by_task,
             fingerprint=fingerprint,
             on_start=lambda step: progress.update(bar, completed=step),
             on_step=show,
+            dist=dist,
         )
+    if not dist.is_main:
+        return settings.out, result.dev_metrics
     metadata = common_metadata(
         kind=PROMPTS,
         model=settings.model,

@@ -88,13 +88,33 @@ def check_outputs(out: Path, checkpoint: Path, *, force: bool, resume: bool) -> 
         )
 
 
-def load_runner(settings):
-    """The frozen T5 runner for a command's settings."""
+@contextlib.contextmanager
+def data_parallel(settings) -> Iterator[tuple]:
+    """(Distributed, device) for this process: joins the group `torchrun`/`accelerate launch` set up."""
+    from bmtpt_cli.distributed import setup_distributed, teardown_distributed
+    from bmtpt_cli.runner.model import resolve_device
+
+    dist, device = setup_distributed(resolve_device(settings.device))
+    try:
+        yield dist, device
+    finally:
+        teardown_distributed()
+
+
+def output_lock(out: Path, dist):
+    """The output's lock, held by the main process only (the others write nothing)."""
+    from bmtpt_cli.artifacts import OutputLock
+
+    return OutputLock(out) if dist.is_main else contextlib.nullcontext()
+
+
+def load_runner(settings, device=None):
+    """The frozen T5 runner for a command's settings (on `device`, default: --device)."""
     from bmtpt_cli.runner.model import load_frozen_t5, resolve_device
     from bmtpt_cli.runner.runner import FrozenT5Runner
 
     with err_console.status(f"loading {settings.model} …"):
-        model, tokenizer = load_frozen_t5(settings.model, device=resolve_device(settings.device))
+        model, tokenizer = load_frozen_t5(settings.model, device=device or resolve_device(settings.device))
     return FrozenT5Runner(
         model, tokenizer, max_source_length=settings.max_source_length, max_target_length=settings.max_target_length
     )
@@ -121,7 +141,7 @@ def data_fingerprint(settings) -> dict[str, Any]:
     }
 
 
-def progress_bar():
+def progress_bar(*, enabled: bool = True):
     """A rich progress bar on stderr with a free-text field for the latest step's figures."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -134,4 +154,5 @@ def progress_bar():
         TextColumn("{task.fields[info]}"),
         console=err_console,
         transient=False,
+        disable=not enabled,
     )

@@ -24,6 +24,8 @@ from bmtpt_cli.commands.common import (
     WeightDecay,
     check_outputs,
     data_fingerprint,
+    data_parallel,
+    output_lock,
     given,
     load_runner,
     progress_bar,
@@ -32,6 +34,7 @@ from bmtpt_cli.commands.common import (
     user_errors,
 )
 from bmtpt_cli.console import console
+from bmtpt_cli.distributed import is_main_process
 from bmtpt_cli.settings import SourceSettings, help_for, resolve_settings
 
 
@@ -73,27 +76,27 @@ def source_command(
     with user_errors():
         settings = resolve_settings("source", preset, flags)
         out_path = run_source(settings)
-        console.print(f"wrote {out_path}", markup=False)
+        if is_main_process():
+            console.print(f"wrote {out_path}", markup=False)
 
 
 def run_source(settings: SourceSettings) -> Path:
     """Train the particles for `settings` and write them; returns the artifact's path."""
-    from bmtpt_cli.artifacts import OutputLock
     from bmtpt_cli.data.registry import resolve_tasks
 
     tasks = resolve_tasks(settings.tasks)
     checkpoint_path, log_path = sidecar(settings.out, ".ckpt"), sidecar(settings.out, ".log.jsonl")
-    with OutputLock(settings.out):  # first, so a second run on the same output learns of the first
+    with data_parallel(settings) as (dist, device), output_lock(settings.out, dist):  # lock first: one run per output
         check_outputs(settings.out, checkpoint_path, force=settings.force, resume=settings.resume)
         train_by_task = task_split(tasks, "train", settings)  # data problems show before the model loads
-        return _train_and_write(settings, tasks, train_by_task, checkpoint_path, log_path)
+        return _train_and_write(settings, tasks, train_by_task, checkpoint_path, log_path, dist, device)
 
 
-def _train_and_write(settings: SourceSettings, tasks, train_by_task, checkpoint_path: Path, log_path: Path) -> Path:
+def _train_and_write(settings: SourceSettings, tasks, train_by_task, checkpoint_path: Path, log_path: Path, dist, device) -> Path:
     from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
     from bmtpt_cli.svgd.train import SourceConfig, StepRecord, train_source
 
-    runner = load_runner(settings)
+    runner = load_runner(settings, device)
     config = SourceConfig(
         num_particles=settings.particles,
         prompt_length=settings.prompt_length,
@@ -117,7 +120,7 @@ def _train_and_write(settings: SourceSettings, tasks, train_by_task, checkpoint_
         "tasks": [task.name for task in tasks],
         **data_fingerprint(settings),
     }
-    with progress_bar() as progress:
+    with progress_bar(enabled=dist.is_main) as progress:
         bar = progress.add_task("source", total=settings.steps, info="")
 
         def show(record: StepRecord) -> None:
@@ -134,7 +137,10 @@ def _train_and_write(settings: SourceSettings, tasks, train_by_task, checkpoint_
             fingerprint=fingerprint,
             on_start=lambda step: progress.update(bar, completed=step),
             on_step=show,
+            dist=dist,
         )
+    if not dist.is_main:
+        return settings.out
     metadata = common_metadata(
         kind=PARTICLES,
         model=settings.model,

@@ -26,6 +26,11 @@ class EncodedBatch:
         return self.input_ids.shape[0]
 
 
+def target_tokens(batch: EncodedBatch) -> torch.Tensor:
+    """Number of target tokens in a batch (labels that are not padding)."""
+    return (batch.labels != IGNORE_INDEX).sum()
+
+
 class FrozenT5Runner:
     """Runs a frozen encoder-decoder LM with soft prompts; gradients reach the prompts only."""
 
@@ -94,6 +99,13 @@ class FrozenT5Runner:
         All M·B sequences go through the model in ONE forward pass; particle j's loss is the token mean
         over its B sequences (the Hugging Face loss of the B examples under prompt j).
         """
+        return self.particle_loss_sums(particles, batch) / target_tokens(batch)
+
+    def particle_loss_sums(self, particles: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        """Sum of token cross-entropies of each particle over the B examples, `(M,)`, in one pass.
+
+        Sums (not means) add up across data-parallel processes; divide by the total target tokens.
+        """
         num_particles, batch_size = particles.shape[0], len(batch)
         prompts = particles.unsqueeze(1).expand(-1, batch_size, -1, -1).reshape(
             num_particles * batch_size, *particles.shape[1:]
@@ -103,14 +115,15 @@ class FrozenT5Runner:
             batch.attention_mask.repeat(num_particles, 1),
             batch.labels.repeat(num_particles, 1),
         )
-        losses = self.token_losses(prompts, repeated).view(num_particles, -1)  # (M, B·t)
-        tokens = (batch.labels != IGNORE_INDEX).sum()
-        return losses.sum(dim=1) / tokens  # (M,)
+        return self.token_losses(prompts, repeated).view(num_particles, -1).sum(dim=1)  # (M,)
 
     def batch_loss(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
         """Token-mean cross-entropy of B examples, each under its own prompt `(B, l, d)` (multi-target)."""
-        losses = self.token_losses(prompts, batch)  # (B, t)
-        return losses.sum() / (batch.labels != IGNORE_INDEX).sum()
+        return self.batch_loss_sum(prompts, batch) / target_tokens(batch)
+
+    def batch_loss_sum(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+        """Sum of the token cross-entropies of B examples under their own prompts (for data parallelism)."""
+        return self.token_losses(prompts, batch).sum()
 
     # ----------------------------------------------------------------------------- inference
     @torch.no_grad()

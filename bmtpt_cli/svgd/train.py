@@ -24,9 +24,10 @@ from bmtpt_cli.checkpoint import (
 )
 from bmtpt_cli.data.sampling import source_batch
 from bmtpt_cli.data.task import TextExample
+from bmtpt_cli.distributed import SINGLE, Distributed
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.prompts import sample_vocab_prompts
-from bmtpt_cli.runner.runner import FrozenT5Runner
+from bmtpt_cli.runner.runner import FrozenT5Runner, target_tokens
 from bmtpt_cli.schedule import linear_schedule
 from bmtpt_cli.svgd.kernel import damping_lambda, mean_pairwise_distance, rbf_kernel, svgd_direction
 
@@ -97,15 +98,22 @@ def svgd_step(
     damping: float,
     likelihood_scale: float,
     bandwidth: float | None,
+    dist: Distributed = SINGLE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Set `particles.grad` to −φ_damped for one batch; returns the per-particle losses `(M,)` and h.
 
-    One forward/backward over all M·B sequences; scores s_j = −c ∇L_j; φ from `svgd_direction`.
+    One forward/backward over all M·B sequences (this process's share of them when data-parallel);
+    scores s_j = −c ∇L_j; φ from `svgd_direction`, identical on every process.
     """
-    batch = runner.encode([e.source for e in examples], [e.target for e in examples])
-    losses = runner.particle_losses(particles, batch)  # (M,)
-    # L_j depends on θ_j only, so the gradient of the sum is every particle's own ∇L_j.
-    (grads,) = torch.autograd.grad(losses.sum(), particles)  # (M, l, d)
+    shard = dist.shard(examples)
+    batch = runner.encode([e.source for e in shard], [e.target for e in shard])
+    sums = runner.particle_loss_sums(particles, batch)  # (M,) token-loss sums over this share
+    # L_j depends on θ_j only, so the gradient of the sum is every particle's own gradient.
+    (grads,) = torch.autograd.grad(sums.sum(), particles)  # (M, l, d)
+    totals = dist.sum(torch.cat([sums.detach(), target_tokens(batch).to(sums.dtype).view(1)]))  # (M + 1,)
+    tokens = totals[-1]
+    losses = totals[:-1] / tokens  # (M,) mean loss of each particle over the whole batch
+    grads = dist.sum(grads) / tokens  # (M, l, d) ∇L_j
     scores = -likelihood_scale * grads
     flat = particles.detach().flatten(1)  # (M, D)
     _, h = rbf_kernel(flat, bandwidth=bandwidth)
@@ -125,6 +133,7 @@ def train_source(
     fingerprint: dict,
     on_start: Callable[[int], None] | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
+    dist: Distributed = SINGLE,
 ) -> torch.Tensor:
     """Run Damped SVGD over the source tasks for `config.steps` steps; returns Θ `(M, l, d)` float32.
 
@@ -150,6 +159,8 @@ def train_source(
         step = state["step"]
 
     def checkpoint() -> None:
+        if not dist.is_main:  # every process holds the same state; one writes it
+            return
         save_checkpoint(
             checkpoint_path,
             {
@@ -164,7 +175,7 @@ def train_source(
 
     if on_start:
         on_start(step)
-    with StepLog(log_path, resume_step=step if resume else None) as log, StopRequests() as stop:
+    with StepLog(log_path if dist.is_main else None, resume_step=step if resume else None) as log, StopRequests() as stop:
         while step < config.steps:
             pairs = source_batch(
                 examples_by_task,
@@ -180,6 +191,7 @@ def train_source(
                 damping=damping,
                 likelihood_scale=config.likelihood_scale,
                 bandwidth=config.bandwidth,
+                dist=dist,
             )
             if not torch.isfinite(losses).all():
                 raise BmtptError(f"non-finite loss at step {step + 1}: lower --lr; {_last_good(checkpoint_path)}")
