@@ -323,65 +323,112 @@ def sample_particles(runner, count: int, length: int, *, seed: int = 0) -> torch
     )
 
 
+class _Probe:
+    """Timestamps taken inside the real `svgd_step` (via a runner proxy and wrapped kernel functions)."""
+
+    marks: dict[str, float] | None = None
+
+    @classmethod
+    def mark(cls, key: str) -> None:
+        if cls.marks is not None and key not in cls.marks:
+            cls.marks[key] = clock()
+
+
+def _install_kernel_probes() -> None:
+    """Wrap `rbf_kernel` as `bmtpt_cli.svgd.train` sees it, to timestamp the start of the SVGD update
+    (process-local monkeypatch; no file is changed). Idempotent."""
+    import bmtpt_cli.svgd.train as train
+
+    if getattr(train.rbf_kernel, "_bench_probe", False):
+        return
+    original = train.rbf_kernel
+
+    def rbf_kernel(*args, **kwargs):
+        _Probe.mark("svgd_start")
+        return original(*args, **kwargs)
+
+    rbf_kernel._bench_probe = True
+    train.rbf_kernel = rbf_kernel
+
+
+class _RunnerProxy:
+    """The runner as `svgd_step` sees it: `encode` returns the pre-built batch (no tokenising) and the
+    forward pass is timestamped; everything else is the real runner."""
+
+    def __init__(self, runner, batch):
+        self._runner, self._batch = runner, batch
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def encode(self, sources, targets=None):
+        return self._batch
+
+    def particle_loss_sums(self, particles, batch):
+        out = self._runner.particle_loss_sums(particles, batch)
+        _Probe.mark("forward_end")
+        return out
+
+
 class SourceStep:
     """One SVGD source step on a PRE-BUILT `EncodedBatch`, with per-component timings.
 
-    The body is copied from `bmtpt_cli.svgd.train.svgd_step` (everything after its `runner.encode`
-    line) followed by what `train_source` does per step: `optimizer.step()`, `zero_grad`,
-    `scheduler.step()`. `bookkeeping()` is the rest of `train_source`'s loop body (finite checks,
-    `mean_pairwise_distance`, the StepRecord's `.item()`/`.tolist()`), timed separately.
-    Optimizer/schedule settings are `SourceConfig`'s defaults (AdamW lr 0.3, wd 1e-5, warm-up 500).
+    Runs the REAL `bmtpt_cli.svgd.train.svgd_step`, handed a runner proxy whose `encode` returns the
+    pre-built batch (so nothing is tokenised and the token batch is exactly the bare pass's), then
+    what `train_source` does per step: `optimizer.step()`, `zero_grad`, `scheduler.step()`.
+    Timestamps: after the forward (`runner.particle_loss_sums`), at the entry of `rbf_kernel`, at the
+    return of `svgd_step`, after the optimizer. So "backward" is `torch.autograd.grad` plus the few
+    scalar lines before the kernel (loss/token division, `dist.sum` no-ops), and "svgd" is
+    `rbf_kernel` + `svgd_direction` + writing `-phi` into `.grad`.
+    `bookkeeping()` is the rest of `train_source`'s loop body (finite checks, `mean_pairwise_distance`,
+    the StepRecord's `.item()`/`.tolist()`), timed separately. Optimizer/schedule settings are
+    `SourceConfig`'s defaults (AdamW lr 0.3, wd 1e-5, warm-up 500 of 100k steps).
     """
 
     def __init__(self, runner, shape: StepShape, *, seed: int = 0):
+        from bmtpt_cli.data.task import TextExample
         from bmtpt_cli.schedule import linear_schedule
         from bmtpt_cli.svgd.kernel import damping_lambda
 
+        _install_kernel_probes()
         self.runner = runner
         self.shape = shape
         self.batch = random_batch(runner.model.config.vocab_size, shape.batch, shape.source_len, shape.target_len,
                                   seed=seed)
+        self.proxy = _RunnerProxy(runner, self.batch)
+        self.examples = [TextExample(source="", target="", label=None) for _ in range(shape.batch)]  # unused text
         self.particles = torch.nn.Parameter(sample_particles(runner, shape.particles, shape.prompt_length, seed=seed))
         self.optimizer = torch.optim.AdamW([self.particles], lr=0.3, weight_decay=1e-5)
         self.scheduler = linear_schedule(self.optimizer, warmup_steps=500, total_steps=100_000)
         self.damping = damping_lambda(shape.particles, shape.prompt_length * runner.d_model)
-        self.likelihood_scale = 1.0
-        self.bandwidth = None
-        self.last_losses = None
+        self.last = None
 
     def __call__(self) -> dict[str, float]:
-        from bmtpt_cli.svgd.kernel import rbf_kernel, svgd_direction
+        from bmtpt_cli.svgd import train
 
-        particles, t = self.particles, [clock()]
-        # ---- copied from svgd_step (after tokenisation) ----
-        losses = self.runner.particle_losses(particles, self.batch)  # (M,)
-        t.append(clock())
-        (grads,) = torch.autograd.grad(losses.sum(), particles)  # (M, l, d)
-        t.append(clock())
-        scores = -self.likelihood_scale * grads
-        flat = particles.detach().flatten(1)  # (M, D)
-        _, h = rbf_kernel(flat, bandwidth=self.bandwidth)
-        phi = svgd_direction(flat, scores.flatten(1), damping=self.damping, bandwidth=h)  # (M, D)
-        particles.grad = -phi.view_as(particles)
-        t.append(clock())
-        # ---- train_source: optimizer and schedule ----
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        t.append(clock())
-        self.last_losses = (losses.detach(), h)
+        _Probe.marks = marks = {"start": clock()}
+        try:
+            self.last = train.svgd_step(self.proxy, self.particles, self.examples, damping=self.damping,
+                                        likelihood_scale=1.0, bandwidth=None)
+            marks["svgd_end"] = clock()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            marks["end"] = clock()
+        finally:
+            _Probe.marks = None
         return {
-            "forward": t[1] - t[0],
-            "backward": t[2] - t[1],
-            "svgd": t[3] - t[2],
-            "optimizer": t[4] - t[3],
+            "forward": marks["forward_end"] - marks["start"],
+            "backward": marks["svgd_start"] - marks["forward_end"],
+            "svgd": marks["svgd_end"] - marks["svgd_start"],
+            "optimizer": marks["end"] - marks["svgd_end"],
         }
 
     def bookkeeping(self) -> None:
         """The rest of train_source's loop body (no file I/O)."""
         from bmtpt_cli.svgd.kernel import mean_pairwise_distance
 
-        losses, h = self.last_losses
+        losses, h = self.last
         if not torch.isfinite(losses).all():
             raise RuntimeError("non-finite loss")
         if not torch.isfinite(self.particles).all():

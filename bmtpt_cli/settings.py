@@ -41,6 +41,9 @@ class CommonSettings(BaseSettings):
     label_style: Literal["words", "digits"] = Field("words", description="Targets: label words (entailment, positive, …) or the baselines' digits (0, 1, 2).")
     data_dir: Path | None = Field(None, description="Read task data from this folder (GLUE TSV, SuperGLUE JSONL, SQuAD JSON, generic JSONL layouts) instead of the hub.")
     force: bool = Field(False, description="Overwrite existing output files.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="LM precision: bf16 autocast (prompts stay float32), fp32, or auto (bf16 on CUDA where supported, else fp32).")
+    compile: bool = Field(False, description="torch.compile the frozen LM (slow first step, faster later ones).")
+    grad_checkpointing: bool = Field(False, description="Recompute LM activations in the backward pass: less memory, more time.")
 
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
 

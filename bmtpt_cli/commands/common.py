@@ -31,6 +31,9 @@ Seed = _option(CommonSettings, "seed", kind=int)
 Device = _option(CommonSettings, "device")
 MaxSourceLength = _option(CommonSettings, "max_source_length", kind=int)
 MaxTargetLength = _option(CommonSettings, "max_target_length", kind=int)
+Precision = _option(CommonSettings, "precision")
+Compile = _option(CommonSettings, "compile", "--compile", kind=bool)
+GradCheckpointing = _option(CommonSettings, "grad_checkpointing", "--grad-checkpointing", kind=bool)
 Taskless = _option(CommonSettings, "taskless", "--taskless", kind=bool)
 LabelStyle = _option(CommonSettings, "label_style")
 DataDir = _option(CommonSettings, "data_dir", kind=Path)
@@ -110,13 +113,29 @@ def output_lock(out: Path, dist):
 
 def load_runner(settings, device=None):
     """The frozen T5 runner for a command's settings (on `device`, default: --device)."""
-    from bmtpt_cli.runner.model import load_frozen_t5, resolve_device
+    from bmtpt_cli.runner.model import (
+        autocast_dtype,
+        compile_model,
+        enable_gradient_checkpointing,
+        load_frozen_t5,
+        resolve_device,
+    )
     from bmtpt_cli.runner.runner import FrozenT5Runner
 
+    device = device or resolve_device(settings.device)
+    dtype = autocast_dtype(settings.precision, device)
     with err_console.status(f"loading {settings.model} …"):
-        model, tokenizer = load_frozen_t5(settings.model, device=device or resolve_device(settings.device))
+        model, tokenizer = load_frozen_t5(settings.model, device=device)
+    if settings.grad_checkpointing:
+        enable_gradient_checkpointing(model)
+    if settings.compile:
+        compile_model(model)
     return FrozenT5Runner(
-        model, tokenizer, max_source_length=settings.max_source_length, max_target_length=settings.max_target_length
+        model,
+        tokenizer,
+        max_source_length=settings.max_source_length,
+        max_target_length=settings.max_target_length,
+        autocast_dtype=dtype,
     )
 
 
@@ -138,6 +157,7 @@ def data_fingerprint(settings) -> dict[str, Any]:
         "data_dir": str(settings.data_dir) if settings.data_dir else None,
         "max_source_length": settings.max_source_length,
         "max_target_length": settings.max_target_length,
+        "precision": settings.precision,
     }
 
 

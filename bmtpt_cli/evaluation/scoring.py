@@ -38,19 +38,33 @@ def decode_mode(task: Task, examples: list[TextExample], requested: str, label_s
 def rank(
     runner: FrozenT5Runner, prompt: torch.Tensor, examples: list[TextExample], default_candidates: tuple[str, ...] | None
 ) -> list[str]:
-    """For each example, the candidate with the highest log-likelihood (never an invalid label)."""
-    pairs = [(i, c) for i, e in enumerate(examples) for c in (e.candidates or default_candidates)]
-    scores = torch.empty(len(pairs))
-    for start in range(0, len(pairs), MAX_PAIRS_PER_PASS):
-        chunk = pairs[start : start + MAX_PAIRS_PER_PASS]
-        prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (P, l, d)
-        sources = [examples[i].source for i, _ in chunk]
-        scores[start : start + len(chunk)] = runner.sequence_log_likelihoods(prompts, sources, [c for _, c in chunk]).cpu()
-    best: dict[int, tuple[float, str]] = {}
-    for (i, candidate), score in zip(pairs, scores.tolist()):
-        if i not in best or score > best[i][0]:
-            best[i] = (score, candidate)
-    return [best[i][1] for i in range(len(examples))]
+    """For each example, the candidate with the highest log-likelihood (never an invalid label).
+
+    Examples go in chunks of at most MAX_PAIRS_PER_PASS (example, candidate) pairs, sorted by
+    length so a chunk pads little; each example is encoded once for all of its candidates.
+    """
+    choices = [e.candidates or default_candidates for e in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].source))
+    predictions: list[str] = [""] * len(examples)
+    chunk: list[int] = []
+
+    def flush() -> None:
+        prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (B, l, d)
+        scores = runner.candidate_log_likelihoods(prompts, [examples[i].source for i in chunk], [choices[i] for i in chunk])
+        for i, example_scores in zip(chunk, scores):
+            predictions[i] = choices[i][int(example_scores.argmax())]
+        chunk.clear()
+
+    pairs = 0
+    for i in order:
+        if chunk and pairs + len(choices[i]) > MAX_PAIRS_PER_PASS:
+            flush()
+            pairs = 0
+        chunk.append(i)
+        pairs += len(choices[i])
+    if chunk:
+        flush()
+    return predictions
 
 
 def predict(

@@ -95,3 +95,39 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise BmtptError(f"device '{device}' asked for but CUDA is not available here: use --device cpu")
     return resolved
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the LM runs in: None (float32) or bfloat16; `auto` is bf16 on CUDA where supported."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise BmtptError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 support: use --precision fp32")
+        return torch.bfloat16
+    raise BmtptError(f"unknown precision '{precision}': use auto, fp32 or bf16")
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute activations in the backward pass instead of storing them (less memory, more time).
+
+    Hugging Face checkpoints only in training mode, so the model is put in training mode with every
+    dropout switched off: the numbers stay those of eval mode.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    if hasattr(model.config, "dropout_rate"):
+        model.config.dropout_rate = 0.0
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+
+
+def compile_model(model) -> None:
+    """`torch.compile` the model's forward (dynamic shapes: batches are padded to their longest)."""
+    try:
+        model.forward = torch.compile(model.forward, dynamic=True)
+    except RuntimeError as exc:  # e.g. an unsupported Python or platform
+        raise BmtptError(f"torch.compile is not available here ({exc}): drop --compile") from exc

@@ -34,11 +34,24 @@ def target_tokens(batch: EncodedBatch) -> torch.Tensor:
 class FrozenT5Runner:
     """Runs a frozen encoder-decoder LM with soft prompts; gradients reach the prompts only."""
 
-    def __init__(self, model, tokenizer, *, max_source_length: int = 256, max_target_length: int = 128):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_source_length: int = 256,
+        max_target_length: int = 128,
+        autocast_dtype: torch.dtype | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_source_length = max_source_length
         self.max_target_length = max_target_length
+        self.autocast_dtype = autocast_dtype  # e.g. torch.bfloat16: the LM runs in it, prompts stay float32
+
+    def _autocast(self):
+        """Mixed precision for the LM's forward (and so its backward); a no-op in float32."""
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
 
     @property
     def device(self) -> torch.device:
@@ -85,9 +98,10 @@ class FrozenT5Runner:
         """Token-level cross-entropy `(N, t)` of the labels given prompt + input; 0 at padding."""
         inputs_embeds, mask = self.prompted_inputs(prompts, batch.input_ids, batch.attention_mask)
         decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=batch.labels)
-        logits = self.model(
-            inputs_embeds=inputs_embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids
-        ).logits  # (N, t, V)
+        with self._autocast():
+            logits = self.model(
+                inputs_embeds=inputs_embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids
+            ).logits  # (N, t, V)
         return F.cross_entropy(
             logits.float().transpose(1, 2), batch.labels, ignore_index=IGNORE_INDEX, reduction="none"
         )  # (N, t)
@@ -136,27 +150,48 @@ class FrozenT5Runner:
         return -self.token_losses(prompts, batch).sum(dim=1)  # (N,)
 
     @torch.no_grad()
+    def candidate_log_likelihoods(
+        self, prompts: torch.Tensor, sources: list[str], candidates: list[tuple[str, ...]]
+    ) -> list[torch.Tensor]:
+        """log p(c | [θ_b; x_b]) for each example b and each of ITS candidates c; `(C_b,)` per example.
+
+        The encoder runs once per example; its output is shared by all of the example's candidates,
+        which go through the decoder together (rank scoring without re-encoding, SPEC §4).
+        """
+        encoded = self.encode(sources)
+        inputs_embeds, mask = self.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
+        with self._autocast():
+            hidden = self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state  # (B, L, d)
+        owner = torch.tensor([b for b, choices in enumerate(candidates) for _ in choices], device=hidden.device)
+        flat = [choice for choices in candidates for choice in choices]
+        labels = self.encode(flat, flat).labels  # (P, t)
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        with self._autocast():
+            logits = self.model(
+                encoder_outputs=(hidden[owner],), attention_mask=mask[owner], decoder_input_ids=decoder_input_ids
+            ).logits  # (P, t, V)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+        return list((-nll.sum(dim=1)).split([len(choices) for choices in candidates]))
+
+    @torch.no_grad()
     def score_candidates(self, prompts: torch.Tensor, sources: list[str], candidates: list[str]) -> torch.Tensor:
         """Log-likelihood of every candidate for every example, `(B, C)`: rank scoring (SPEC §4).
 
-        All B·C (example, candidate) pairs go through the model in one batched pass.
+        All B·C (example, candidate) pairs in one batched pass, each example encoded once.
         """
-        num_candidates = len(candidates)
-        pair_sources = [source for source in sources for _ in range(num_candidates)]  # example-major
-        pair_targets = list(candidates) * len(sources)
-        expanded = prompts.repeat_interleave(num_candidates, dim=0)  # (B·C, l, d)
-        return self.sequence_log_likelihoods(expanded, pair_sources, pair_targets).view(len(sources), num_candidates)
+        return torch.stack(self.candidate_log_likelihoods(prompts, sources, [tuple(candidates)] * len(sources)))
 
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, sources: list[str], *, max_new_tokens: int | None = None) -> list[str]:
         """Greedy decoding from `[θ_b; x_b]` for each example; returns the decoded target strings."""
         encoded = self.encode(sources)
         inputs_embeds, mask = self.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
-        output = self.model.generate(
-            inputs_embeds=inputs_embeds,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens or self.max_target_length,
-            do_sample=False,
-            num_beams=1,
-        )
+        with self._autocast():
+            output = self.model.generate(
+                inputs_embeds=inputs_embeds,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens or self.max_target_length,
+                do_sample=False,
+                num_beams=1,
+            )
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]

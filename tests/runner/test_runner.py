@@ -137,3 +137,15 @@ def test_an_unreachable_hub_id_is_a_one_line_error():
     with pytest.raises(BmtptError, match="could not load model 'no-such-org/no-such-t5'") as excinfo:
         load_frozen_t5("no-such-org/no-such-t5")
     assert "\n" not in str(excinfo.value)
+
+
+def test_shared_encoder_scores_equal_full_passes(runner, demo_examples):
+    examples = demo_examples["demo_nli"][:3]
+    candidates = [("entailment", "neutral"), ("contradiction",), ("a", "bb", "neutral")]
+    prompts = torch.randn(3, 5, runner.d_model, generator=torch.Generator().manual_seed(9))
+    shared = runner.candidate_log_likelihoods(prompts, [e.source for e in examples], candidates)
+    for b, example in enumerate(examples):
+        full = runner.sequence_log_likelihoods(
+            prompts[b].expand(len(candidates[b]), -1, -1), [example.source] * len(candidates[b]), list(candidates[b])
+        )
+        torch.testing.assert_close(shared[b], full, rtol=1e-5, atol=1e-5)
