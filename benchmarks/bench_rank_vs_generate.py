@@ -21,6 +21,49 @@ NAME = "04_rank_vs_generate"
 GOAL = 2.0
 
 
+class ModuleTimer:
+    """Wall time spent inside the encoder, the decoder stack and the LM head (forward hooks)."""
+
+    PARTS = ("encoder", "decoder", "lm_head")
+
+    def __init__(self, model):
+        self.totals = {k: 0.0 for k in self.PARTS}
+        self.calls = {k: 0 for k in self.PARTS}
+        self._starts: dict[str, float] = {}
+        self._handles = []
+        for part in self.PARTS:
+            module = getattr(model, part)
+            self._handles.append(module.register_forward_pre_hook(self._pre(part)))
+            self._handles.append(module.register_forward_hook(self._post(part)))
+
+    def _pre(self, part):
+        def hook(module, args):
+            self._starts[part] = time.perf_counter()
+        return hook
+
+    def _post(self, part):
+        def hook(module, args, output):
+            self.totals[part] += time.perf_counter() - self._starts.pop(part)
+            self.calls[part] += 1
+        return hook
+
+    def remove(self):
+        for handle in self._handles:
+            handle.remove()
+
+
+def breakdown(model, fn) -> dict:
+    timer = ModuleTimer(model)
+    try:
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+    finally:
+        timer.remove()
+    return {"total": total, **{k: timer.totals[k] for k in timer.PARTS},
+            "other": total - sum(timer.totals.values()), "calls": dict(timer.calls)}
+
+
 def run_case(model: str, examples, task, prompt_length: int, warmup: int, repeats: int):
     from bmtpt_cli.evaluation.scoring import predict
 
@@ -50,8 +93,8 @@ def run_case(model: str, examples, task, prompt_length: int, warmup: int, repeat
         "sample_generations": generated[:5],
         "max_new_tokens": max(len(runner.tokenizer(w).input_ids) for w in candidates),
     }
-    profiles = {}
-    return result, profiles, (rank, generate)
+    result["breakdown"] = {"rank": breakdown(runner.model, rank), "generate": breakdown(runner.model, generate)}
+    return result, {}, (rank, generate)
 
 
 def main() -> None:
@@ -80,6 +123,9 @@ def main() -> None:
         ["model (l)", "examples", "rounds", "rank", "generate", "generate ÷ rank (median of per-round ratios)",
          "per-round range", "valid generations", "agreement on valid", "accuracy rank / generate"],
     )
+    split = Table("Where the time goes (one extra call of each mode with forward hooks on the encoder, the decoder "
+                  "stack and the LM head; 'other' = tokenising, CE, generate's loop logic)",
+                  ["model", "mode", "total", "encoder", "decoder stack (calls)", "lm_head", "other"])
     data, details, speedups = {}, [], {}
     for model, l, examples, warmup, repeats in cases:
         print(f"[{model}, l={l}, {len(examples)} examples] warm-up {warmup}, repeats {repeats}", flush=True)
@@ -92,6 +138,12 @@ def main() -> None:
                   f"{res['valid']}/{res['n']}", agreement,
                   f"{fmt_pct(res['rank_acc'], 0)} / {fmt_pct(res['gen_acc'], 0)}")
         data[model] = res
+        for mode in ("rank", "generate"):
+            b = res["breakdown"][mode]
+            pct = lambda k: f"{fmt_time(b[k])} ({fmt_pct(b[k] / b['total'], 0)})"  # noqa: E731
+            split.add(model, mode, fmt_time(b["total"]), pct("encoder"),
+                      f"{fmt_time(b['decoder'])} ({fmt_pct(b['decoder'] / b['total'], 0)}; {b['calls']['decoder']} calls)",
+                      pct("lm_head"), pct("other"))
         if res["speedup"] < GOAL and model == "tiny":
             details.append((f"torch.profiler, rank at {model}", common.profile_top_ops(rank_fn)))
             details.append((f"torch.profiler, generate at {model}", common.profile_top_ops(gen_fn)))
@@ -114,7 +166,7 @@ def main() -> None:
         what="wall time of scoring a classification task's test examples with rank scoring (one batched "
              "log-likelihood pass over the label words) vs greedy generation + string match, and how often "
              "the two agree where generation yields a valid label.",
-        machine=machine, tables=[table], goal=goal, notes=notes, details=details, data=data, quick=args.quick,
+        machine=machine, tables=[table, split], goal=goal, notes=notes, details=details, data=data, quick=args.quick,
         elapsed_s=time.perf_counter() - started, write=not args.no_write,
     )
 

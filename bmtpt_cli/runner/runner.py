@@ -75,14 +75,16 @@ class FrozenT5Runner:
         enc = self.tokenizer(
             list(sources), max_length=self.max_source_length, truncation=True, padding=True, return_tensors="pt"
         )
-        labels = None
-        if targets is not None:
-            labels = self.tokenizer(
-                list(targets), max_length=self.max_target_length, truncation=True, padding=True, return_tensors="pt"
-            ).input_ids
-            labels[labels == self.tokenizer.pad_token_id] = IGNORE_INDEX
-            labels = labels.to(self.device)
+        labels = self.encode_targets(targets) if targets is not None else None
         return EncodedBatch(enc.input_ids.to(self.device), enc.attention_mask.to(self.device), labels)
+
+    def encode_targets(self, targets: list[str]) -> torch.Tensor:
+        """Target token ids `(N, t)` with padding set to IGNORE_INDEX, on the model's device."""
+        labels = self.tokenizer(
+            list(targets), max_length=self.max_target_length, truncation=True, padding=True, return_tensors="pt"
+        ).input_ids
+        labels[labels == self.tokenizer.pad_token_id] = IGNORE_INDEX
+        return labels.to(self.device)
 
     # ----------------------------------------------------------------------------- forward pieces
     def prompted_inputs(
@@ -164,7 +166,10 @@ class FrozenT5Runner:
             hidden = self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state  # (B, L, d)
         owner = torch.tensor([b for b, choices in enumerate(candidates) for _ in choices], device=hidden.device)
         flat = [choice for choices in candidates for choice in choices]
-        labels = self.encode(flat, flat).labels  # (P, t)
+        distinct = list(dict.fromkeys(flat))  # label words repeat across examples: tokenise each once
+        distinct_labels = self.encode_targets(distinct)  # (U, t)
+        index = {choice: i for i, choice in enumerate(distinct)}
+        labels = distinct_labels[torch.tensor([index[choice] for choice in flat], device=distinct_labels.device)]  # (P, t)
         decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
         with self._autocast():
             logits = self.model(
