@@ -87,11 +87,18 @@ def evaluate_command(
 
 def run_evaluate(settings: EvaluateSettings) -> dict:
     """Score every task of a prompts file on its test split; writes and returns the results."""
-    from bmtpt_cli.artifacts import check_model_fit, check_writable, load_prompts
+    from bmtpt_cli.artifacts import OutputLock, check_writable
+
+    with OutputLock(settings.out):
+        check_writable(settings.out, force=settings.force)
+        return _score_prompts(settings)
+
+
+def _score_prompts(settings: EvaluateSettings) -> dict:
+    from bmtpt_cli.artifacts import check_model_fit, load_prompts
     from bmtpt_cli.data.registry import resolve_tasks
     from bmtpt_cli.evaluation.scoring import score_task
 
-    check_writable(settings.out, force=settings.force)
     artifact = load_prompts(settings.prompts)
     tasks = resolve_tasks(artifact.tasks)
     test_by_task = {task.name: split_examples(task, settings.split, settings) for task in tasks}
@@ -140,6 +147,8 @@ def run_fewshot(settings: EvaluateSettings) -> dict:
             **settings.model_dump(mode="json", include=set(FEWSHOT_RESULT_SETTINGS)),
             "init_sha256": file_sha256(init_file.path) if init_file else "",
         }
+        if not settings.resume:
+            cells_path.unlink(missing_ok=True)  # --force: the earlier probe's cells are discarded
         done = _read_cells(cells_path, fingerprint) if settings.resume else {}
         scores = _run_cells(settings, tasks, data, init_file, fingerprint, done, cells_path)
         report = {"init": settings.init, "model": settings.model, "results": [
