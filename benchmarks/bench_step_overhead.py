@@ -11,7 +11,7 @@ of 30 examples, and of the B = 6 a step really tokenises), next to the real `svg
 
 from __future__ import annotations
 
-import statistics
+import contextlib
 import time
 
 import common
@@ -84,14 +84,74 @@ def run_shape(shape: StepShape, args, encode_time: float) -> tuple[Table, dict, 
                   fmt_ratio(seconds / bare_t.median), "(ratio of medians)")
     data = {"shape": shape.__dict__, "ratio_step_over_bare": ratio, "bare": bare_t, "step": step_t,
             "runner": runner_t, "loop": loop_t, **{f"component_{k}": v for k, v in comp.items()}}
-    profiles = {}
+    profiles, extra = {}, []
     if ratio > GOAL:
-        print("  goal missed: profiling one step and one bare pass", flush=True)
-        profiles[f"torch.profiler, one full step at {shape.model} (self CPU time)"] = common.profile_top_ops(step)
-        profiles[f"torch.profiler, one bare pass at {shape.model} (self CPU time)"] = common.profile_top_ops(bare)
+        print("  goal missed: profiling", flush=True)
         if shape.model == "tiny":
+            extra.append(ablation(step, bare, repeats, warmup, data))
+            profiles["torch.profiler: ops by extra self CPU time per call, full step minus bare pass (tiny)"] = \
+                common.profile_diff(step, bare)
             profiles["cProfile, one full step at tiny (tottime)"] = common.cprofile_top(step)
-    return table, data, profiles
+        else:
+            profiles[f"torch.profiler, one full step at {shape.model} (self CPU time)"] = common.profile_top_ops(step)
+            profiles[f"torch.profiler, one bare pass at {shape.model} (self CPU time)"] = common.profile_top_ops(bare)
+    return table, data, profiles, extra
+
+
+def ablation(step: SourceStep, bare: BarePass, repeats: int, warmup: int, data: dict) -> Table:
+    """Where the gap comes from: the bare pass with one of the runner's choices added at a time."""
+    import torch
+    import torch.nn.functional as F
+
+    runner, particles = step.runner, step.particles
+
+    def bare_with(*, transposed_ce=False, autocast=False):
+        def fn():
+            ctx = runner._autocast() if autocast else contextlib.nullcontext()
+            with ctx:
+                x = torch.cat([bare.prompt, bare.token_embeds], dim=1)
+                logits = bare.model(inputs_embeds=x, attention_mask=bare.mask,
+                                    decoder_input_ids=bare.decoder_input_ids).logits
+            if transposed_ce:  # the runner's layout: (N, V, t), reduction="none", then a sum
+                loss = F.cross_entropy(logits.float().transpose(1, 2), bare.labels, reduction="none").sum()
+            else:
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), bare.labels.reshape(-1))
+            loss.backward()
+            bare.prompt.grad = None
+        return fn
+
+    def runner_fb():
+        sums = runner.particle_loss_sums(particles, step.batch)
+        torch.autograd.grad(sums.sum(), particles)
+
+    def svgd_only():
+        from bmtpt_cli.svgd.kernel import rbf_kernel, svgd_direction
+
+        flat = particles.detach().flatten(1)
+        scores = torch.randn_like(flat) * 1e-3
+        _, h = rbf_kernel(flat)
+        svgd_direction(flat, scores, damping=step.damping, bandwidth=h)
+
+    fns = {
+        "bare": bare,
+        "bare + the runner's CE layout (logits.float().transpose(1, 2), reduction='none', sum)": bare_with(
+            transposed_ce=True),
+        "bare + the runner's autocast context (disabled in float32)": bare_with(autocast=True),
+        "runner.particle_loss_sums + autograd.grad (embedding lookup, prompt expand/copy, mask cat, CE, ...)":
+            runner_fb,
+        "SVGD update alone (rbf_kernel + svgd_direction on (5, 512))": svgd_only,
+        "full step": step,
+    }
+    n = max(repeats, 30)
+    timings = measure_interleaved(fns, warmup=warmup, repeats=n)
+    table = Table(f"Where the tiny-shape gap comes from: variants of the bare pass, {n} interleaved rounds",
+                  ["variant", "median time", "÷ bare (median of per-round ratios)"])
+    for name, t in timings.items():
+        if "/" in name:  # the step's own component timings, already in the main table
+            continue
+        table.add(name, fmt_time(t.median), fmt_ratio(paired_ratio(t, timings["bare"])))
+    data["ablation"] = timings
+    return table
 
 
 def tokenisation(args) -> tuple[dict[int, float], Table, dict]:
@@ -136,7 +196,7 @@ def tokenisation(args) -> tuple[dict[int, float], Table, dict]:
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=3)
+    parser = common.base_parser(__doc__.splitlines()[0], repeats=5)
     parser.add_argument("--tiny-repeats", type=int, default=None, help="repeats at the tiny shape (default 40)")
     parser.add_argument("--shapes", default="tiny,t5-small", help="comma-separated: tiny, t5-small")
     parser.add_argument("--source-len", type=int, default=156,
@@ -150,8 +210,9 @@ def main() -> None:
     encode_time, data_table, data_cost = tokenisation(args)
     tables, data, details, ratios = [], {"data_cost": data_cost}, [], {}
     for shape in shapes(args):
-        table, shape_data, profiles = run_shape(shape, args, encode_time)
+        table, shape_data, profiles, extra = run_shape(shape, args, encode_time)
         tables.append(table)
+        tables.extend(extra)
         data[shape.model] = shape_data
         ratios[shape.model] = shape_data["ratio_step_over_bare"]
         details += list(profiles.items())

@@ -16,6 +16,7 @@ Conventions every benchmark follows (the machines here are shared and noisy):
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -220,6 +221,18 @@ def current_rss_mib() -> float:
     import psutil  # pragma: no cover
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+def release_free_memory() -> bool:
+    """Return the C allocator's free heap pages to the OS (glibc `malloc_trim(0)`), so that the
+    resident set measured next is what is live, not what an earlier pass freed but malloc kept."""
+    gc.collect()
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0)) or True
+    except (OSError, AttributeError):
+        return False
 
 
 def reset_peak_rss() -> bool:
@@ -486,6 +499,35 @@ def profile_top_ops(fn: Callable[[], object], *, row_limit: int = 15, sort_by: s
     with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
         fn()
     return prof.key_averages().table(sort_by=sort_by, row_limit=row_limit, max_name_column_width=60)
+
+
+def profile_diff(a: Callable[[], object], b: Callable[[], object], *, calls: int = 10, blocks: int = 2,
+                 row_limit: int = 15, names: tuple[str, str] = ("step", "bare")) -> str:
+    """Per-call self CPU time of every op under `a` minus under `b` (torch.profiler), the two profiled
+    in alternating blocks of `calls` calls; the ops that explain why `a` is slower than `b`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    totals: list[dict[str, list[float]]] = [{}, {}]
+    for _ in range(blocks):
+        for side, fn in enumerate((a, b)):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(calls):
+                    fn()
+            for event in prof.key_averages():
+                entry = totals[side].setdefault(event.key, [0.0, 0.0])
+                entry[0] += event.self_cpu_time_total / (calls * blocks)
+                entry[1] += event.count / (calls * blocks)
+    keys = set(totals[0]) | set(totals[1])
+    rows = sorted(((totals[0].get(k, [0, 0])[0] - totals[1].get(k, [0, 0])[0], k) for k in keys), reverse=True)
+    sum_a = sum(v[0] for v in totals[0].values())
+    sum_b = sum(v[0] for v in totals[1].values())
+    lines = [f"self CPU per call: {names[0]} {sum_a:.0f} µs, {names[1]} {sum_b:.0f} µs, difference {sum_a - sum_b:.0f} µs "
+             f"(profiled in {blocks} alternating blocks of {calls} calls)",
+             f"{'Δ self CPU/call':>16}  {'op':60s}  calls/call {names[0]} vs {names[1]}"]
+    for delta, k in rows[:row_limit]:
+        ca, cb = totals[0].get(k, [0, 0])[1], totals[1].get(k, [0, 0])[1]
+        lines.append(f"{delta:13.1f} µs  {k[:60]:60s}  {ca:6.1f} vs {cb:6.1f}")
+    return "\n".join(lines)
 
 
 def cprofile_top(fn: Callable[[], object], *, row_limit: int = 20, sort: str = "tottime") -> str:
