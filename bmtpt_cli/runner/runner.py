@@ -157,19 +157,41 @@ class FrozenT5Runner:
     ) -> list[torch.Tensor]:
         """log p(c | [θ_b; x_b]) for each example b and each of ITS candidates c; `(C_b,)` per example.
 
-        The encoder runs once per example; its output is shared by all of the example's candidates,
-        which go through the decoder together (rank scoring without re-encoding, SPEC §4).
+        Rank scoring without repeated work (SPEC §4): the encoder runs once per example, and so does
+        the decoder's first step, whose cache (the cross-attention keys and values of the encoder
+        states, and the start token's self-attention) all of the example's candidates then share;
+        the candidates' remaining tokens go through the decoder together in one pass.
         """
         encoded = self.encode(sources)
         inputs_embeds, mask = self.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
-        with self._autocast():
-            hidden = self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state  # (B, L, d)
-        owner = torch.tensor([b for b, choices in enumerate(candidates) for _ in choices], device=hidden.device)
+        owner = torch.tensor([b for b, choices in enumerate(candidates) for _ in choices], device=mask.device)
         flat = [choice for choices in candidates for choice in choices]
         distinct = list(dict.fromkeys(flat))  # label words repeat across examples: tokenise each once
-        distinct_labels = self.encode_targets(distinct)  # (U, t)
-        index = {choice: i for i, choice in enumerate(distinct)}
-        labels = distinct_labels[torch.tensor([index[choice] for choice in flat], device=distinct_labels.device)]  # (P, t)
+        index = torch.tensor([distinct.index(choice) for choice in flat], device=mask.device)
+        labels = self.encode_targets(distinct)[index]  # (P, t)
+        with self._autocast():
+            hidden = self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state  # (B, L, d)
+            start = torch.full((len(sources), 1), self.model.config.decoder_start_token_id, device=mask.device)
+            first = self.model(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=start, use_cache=True)
+        cache = first.past_key_values
+        if not hasattr(cache, "reorder_cache"):  # an older transformers without Cache objects: no sharing
+            return self._candidate_log_likelihoods_unshared(hidden, mask, owner, labels, candidates)
+        cache.reorder_cache(owner)  # (B → P rows): copies the cached keys and values, no recomputation
+        first_log_probs = first.logits[:, -1].float().log_softmax(dim=-1)[owner]  # (P, V)
+        log_likelihood = first_log_probs.gather(1, labels[:, :1]).squeeze(1)  # (P,) the first token
+        if labels.shape[1] > 1:
+            rest_inputs = labels[:, :-1].masked_fill(labels[:, :-1] == IGNORE_INDEX, self.tokenizer.pad_token_id)
+            with self._autocast():
+                rest = self.model(
+                    encoder_outputs=(hidden[owner],), attention_mask=mask[owner], decoder_input_ids=rest_inputs,
+                    past_key_values=cache, use_cache=False,
+                ).logits  # (P, t - 1, V)
+            nll = F.cross_entropy(rest.float().transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none")
+            log_likelihood = log_likelihood - nll.sum(dim=1)
+        return list(log_likelihood.split([len(choices) for choices in candidates]))
+
+    def _candidate_log_likelihoods_unshared(self, hidden, mask, owner, labels, candidates) -> list[torch.Tensor]:
+        """The same log-likelihoods with the decoder run in full for every (example, candidate) pair."""
         decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
         with self._autocast():
             logits = self.model(

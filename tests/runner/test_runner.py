@@ -149,3 +149,22 @@ def test_shared_encoder_scores_equal_full_passes(runner, demo_examples):
             prompts[b].expand(len(candidates[b]), -1, -1), [example.source] * len(candidates[b]), list(candidates[b])
         )
         torch.testing.assert_close(shared[b], full, rtol=1e-5, atol=1e-5)
+
+
+def test_the_unshared_fallback_gives_the_same_scores(runner, demo_examples):
+    """The path taken with an older transformers whose caches cannot be reordered."""
+    examples = demo_examples["demo_nli"][:2]
+    candidates = [("entailment", "neutral", "contradiction")] * 2
+    prompts = torch.randn(2, 5, runner.d_model, generator=torch.Generator().manual_seed(4))
+    sources = [e.source for e in examples]
+    shared = runner.candidate_log_likelihoods(prompts, sources, candidates)
+    encoded = runner.encode(sources)
+    embeds, mask = runner.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
+    with torch.no_grad():
+        hidden = runner.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    owner = torch.tensor([0, 0, 0, 1, 1, 1])
+    labels = runner.encode_targets([c for choices in candidates for c in choices])
+    with torch.no_grad():
+        unshared = runner._candidate_log_likelihoods_unshared(hidden, mask, owner, labels, candidates)
+    for a, b in zip(shared, unshared):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
