@@ -400,7 +400,7 @@ class SourceStep:
 
     def __init__(self, runner, shape: StepShape, *, seed: int = 0):
         from bmtpt_cli.data.task import TextExample
-        from bmtpt_cli.schedule import linear_schedule
+        from bmtpt_cli.runtime.schedule import linear_schedule
         from bmtpt_cli.svgd.kernel import damping_lambda
 
         _install_kernel_probes()

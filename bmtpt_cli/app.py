@@ -44,7 +44,7 @@ def root(
 ) -> None:
     """Bayesian Multi-Task Prompt Tuning on a frozen T5: source → adapt → evaluate."""
     if debug:
-        os.environ["BMTPT_DEBUG"] = "1"  # read by commands.common.user_errors
+        os.environ["BMTPT_DEBUG"] = "1"  # read by commands.display.user_errors
 
 
 def main() -> None:

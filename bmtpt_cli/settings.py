@@ -1,13 +1,19 @@
-"""Settings of each command as pydantic-settings models.
+"""Settings of each command as pydantic-settings models: the one place a setting is declared.
+
+A field here is everything about a setting: its type, bounds and default (the paper's, SPEC §2–3),
+its description (the `--help` text and the comment in the preset files) and its help panel. The
+command-line options are generated from these fields (`commands/options.py`), and the core's typed
+configs are filled from them by name (`build`), so adding a setting is one field plus its use.
 
 Precedence: command-line flags > `BMTPT_*` environment variables > the preset file > the defaults
-below. Each field's description is its `--help` text and its comment in the preset files. The
-defaults are the paper's (SPEC §2–3); `presets/demo.toml` shrinks them to a laptop-sized run.
+below. `presets/demo.toml` shrinks them to a laptop-sized run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +22,16 @@ from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, Settin
 
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.presets import COMMAND_TABLES, preset_path, preset_values, read_preset
+
+# --help panels, in the order they are shown.
+DATA, MODEL, METHOD, OPTIMISATION, RUN = "Data", "Model", "Method", "Optimisation", "Run control"
+PANELS = (DATA, MODEL, METHOD, OPTIMISATION, RUN)
+
+
+def panel(name: str) -> dict[str, str]:
+    """A field's extra schema naming the `--help` panel its option is shown in."""
+    return {"panel": name}
+
 
 TaskList = Annotated[list[str], NoDecode]  # `a,b` on the command line and in BMTPT_TASKS, a list in TOML
 
@@ -31,35 +47,43 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True)
 
-    model: str = Field("t5-base", description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, or 'tiny' (offline random-weight test model).")
-    prompt_length: int = Field(100, gt=0, description="Number of soft-prompt vectors l prepended to every input.")
-    seed: int = Field(0, description="Random seed; the same seed gives the same result.")
-    device: str = Field("auto", description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
-    max_source_length: int = Field(256, gt=0, description="Input tokens kept per example (longer inputs are truncated).")
-    max_target_length: int = Field(128, gt=0, description="Target tokens kept per example.")
-    taskless: bool = Field(False, description="Drop the task name from the inputs (fair zero-shot transfer).")
-    label_style: Literal["words", "digits"] = Field("words", description="Targets: label words (entailment, positive, …) or the baselines' digits (0, 1, 2).")
-    data_dir: Path | None = Field(None, description="Read task data from this folder (GLUE TSV, SuperGLUE JSONL, SQuAD JSON, generic JSONL layouts) instead of the hub.")
-    force: bool = Field(False, description="Overwrite existing output files.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="LM precision: bf16 autocast (prompts stay float32), fp32, or auto (bf16 on CUDA where supported, else fp32).")
-    compile: bool = Field(False, description="torch.compile the frozen LM (slow first step, faster later ones).")
-    grad_checkpointing: bool = Field(False, description="Recompute LM activations in the backward pass: less memory, more time.")
+    model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, or 'tiny' (offline random-weight test model).")
+    prompt_length: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
+    seed: int = Field(0, json_schema_extra=panel(RUN), description="Random seed; the same seed gives the same result.")
+    device: str = Field("auto", json_schema_extra=panel(MODEL), description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
+    max_source_length: int = Field(256, gt=0, json_schema_extra=panel(DATA), description="Input tokens kept per example (longer inputs are truncated).")
+    max_target_length: int = Field(128, gt=0, json_schema_extra=panel(DATA), description="Target tokens kept per example.")
+    taskless: bool = Field(False, json_schema_extra=panel(DATA), description="Drop the task name from the inputs (fair zero-shot transfer).")
+    label_style: Literal["words", "digits"] = Field("words", json_schema_extra=panel(DATA), description="Targets: label words (entailment, positive, …) or the baselines' digits (0, 1, 2).")
+    data_dir: Path | None = Field(None, json_schema_extra=panel(DATA), description="Read task data from this folder (GLUE TSV, SuperGLUE JSONL, SQuAD JSON, generic JSONL layouts) instead of the hub.")
+    force: bool = Field(False, json_schema_extra=panel(RUN), description="Overwrite existing output files.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", json_schema_extra=panel(MODEL), description="LM precision: bf16 autocast (prompts stay float32), fp32, or auto (bf16 on CUDA where supported, else fp32).")
+    compile: bool = Field(False, json_schema_extra=panel(MODEL), description="torch.compile the frozen LM (slow first step, faster later ones).")
+    grad_checkpointing: bool = Field(False, json_schema_extra=panel(MODEL), description="Recompute LM activations in the backward pass: less memory, more time.")
 
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    _flags: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     def explicit(self, name: str):
         """The value of `name` if the user set it by flag or BMTPT_* variable, else None (preset/default)."""
         return getattr(self, name) if name in self._explicit else None
 
+    def check_combination(self, flags: frozenset[str]) -> None:
+        """Refuse flags given together (or alone) where they make no sense; `flags`: the options given."""
+
+    def _refuse_together(self, flags: frozenset[str], first: str, second: str, why: str) -> None:
+        if first in flags and second in flags:
+            raise BmtptError(f"{_flag(first)} and {_flag(second)} do not go together: {why}")
+
 
 class TrainingSettings(CommonSettings):
     """Settings every training command shares."""
 
-    steps: int = Field(..., gt=0, description="Number of optimisation steps.")
-    warmup_steps: int = Field(500, ge=0, description="Steps of linear learning-rate warm-up (then linear decay to 0).")
-    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay.")
-    checkpoint_every: int = Field(1000, gt=0, description="Save a checkpoint every N steps (and at the end).")
-    resume: bool = Field(False, description="Continue from the checkpoint beside --out instead of starting over.")
+    steps: int = Field(..., gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of optimisation steps.")
+    warmup_steps: int = Field(500, ge=0, json_schema_extra=panel(OPTIMISATION), description="Steps of linear learning-rate warm-up (then linear decay to 0).")
+    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay.")
+    checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
+    resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue from the checkpoint beside --out instead of starting over.")
 
     @field_validator("tasks", mode="before", check_fields=False)
     @classmethod
@@ -70,63 +94,88 @@ class TrainingSettings(CommonSettings):
 class SourceSettings(TrainingSettings):
     """`bmtpt source`: learn M particles of the source posterior with Damped SVGD (SPEC §2)."""
 
-    tasks: TaskList = Field(["mnli", "qnli", "qqp", "sst2", "squad", "record"], min_length=1, description="Source tasks, comma-separated.")
-    particles: int = Field(5, gt=0, description="Number of particles M (1 = the vanilla multi-task transfer baseline).")
-    steps: int = Field(100_000, gt=0, description="Number of SVGD updates (the paper: 100,000).")
-    examples_per_task: int = Field(1, gt=0, description="Examples each source task contributes to a step's batch.")
-    sample_tasks: int | None = Field(None, gt=0, description="Source task sampling: draw this many of the K tasks per step (unset: all).")
-    lr: float = Field(0.3, gt=0, description="AdamW learning rate for the particles.")
-    damping: float | None = Field(None, gt=0, le=1, description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368 (1 = plain SVGD).")
-    damping_c: float = Field(1.0, gt=0, description="The constant c in the default damping λ = min(1, e^-1 (c + M/(l·d))).")
-    likelihood_scale: float = Field(1.0, gt=0, description="Scale c of the score s = -c ∇loss.")
-    bandwidth: float | None = Field(None, gt=0, description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
-    vocab_top_k: int = Field(5000, gt=0, description="Particles start from embeddings of tokens drawn from the K most frequent.")
-    out: Path = Field(Path("particles.safetensors"), description="Where to write the particles; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
+    tasks: TaskList = Field(["mnli", "qnli", "qqp", "sst2", "squad", "record"], min_length=1, json_schema_extra=panel(DATA), description="Source tasks, comma-separated.")
+    particles: int = Field(5, gt=0, json_schema_extra=panel(METHOD), description="Number of particles M (1 = the vanilla multi-task transfer baseline).")
+    steps: int = Field(100_000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of SVGD updates (the paper: 100,000).")
+    examples_per_task: int = Field(1, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples each source task contributes to a step's batch.")
+    sample_tasks: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Source task sampling: draw this many of the K tasks per step (unset: all).")
+    lr: float = Field(0.3, gt=0, json_schema_extra=panel(OPTIMISATION), description="AdamW learning rate for the particles.")
+    damping: float | None = Field(None, gt=0, le=1, json_schema_extra=panel(METHOD), description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368 (1 = plain SVGD).")
+    damping_c: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="The constant c in the default damping λ = min(1, e^-1 (c + M/(l·d))).")
+    likelihood_scale: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="Scale c of the score s = -c ∇loss.")
+    bandwidth: float | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
+    vocab_top_k: int = Field(5000, gt=0, json_schema_extra=panel(METHOD), description="Particles start from embeddings of tokens drawn from the K most frequent.")
+    def check_combination(self, flags: frozenset[str]) -> None:
+        self._refuse_together(flags, "damping", "damping_c", "--damping-c only shapes the default λ; give one of them")
+
+    out: Path = Field(Path("particles.safetensors"), json_schema_extra=panel(RUN), description="Where to write the particles; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
 
 
 class AdaptHyperparameters(BaseModel):
     """Adaptation hyperparameters shared by `adapt` and the few-shot probe of `evaluate` (SPEC §3)."""
 
-    batch_size: int = Field(32, gt=0, description="Examples per adaptation step (target tasks mixed example-proportionally).")
-    lr_shared: float = Field(0.3, gt=0, description="Learning rate of the shared prompt W.")
-    lr_scales: float = Field(0.4, gt=0, description="Learning rate of the per-task scales a, b.")
-    sigma: float = Field(1e5, gt=0, description="Prior standard deviation σ of N(θ̄^S, σ² I).")
-    prior: bool = Field(True, description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
-    eval_batch_size: int = Field(32, gt=0, description="Examples per evaluation pass.")
-    mixing_cap: int | None = Field(None, gt=0, description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
+    batch_size: int = Field(32, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples per adaptation step (target tasks mixed example-proportionally).")
+    lr_shared: float = Field(0.3, gt=0, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the shared prompt W.")
+    lr_scales: float = Field(0.4, gt=0, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
+    sigma: float = Field(1e5, gt=0, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
+    prior: bool = Field(True, json_schema_extra=panel(METHOD), description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
+    eval_batch_size: int = Field(32, gt=0, json_schema_extra=panel(RUN), description="Examples per evaluation pass.")
+    mixing_cap: int | None = Field(None, gt=0, json_schema_extra=panel(DATA), description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
 
 
 class AdaptSettings(AdaptHyperparameters, TrainingSettings):
+    def check_combination(self, flags: frozenset[str]) -> None:
+        if "sigma" in flags and self.prior is False:
+            raise BmtptError("--sigma sets the prior's width but --no-prior drops the prior: give one of them")
+
     """`bmtpt adapt`: target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."""
 
-    tasks: TaskList = Field(["rte"], min_length=1, description="Target tasks, comma-separated (several: one shared W, a and b per task).")
-    prompt_length: int | None = Field(None, gt=0, description="Prompt length l for --init random (unset: 100); an init file brings its own, which a value given by flag must match.")
-    init: str = Field("particles.safetensors", description="Initialisation: a particles file (the mean), a prompts file, or 'random' (vanilla prompt tuning).")
-    steps: int = Field(30_000, gt=0, description="Number of adaptation steps.")
-    eval_every: int = Field(1000, gt=0, description="Evaluate on dev every N steps and keep the best.")
-    out: Path = Field(Path("prompts.safetensors"), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
+    tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (several: one shared W, a and b per task).")
+    prompt_length: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Prompt length l for --init random (unset: 100); an init file brings its own, which a value given by flag must match.")
+    init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="Initialisation: a particles file (the mean), a prompts file, or 'random' (vanilla prompt tuning).")
+    steps: int = Field(30_000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of adaptation steps.")
+    eval_every: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Evaluate on dev every N steps and keep the best.")
+    out: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(RUN), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
 
 
 class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     """`bmtpt evaluate`: test metrics of target prompts, or the few-shot probe with --shots."""
 
-    prompts: Path = Field(Path("prompts.safetensors"), description="Prompts file to evaluate (written by bmtpt adapt).")
-    decode: Literal["rank", "generate"] = Field("rank", description="rank: score the label words; generate: greedy generation and string match.")
-    split: Literal["test", "validation"] = Field("test", description="Split to score.")
-    out: Path = Field(Path("results.json"), description="Where to write the results as JSON.")
-    shots: int | None = Field(None, gt=0, description="Few-shot probe: adapt from --init on K training examples per task, then score.")
-    init: str = Field("particles.safetensors", description="With --shots: the initialisation (particles file, prompts file, or 'random').")
-    tasks: TaskList = Field(["rte"], min_length=1, description="With --shots: the tasks to probe, comma-separated.")
-    seeds: Annotated[list[int], NoDecode] = Field([0, 1, 2], min_length=1, description="With --shots: the k-shot sampling and training seeds, comma-separated.")
-    steps: int = Field(1000, gt=0, description="With --shots: adaptation steps per task and seed.")
-    warmup_steps: int = Field(0, ge=0, description="With --shots: steps of linear learning-rate warm-up.")
-    weight_decay: float = Field(1e-5, ge=0, description="With --shots: AdamW weight decay.")
-    resume: bool = Field(False, description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
+    prompts: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(METHOD), description="Prompts file to evaluate (written by bmtpt adapt).")
+    decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
+    split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split to score.")
+    out: Path = Field(Path("results.json"), json_schema_extra=panel(RUN), description="Where to write the results as JSON.")
+    shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Few-shot probe: adapt from --init on K training examples per task, then score.")
+    init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="With --shots: the initialisation (particles file, prompts file, or 'random').")
+    tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="With --shots: the tasks to probe, comma-separated.")
+    seeds: Annotated[list[int], NoDecode] = Field([0, 1, 2], min_length=1, json_schema_extra=panel(METHOD), description="With --shots: the k-shot sampling and training seeds, comma-separated.")
+    steps: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: adaptation steps per task and seed.")
+    warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: steps of linear learning-rate warm-up.")
+    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: AdamW weight decay.")
+    resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
 
     @field_validator("tasks", "seeds", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
+
+    def check_combination(self, flags: frozenset[str]) -> None:
+        if self.shots is None:
+            unused = [name for name in SHOTS_ONLY if name in flags]
+            if unused:
+                raise BmtptError(
+                    f"{', '.join(map(_flag, unused))} only {'applies' if len(unused) == 1 else 'apply'} to the few-shot probe: "
+                    f"add --shots K, or drop {'it' if len(unused) == 1 else 'them'}"
+                )
+        elif "prompts" in flags:
+            raise BmtptError("--prompts names prompts to score, but --shots trains new ones from --init: give one of them")
+
+
+SHOTS_ONLY = (
+    "init", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
+    "lr_scales", "sigma", "prior", "mixing_cap",
+)
+"""`evaluate` options that only the few-shot probe (`--shots`) uses."""
 
 
 SETTINGS_BY_COMMAND: dict[str, type[CommonSettings]] = {
@@ -165,7 +214,40 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) ->
         raise BmtptError(_describe(exc, flags, origin, path)) from None
     env = {name for name in settings_cls.model_fields if f"BMTPT_{name.upper()}" in os.environ}
     settings._explicit = frozenset(flags) | env
+    settings._flags = frozenset(flags)
+    settings.check_combination(settings._flags)
     return settings
+
+
+def build(config_cls: type, settings: BaseModel, /, **overrides: Any):
+    """A core config dataclass filled from settings by field name (SPEC §1–4 configs).
+
+    A field whose type is itself a dataclass is built the same way, from the same settings, so a
+    job config nests the runner, data and method configs. `overrides` take precedence at every
+    level (e.g. a derived value such as `required_length`, or `eval_every=None` for the probe).
+    """
+    hints = typing.get_type_hints(config_cls)
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        kind = hints[field.name]
+        if field.name in overrides:
+            values[field.name] = overrides[field.name]
+        elif dataclasses.is_dataclass(kind):
+            values[field.name] = build(kind, settings, **overrides)
+        elif field.name in type(settings).model_fields:
+            values[field.name] = getattr(settings, field.name)
+        else:
+            raise TypeError(f"{config_cls.__name__}.{field.name} is not a setting of {type(settings).__name__}: pass it as an override")
+    return config_cls(**values)
+
+
+def defaults(command: str) -> CommonSettings:
+    """A command's settings at their declared defaults (no preset, no environment): for library use."""
+    return SETTINGS_BY_COMMAND[command].model_construct()
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def _check_preset_keys(path: Path, data: dict[str, Any]) -> None:

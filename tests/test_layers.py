@@ -9,14 +9,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bmtpt_cli"
 
-# Lower layers never import higher ones: artifacts → data → runner → evaluation → svgd/adapter → settings → commands → app.
+# Lower layers never import higher ones: runtime/artifacts → data → runner → evaluation → svgd/adapter
+# (and the few-shot probe, which adapts) → settings → commands → app.
 LAYERS = {
     "bmtpt_cli": 0, "bmtpt_cli.errors": 0,
-    "bmtpt_cli.artifacts": 1, "bmtpt_cli.checkpoint": 1, "bmtpt_cli.schedule": 1, "bmtpt_cli.distributed": 1,
+    "bmtpt_cli.runtime": 1, "bmtpt_cli.artifacts": 1,
     "bmtpt_cli.data": 2,
     "bmtpt_cli.runner": 3,
     "bmtpt_cli.evaluation": 4,
-    "bmtpt_cli.svgd": 5, "bmtpt_cli.adapter": 5,
+    "bmtpt_cli.svgd": 5, "bmtpt_cli.adapter": 5, "bmtpt_cli.evaluation.fewshot": 5,
     "bmtpt_cli.presets": 6, "bmtpt_cli.settings": 6, "bmtpt_cli.console": 6,
     "bmtpt_cli.commands": 7,
     "bmtpt_cli.app": 8, "bmtpt_cli.__main__": 8,

@@ -294,7 +294,8 @@ def test_boundary_values_are_accepted():
 # --------------------------------------------------------------------------------- lists
 @pytest.mark.parametrize("command", COMMANDS)
 def test_tasks_from_a_comma_separated_flag(command):
-    assert resolve_settings(command, None, {"tasks": "rte, cb,,boolq "}).tasks == ["rte", "cb", "boolq"]
+    probe = {"shots": 4} if command == "evaluate" else {}  # evaluate takes --tasks only for the few-shot probe
+    assert resolve_settings(command, None, {"tasks": "rte, cb,,boolq ", **probe}).tasks == ["rte", "cb", "boolq"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -311,7 +312,7 @@ def test_tasks_and_seeds_from_a_toml_list(preset):
 
 
 def test_seeds_from_a_flag_and_from_the_environment(monkeypatch):
-    assert resolve_settings("evaluate", None, {"seeds": "3, 4"}).seeds == [3, 4]
+    assert resolve_settings("evaluate", None, {"seeds": "3, 4", "shots": 4}).seeds == [3, 4]
     monkeypatch.setenv("BMTPT_SEEDS", "5,6,7")
     assert resolve_settings("evaluate", None, {}).seeds == [5, 6, 7]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bmtpt_cli.commands.common import user_errors
+from bmtpt_cli.commands.display import user_errors
 from bmtpt_cli.console import console
 from bmtpt_cli.errors import BmtptError
 

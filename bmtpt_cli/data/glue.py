@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
-from bmtpt_cli.data.sources import field, label_index, read_tsv, task_file
+from bmtpt_cli.data.sources import field, label_id, read_tsv, task_file
 from bmtpt_cli.data.splits import LARGE, SMALL, SplitRule
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
@@ -44,31 +44,40 @@ class GlueFormat:
     header: bool = True
 
 
+TSV_KEY = "column/field"
+"""The word errors use for a column missing from a row of a GLUE TSV file."""
+
+
 def _tsv_reader(fmt: GlueFormat):
+    """A `LocalSource` reader of one GLUE task's TSV files."""
+
     def read(folder: Path, split: str, task: str) -> list[dict]:
         if split not in fmt.files:
             raise BmtptError(f"task {task} has no official {split} split in the GLUE files")
         path = task_file(folder, fmt.files[split], task, split)
         records = []
         for line, row in read_tsv(path, header=fmt.header):
-            get = (lambda key: field(row, key, path, line)) if fmt.header else (lambda key: _column(row, key, path, line))
-            record = {name: get(column) for name, column in fmt.columns.items()}
-            record.update(_label(get(fmt.label), fmt.labels, path, line))
+            record = {name: _cell(row, column, path, line) for name, column in fmt.columns.items()}
+            record.update(_label(_cell(row, fmt.label, path, line), fmt.labels, path, line))
             records.append(record)
         return records
 
     return read
 
 
-def _column(row: list, index: int, path: Path, line: int) -> str:
-    if index >= len(row):
-        raise BmtptError(f"'{path}' line {line}: {len(row)} fields, expected at least {index + 1}")
-    return row[index]
+def _cell(row: dict | list, column: str | int, path: Path, line: int) -> str:
+    """The value under `column` of a TSV row: a header name (dict rows) or an index (headerless rows)."""
+    if isinstance(row, dict):
+        return field(row, column, path, line, what=TSV_KEY)
+    if column >= len(row):
+        raise BmtptError(f"'{path}' line {line}: {len(row)} fields, expected at least {column + 1}")
+    return row[column]
 
 
 def _label(value, labels: dict | None, path, line) -> dict:
+    """The record's label: the id `labels` gives the raw value, or STS-B's rounded score and its grid."""
     if labels is not None:
-        return {"label": label_index(value, labels, path, line)}
+        return {"label": label_id(value, labels, path, line)}
     try:
         return {"label": stsb_target(value.strip()), "candidates": STSB_GRID}
     except (ValueError, ArithmeticError):
@@ -76,6 +85,8 @@ def _label(value, labels: dict | None, path, line) -> dict:
 
 
 def _hub_normaliser(fields: dict[str, str], regression: bool = False):
+    """Hub normaliser: record field <- hub column as `fields` says, and the label (None for unlabelled rows)."""
+
     def normalise(row: dict, where: str, index: int) -> dict | None:
         label = row["label"]
         if not regression and label < 0:  # unlabelled rows (official test)
@@ -87,84 +98,169 @@ def _hub_normaliser(fields: dict[str, str], regression: bool = False):
     return normalise
 
 
+@dataclass(frozen=True)
+class GlueSpec:
+    """One GLUE task: its record fields, label words, metrics, split rule, hub config and TSV layout.
+
+    The hub's columns have the record fields' names (true of all eight tasks).
+    """
+
+    name: str
+    fields: tuple[str, ...]  # record fields, in input order
+    label_words: tuple[str, ...] | None  # None: STS-B, a score rounded onto STSB_GRID
+    metrics: tuple[str, ...]
+    rule: SplitRule
+    config: str  # nyu-mll/glue config
+    tsv: GlueFormat
+    description: str
+
+
 _BINARY = {"0": 0, "1": 1}
 _NLI3 = {"entailment": 0, "neutral": 1, "contradiction": 2}
 _NLI2 = {"entailment": 0, "not_entailment": 1}
+_TRAIN_DEV = {"train": ("train.tsv",), "validation": ("dev.tsv",)}
 
-# name: (fields, label words, metrics, rule, hub config, hub fields, TSV format, description)
-_SPECS = {
-    "mnli": (
-        ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
-        SplitRule("O", {"train": "train", "validation": "validation_mismatched", "test": "validation_matched"}),
-        {"premise": "premise", "hypothesis": "hypothesis"},
-        GlueFormat("MNLI", {"train": ("train.tsv",), "validation_matched": ("dev_matched.tsv",),
-                            "validation_mismatched": ("dev_mismatched.tsv",)},
-                   {"premise": "sentence1", "hypothesis": "sentence2"}, "gold_label", _NLI3),
-        "multi-genre natural language inference",
-    ),
-    "qqp": (
-        ("question1", "question2"), ("not_duplicate", "duplicate"), ("f1", "accuracy"), LARGE,
-        {"question1": "question1", "question2": "question2"},
-        GlueFormat("QQP", {"train": ("train.tsv",), "validation": ("dev.tsv",)},
-                   {"question1": "question1", "question2": "question2"}, "is_duplicate", _BINARY),
-        "Quora question pairs: duplicate or not",
-    ),
-    "qnli": (
-        ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",), LARGE,
-        {"question": "question", "sentence": "sentence"},
-        GlueFormat("QNLI", {"train": ("train.tsv",), "validation": ("dev.tsv",)},
-                   {"question": "question", "sentence": "sentence"}, "label", _NLI2),
-        "does the sentence answer the question",
-    ),
-    "sst2": (
-        ("sentence",), ("negative", "positive"), ("accuracy",), LARGE,
-        {"sentence": "sentence"},
-        GlueFormat("SST-2", {"train": ("train.tsv",), "validation": ("dev.tsv",)}, {"sentence": "sentence"}, "label", _BINARY),
-        "movie review sentence sentiment",
-    ),
-    "stsb": (
-        ("sentence1", "sentence2"), None, ("pearson", "spearman"), SMALL,
-        {"sentence1": "sentence1", "sentence2": "sentence2"},
-        GlueFormat("STS-B", {"train": ("train.tsv",), "validation": ("dev.tsv",)},
-                   {"sentence1": "sentence1", "sentence2": "sentence2"}, "score", None),
-        "semantic similarity 0-5, rounded to 0.2",
-    ),
-    "mrpc": (
-        ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("f1", "accuracy"), SMALL,
-        {"sentence1": "sentence1", "sentence2": "sentence2"},
-        GlueFormat("MRPC", {"train": ("train.tsv",), "validation": ("dev.tsv",)},
-                   {"sentence1": "#1 String", "sentence2": "#2 String"}, "Quality", _BINARY),
-        "paraphrase or not",
-    ),
-    "rte": (
-        ("sentence1", "sentence2"), ("entailment", "not_entailment"), ("accuracy",), SMALL,
-        {"sentence1": "sentence1", "sentence2": "sentence2"},
-        GlueFormat("RTE", {"train": ("train.tsv",), "validation": ("dev.tsv",)},
-                   {"sentence1": "sentence1", "sentence2": "sentence2"}, "label", _NLI2),
-        "recognising textual entailment",
-    ),
-    "cola": (
-        ("sentence",), ("unacceptable", "acceptable"), ("mcc", "accuracy"), SMALL,
-        {"sentence": "sentence"},
-        GlueFormat("CoLA", {"train": ("train.tsv",), "validation": ("dev.tsv",)}, {"sentence": 3}, 1, _BINARY, header=False),
-        "grammatical acceptability",
-    ),
-}
 
-_HUB_CONFIG = {"sst2": "sst2", "stsb": "stsb"}
+_SPECS = (
+    GlueSpec(
+        name="mnli",
+        fields=("premise", "hypothesis"),
+        label_words=("entailment", "neutral", "contradiction"),
+        metrics=("accuracy",),
+        rule=SplitRule("O", {"train": "train", "validation": "validation_mismatched", "test": "validation_matched"}),
+        config="mnli",
+        tsv=GlueFormat(
+            folder="MNLI",
+            files={"train": ("train.tsv",), "validation_matched": ("dev_matched.tsv",),
+                   "validation_mismatched": ("dev_mismatched.tsv",)},
+            columns={"premise": "sentence1", "hypothesis": "sentence2"},
+            label="gold_label",
+            labels=_NLI3,
+        ),
+        description="multi-genre natural language inference",
+    ),
+    GlueSpec(
+        name="qqp",
+        fields=("question1", "question2"),
+        label_words=("not_duplicate", "duplicate"),
+        metrics=("f1", "accuracy"),
+        rule=LARGE,
+        config="qqp",
+        tsv=GlueFormat(
+            folder="QQP",
+            files=_TRAIN_DEV,
+            columns={"question1": "question1", "question2": "question2"},
+            label="is_duplicate",
+            labels=_BINARY,
+        ),
+        description="Quora question pairs: duplicate or not",
+    ),
+    GlueSpec(
+        name="qnli",
+        fields=("question", "sentence"),
+        label_words=("entailment", "not_entailment"),
+        metrics=("accuracy",),
+        rule=LARGE,
+        config="qnli",
+        tsv=GlueFormat(
+            folder="QNLI",
+            files=_TRAIN_DEV,
+            columns={"question": "question", "sentence": "sentence"},
+            label="label",
+            labels=_NLI2,
+        ),
+        description="does the sentence answer the question",
+    ),
+    GlueSpec(
+        name="sst2",
+        fields=("sentence",),
+        label_words=("negative", "positive"),
+        metrics=("accuracy",),
+        rule=LARGE,
+        config="sst2",
+        tsv=GlueFormat(folder="SST-2", files=_TRAIN_DEV, columns={"sentence": "sentence"}, label="label", labels=_BINARY),
+        description="movie review sentence sentiment",
+    ),
+    GlueSpec(
+        name="stsb",
+        fields=("sentence1", "sentence2"),
+        label_words=None,
+        metrics=("pearson", "spearman"),
+        rule=SMALL,
+        config="stsb",
+        tsv=GlueFormat(
+            folder="STS-B",
+            files=_TRAIN_DEV,
+            columns={"sentence1": "sentence1", "sentence2": "sentence2"},
+            label="score",
+            labels=None,
+        ),
+        description="semantic similarity 0-5, rounded to 0.2",
+    ),
+    GlueSpec(
+        name="mrpc",
+        fields=("sentence1", "sentence2"),
+        label_words=("not_equivalent", "equivalent"),
+        metrics=("f1", "accuracy"),
+        rule=SMALL,
+        config="mrpc",
+        tsv=GlueFormat(
+            folder="MRPC",
+            files=_TRAIN_DEV,
+            columns={"sentence1": "#1 String", "sentence2": "#2 String"},
+            label="Quality",
+            labels=_BINARY,
+        ),
+        description="paraphrase or not",
+    ),
+    GlueSpec(
+        name="rte",
+        fields=("sentence1", "sentence2"),
+        label_words=("entailment", "not_entailment"),
+        metrics=("accuracy",),
+        rule=SMALL,
+        config="rte",
+        tsv=GlueFormat(
+            folder="RTE",
+            files=_TRAIN_DEV,
+            columns={"sentence1": "sentence1", "sentence2": "sentence2"},
+            label="label",
+            labels=_NLI2,
+        ),
+        description="recognising textual entailment",
+    ),
+    GlueSpec(
+        name="cola",
+        fields=("sentence",),
+        label_words=("unacceptable", "acceptable"),
+        metrics=("mcc", "accuracy"),
+        rule=SMALL,
+        config="cola",
+        tsv=GlueFormat(
+            folder="CoLA", files=_TRAIN_DEV, columns={"sentence": 3}, label=1, labels=_BINARY, header=False
+        ),
+        description="grammatical acceptability",
+    ),
+)
 
-GLUE_TASKS: dict[str, Task] = {
-    name: benchmark_task(
-        name=name,
+
+def glue_task(spec: GlueSpec) -> Task:
+    """The registry `Task` of one GLUE spec: `nyu-mll/glue` on the hub, or the TSV files."""
+    return benchmark_task(
+        name=spec.name,
         benchmark="glue",
-        input_fields=fields,
-        label_words=words,
-        metrics=metrics,
-        rule=rule,
-        hub=HubSource("nyu-mll/glue", _HUB_CONFIG.get(name, name), _hub_normaliser(hub_fields, regression=words is None)),
-        local=LocalSource("glue", (fmt.folder, fmt.folder.lower(), name), _tsv_reader(fmt)),
-        description=description,
+        input_fields=spec.fields,
+        label_words=spec.label_words,
+        metrics=spec.metrics,
+        rule=spec.rule,
+        hub=HubSource(
+            "nyu-mll/glue", spec.config,
+            _hub_normaliser({name: name for name in spec.fields}, regression=spec.label_words is None),
+        ),
+        local=LocalSource("glue", (spec.tsv.folder, spec.tsv.folder.lower(), spec.name), _tsv_reader(spec.tsv)),
+        description=spec.description,
     )
-    for name, (fields, words, metrics, rule, hub_fields, fmt, description) in _SPECS.items()
-}
+
+
+GLUE_TASKS: dict[str, Task] = {spec.name: glue_task(spec) for spec in _SPECS}
 """The eight GLUE tasks by registry name."""

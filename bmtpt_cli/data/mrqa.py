@@ -10,134 +10,26 @@ Where the data comes from:
   NaturalQuestionsShort, HotpotQA, NewsQA, SearchQA); the in-domain sets have train and validation.
 - --data-dir, family folder `mrqa`: for SQuAD the official v1.1 JSON files (`train-v1.1.json`,
   `dev-v1.1.json`, or the dev set in parts `dev-v1.1.part*.json`); for every task the generic
-  JSON-lines layout read by `generic_jsonl_reader` (`train.jsonl`, `validation.jsonl` or
+  JSON-lines layout read by `sources.jsonl_reader` (`train.jsonl`, `validation.jsonl` or
   `dev.jsonl`, keys `question`, `context`, `answers`, renamed by an optional `fields.json`).
 
 Split rule L: 1,000 shuffled training questions are dev, the official validation set is test.
-
-`generic_jsonl_reader`, `locate` and `require` are generic helpers that `others.py` uses too.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
-from bmtpt_cli.data.sources import Normaliser, read_jsonl, task_file
+from bmtpt_cli.data.sources import field, jsonl_names, jsonl_reader, locate, row_parser
 from bmtpt_cli.data.splits import LARGE
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
 
-FIELDS_FILE = "fields.json"
-"""Optional file in a task folder mapping the task's key names to the keys its JSONL files use."""
-
 QA_KEYS = ("question", "context", "answers")
 """Keys an MRQA row (hub or JSONL) must have: answers is a list of strings."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Generic helpers (shared with others.py)
-
-
-def locate(where: Path | str, position: int | str) -> str:
-    """Where a raw row is, for error messages.
-
-    Local rows: `'file' line N` (or `'file' <position>` when the position is a description, as
-    in SQuAD's nested JSON); hub rows: `<repo (config) split> row N`.
-    """
-    if isinstance(where, Path):
-        return f"'{where}' line {position}" if isinstance(position, int) else f"'{where}' {position}"
-    return f"{where} row {position}"
-
-
-def require(row: dict, key: str, where: Path | str, position: int | str):
-    """row[key], or a one-line BmtptError naming the file and line (or hub row) and the key."""
-    if not isinstance(row, dict) or key not in row:
-        raise BmtptError(f"{locate(where, position)}: missing field '{key}'")
-    return row[key]
-
-
-def require_text(row: dict, key: str, where: Path | str, position: int | str, *, allow_empty: bool = False) -> str:
-    """row[key] as a string; a one-line error when it is missing, not a string or (by default) blank."""
-    value = require(row, key, where, position)
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise BmtptError(f"{locate(where, position)}: field '{key}' must be a non-empty string, got {value!r}")
-    return value
-
-
-def jsonl_names(split: str) -> tuple[str, ...]:
-    """File names tried for an official split: `<split>.jsonl`, and `dev.jsonl` for validation."""
-    return (f"{split}.jsonl", "dev.jsonl") if split == "validation" else (f"{split}.jsonl",)
-
-
-def read_field_map(folder: Path, keys: tuple[str, ...]) -> dict[str, str]:
-    """The folder's `fields.json` ({task key: file key}), or {} when there is none.
-
-    Only the task's own `keys` may be mapped, each to a string; anything else is a one-line error.
-    """
-    path = folder / FIELDS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BmtptError(f"'{path}' line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-        raise BmtptError(f"'{path}' must be one JSON object mapping field names to key names, e.g. {{\"context\": \"passage\"}}")
-    unknown = [name for name in mapping if name not in keys]
-    if unknown:
-        raise BmtptError(f"'{path}': unknown field(s) {', '.join(unknown)}; this task reads {', '.join(keys)}")
-    return mapping
-
-
-def rename_keys(row, mapping: dict[str, str], path: Path, line: int) -> dict:
-    """The row with each task key filled from the file key `mapping` names for it."""
-    if not isinstance(row, dict):
-        raise BmtptError(f"'{path}' line {line}: expected a JSON object, got {type(row).__name__}")
-    renamed = dict(row)
-    for name, key in mapping.items():
-        if key not in row:
-            raise BmtptError(f"'{path}' line {line}: missing field '{key}' ({FIELDS_FILE} reads '{name}' from it)")
-        renamed[name] = row[key]
-    return renamed
-
-
-def read_jsonl_records(path: Path, normalise: Normaliser, mapping: dict[str, str]) -> list[dict]:
-    """Normalised records of one JSON-lines file (rows the normaliser returns None for are skipped)."""
-    records = []
-    for line, row in read_jsonl(path):
-        record = normalise(rename_keys(row, mapping, path, line), path, line)
-        if record is not None:
-            records.append(record)
-    return records
-
-
-def generic_jsonl_reader(
-    normalise: Normaliser,
-    keys: tuple[str, ...],
-    *,
-    names: Callable[[str], tuple[str, ...]] = jsonl_names,
-) -> Callable[[Path, str, str], list[dict]]:
-    """A `LocalSource` reader for a task folder of JSON-lines files, one file per official split.
-
-    - The file of official split S is the first of `names(S)` in the folder (by default
-      `S.jsonl`, and `dev.jsonl` too for validation); none there: a one-line error listing them.
-    - Each non-empty line is one JSON object whose keys are the task's raw `keys` (the same keys
-      as the hub's rows, so one normaliser serves both). A `fields.json` in the folder may map
-      task keys to other file keys: `{"context": "passage", "answers": "gold"}` reads `context`
-      from `passage` and `answers` from `gold`.
-    - Each row goes to `normalise(row, path, line)`; it returns the record, or None to skip the
-      row, and raises BmtptError naming the file and line for bad data.
-    """
-
-    def read(folder: Path, split: str, task: str) -> list[dict]:
-        path = task_file(folder, names(split), task, split)
-        return read_jsonl_records(path, normalise, read_field_map(folder, keys))
-
-    return read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,16 +52,16 @@ def gold_answers(value, where: Path | str, position: int | str) -> tuple[str, ..
 
 def qa_record(row: dict, where: Path | str, position: int | str) -> dict:
     """An MRQA row (question, context, answers) -> the normalised record (hub and local rows alike)."""
-    answers = gold_answers(require(row, "answers", where, position), where, position)
+    answers = gold_answers(field(row, "answers", where, position), where, position)
     return {
-        "question": require_text(row, "question", where, position),
-        "context": require_text(row, "context", where, position),
+        "question": field(row, "question", where, position, text=True),
+        "context": field(row, "context", where, position, text=True),
         "label": answers[0],
         "answers": answers,
     }
 
 
-_QA_JSONL = generic_jsonl_reader(qa_record, QA_KEYS)
+_QA_JSONL = jsonl_reader(row_parser(qa_record), keys=QA_KEYS)
 """Reader of an MRQA task folder in the generic JSON-lines layout."""
 
 
@@ -204,19 +96,19 @@ def _squad_list(node, key: str, path: Path, position: str) -> list:
     """node[key] when it is a list, else a one-line error naming the file and position."""
     value = node.get(key) if isinstance(node, dict) else None
     if not isinstance(value, list):
-        raise BmtptError(f"'{path}' {position}: expected a list under '{key}' (SQuAD v1.1 layout)")
+        raise BmtptError(f"{locate(path, position)}: expected a list under '{key}' (SQuAD v1.1 layout)")
     return value
 
 
 def _squad_row(qa, context, path: Path, position: str) -> dict:
     """One SQuAD question as an MRQA row: answers become their texts."""
-    answers = require(qa, "answers", path, position)
+    answers = field(qa, "answers", path, position)
     if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-        raise BmtptError(f"'{path}' {position}: 'answers' must be a list of {{\"text\", \"answer_start\"}} objects")
+        raise BmtptError(f"{locate(path, position)}: 'answers' must be a list of {{\"text\", \"answer_start\"}} objects")
     return {
-        "question": require(qa, "question", path, position),
+        "question": field(qa, "question", path, position),
         "context": context,
-        "answers": [require(a, "text", path, position) for a in answers],
+        "answers": [field(a, "text", path, position) for a in answers],
     }
 
 
@@ -229,7 +121,7 @@ def read_squad_json(path: Path) -> list[dict]:
     records = []
     for i, article in enumerate(_squad_list(document, "data", path, "top level")):
         for j, paragraph in enumerate(_squad_list(article, "paragraphs", path, f"article {i}")):
-            context = require(paragraph, "context", path, f"article {i} paragraph {j}")
+            context = field(paragraph, "context", path, f"article {i} paragraph {j}")
             for k, qa in enumerate(_squad_list(paragraph, "qas", path, f"article {i} paragraph {j}")):
                 qid = qa.get("id") if isinstance(qa, dict) else None
                 position = f"article {i} paragraph {j} question {k}" + (f" (id {qid})" if qid else "")

@@ -16,7 +16,7 @@ Representations:
 Where the data comes from: the hub repos of SPEC §9, or with --data-dir the family folder
 `others/<Task>` holding JSON-lines files named by official split (`train.jsonl`,
 `validation.jsonl` or `dev.jsonl`, `test.jsonl`; ANLI `train_r1.jsonl` … `test_r3.jsonl`) whose
-rows have the hub's keys (a `fields.json` may rename them, see `generic_jsonl_reader`). The same
+rows have the hub's keys (a `fields.json` may rename them, see `sources.jsonl_reader`). The same
 normaliser reads hub and local rows. Unlabelled rows (label -1, answer "", missing answerKey
 value "") are skipped, as the hub's unlabelled test splits have them; any other bad value is a
 one-line error naming the file and line (hub: the row index).
@@ -27,8 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
-from bmtpt_cli.data.mrqa import generic_jsonl_reader, locate, require, require_text
-from bmtpt_cli.data.sources import Normaliser
+from bmtpt_cli.data.sources import Normaliser, field, jsonl_reader, label_id, locate, row_parser
 from bmtpt_cli.data.splits import LARGE, SMALL, SplitRule
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
@@ -44,26 +43,15 @@ UNLABELLED = (None, "", -1, "-1")
 # Normalisers: raw row (hub or JSONL, same keys) -> record
 
 
-def label_id(value, labels: dict, where: Path | str, position: int | str) -> int:
-    """The label id of a raw label: a key of `labels`, or its digits as a string ("1" for 1)."""
-    key = value.strip() if isinstance(value, str) else value
-    if isinstance(key, str) and key.isdigit() and key not in labels:
-        key = int(key)
-    if isinstance(key, bool) or key not in labels:
-        allowed = ", ".join(map(repr, labels))
-        raise BmtptError(f"{locate(where, position)}: unknown label {value!r} (expected one of {allowed})")
-    return labels[key]
-
-
 def classification(fields: dict[str, str], label_key: str, labels: dict) -> Normaliser:
     """Normaliser of a classification row: record field <- row key as given, label via `labels`."""
 
     def normalise(row: dict, where: Path | str, position: int | str) -> dict | None:
-        value = require(row, label_key, where, position)
+        value = field(row, label_key, where, position)
         if value in UNLABELLED:
             return None
-        record = {name: require_text(row, key, where, position) for name, key in fields.items()}
-        record["label"] = label_id(value, labels, where, position)
+        record = {name: field(row, key, where, position, text=True) for name, key in fields.items()}
+        record["label"] = label_id(value, labels, where, position, digits=True, bools=False)
         return record
 
     return normalise
@@ -71,13 +59,13 @@ def classification(fields: dict[str, str], label_key: str, labels: dict) -> Norm
 
 def winogrande(row: dict, where: Path | str, position: int | str) -> dict | None:
     """A WinoGrande row -> sentence, both options, the right option as label, the options as candidates."""
-    answer = require(row, "answer", where, position)
+    answer = field(row, "answer", where, position)
     if answer in UNLABELLED:
         return None
-    options = (require_text(row, "option1", where, position), require_text(row, "option2", where, position))
-    choice = label_id(answer, {1: 0, 2: 1}, where, position)
+    options = (field(row, "option1", where, position, text=True), field(row, "option2", where, position, text=True))
+    choice = label_id(answer, {1: 0, 2: 1}, where, position, digits=True, bools=False)
     return {
-        "sentence": require_text(row, "sentence", where, position),
+        "sentence": field(row, "sentence", where, position, text=True),
         "option1": options[0],
         "option2": options[1],
         "label": options[choice],
@@ -87,9 +75,9 @@ def winogrande(row: dict, where: Path | str, position: int | str) -> dict | None
 
 def choice_texts(row: dict, where: Path | str, position: int | str) -> tuple[list[str], list[str]]:
     """The (labels, texts) of a row's `choices` {"label": [...], "text": [...]}, checked."""
-    choices = require(row, "choices", where, position)
-    labels = require(choices, "label", where, position) if isinstance(choices, dict) else None
-    texts = require(choices, "text", where, position) if isinstance(choices, dict) else None
+    choices = field(row, "choices", where, position)
+    labels = field(choices, "label", where, position) if isinstance(choices, dict) else None
+    texts = field(choices, "text", where, position) if isinstance(choices, dict) else None
     if (
         not isinstance(labels, list)
         or not isinstance(texts, list)
@@ -112,7 +100,7 @@ def multiple_choice(question_key: str) -> Normaliser:
     """
 
     def normalise(row: dict, where: Path | str, position: int | str) -> dict | None:
-        key = require(row, "answerKey", where, position)
+        key = field(row, "answerKey", where, position)
         if key in UNLABELLED:
             return None
         labels, texts = choice_texts(row, where, position)
@@ -122,7 +110,7 @@ def multiple_choice(question_key: str) -> Normaliser:
                 f"{locate(where, position)}: answerKey {key!r} is not one of the choice labels {', '.join(labels)}"
             )
         return {
-            "question": require_text(row, question_key, where, position),
+            "question": field(row, question_key, where, position, text=True),
             "choices": CHOICE_SEPARATOR.join(texts),
             "label": texts[labels.index(answer)],
             "candidates": tuple(texts),
@@ -136,7 +124,7 @@ def multiple_choice(question_key: str) -> Normaliser:
 
 
 def _ids(count: int) -> dict[int, int]:
-    """Integer labels 0..count-1 mapped to themselves (digit strings are accepted by `label_id`)."""
+    """Integer labels 0..count-1 mapped to themselves (`label_id(..., digits=True)` accepts digit strings)."""
     return {i: i for i in range(count)}
 
 
@@ -162,7 +150,7 @@ def _task(
         metrics=("accuracy",),
         rule=rule,
         hub=HubSource(repo, config, normalise),
-        local=LocalSource("others", folders, generic_jsonl_reader(normalise, keys)),
+        local=LocalSource("others", folders, jsonl_reader(row_parser(normalise), keys=keys)),
         description=description,
     )
 

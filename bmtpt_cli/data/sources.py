@@ -1,5 +1,9 @@
 """Reading official splits: from the Hugging Face hub (`datasets`), or from local files (--data-dir).
 
+The row helpers every family's reader shares live here too: `locate` (where a row is), `field` (a
+checked key of a row), `label_id` (a raw label's id) and `jsonl_reader` (a folder of JSON-lines
+files, the one way JSONL data files are read).
+
 Local layouts: a task's folder (e.g. `RTE`) directly under the data directory or under its family's
 subfolder (`glue/RTE`, `superglue/CB`, `mrqa/SQuAD`, `others/SciTail`). Every problem with a file is
 a one-line `BmtptError` naming the file (and line).
@@ -97,6 +101,64 @@ def read_tsv(path: Path, *, header: bool = True) -> Iterator[tuple[int, dict | l
                 yield line, dict(zip(columns, row))
 
 
+FIELDS_FILE = "fields.json"
+"""Optional file in a task folder mapping the task's key names to the keys its JSONL files use."""
+
+Normaliser = Callable[[dict, "Path | str", "int | str"], "dict | None"]
+"""(raw row, file or hub id, line or index) -> normalised record, or None to skip the row."""
+
+RowParser = Callable[[dict, Path, int], list[dict]]
+"""(JSON object of one line, file, line) -> the records on that line."""
+
+
+# --- where a row is, its fields, its label --------------------------------------------------------
+
+
+def locate(where: Path | str, position: int | str) -> str:
+    """Where a raw row is, for error messages.
+
+    Local rows: `'file' line N` (or `'file' <position>` when the position is a description, as
+    in SQuAD's nested JSON); hub rows: `<repo (config) split> row N`.
+    """
+    if isinstance(where, Path):
+        return f"'{where}' line {position}" if isinstance(position, int) else f"'{where}' {position}"
+    return f"{where} row {position}"
+
+
+def field(row, key: str, where: Path | str, position: int | str, *, text: bool = False, what: str = "field"):
+    """row[key], or a one-line BmtptError naming the row (see `locate`) and the key.
+
+    `text=True`: the value must also be a non-blank string. `what` is the word the missing-key
+    message uses ("field"; the GLUE TSV and SuperGLUE file readers say "column/field").
+    """
+    if not isinstance(row, dict) or key not in row:
+        raise BmtptError(f"{locate(where, position)}: missing {what} '{key}'")
+    value = row[key]
+    if text and (not isinstance(value, str) or not value.strip()):
+        raise BmtptError(f"{locate(where, position)}: field '{key}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def label_id(
+    value, labels: dict, where: Path | str, position: int | str, *, digits: bool = False, bools: bool = True
+) -> int:
+    """The id `labels` maps a raw label to (strings stripped), or an error naming the value and the ones allowed.
+
+    `digits=True`: a digit string missing from `labels` is looked up as its int ("1" for 1);
+    `bools=False`: True and False are never labels (by default they match 1 and 0 as Python has it).
+    """
+    key = value.strip() if isinstance(value, str) else value
+    if digits and isinstance(key, str) and key.isdigit() and key not in labels:
+        key = int(key)
+    if (not bools and isinstance(key, bool)) or key not in labels:
+        allowed = ", ".join(map(repr, labels))
+        raise BmtptError(f"{locate(where, position)}: unknown label {value!r} (expected one of {allowed})")
+    return labels[key]
+
+
+# --- JSON-lines data files ------------------------------------------------------------------------
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-empty line of a JSON-lines file."""
     with open(path, encoding="utf-8") as handle:
@@ -109,22 +171,83 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 raise BmtptError(f"'{path}' line {line}: not valid JSON ({exc.msg})") from None
 
 
-def field(row: dict, key: str, path: Path, line: int):
-    """row[key], or a one-line error naming the file, line and missing column."""
+def jsonl_names(split: str) -> tuple[str, ...]:
+    """File names tried for an official split: `<split>.jsonl`, and `dev.jsonl` for validation."""
+    return (f"{split}.jsonl", "dev.jsonl") if split == "validation" else (f"{split}.jsonl",)
+
+
+def jsonl_split_file(folder: Path, split: str, task: str) -> Path:
+    """The JSON-lines file of an official split in a task's folder (the first of `jsonl_names`)."""
+    return task_file(folder, jsonl_names(split), task, split)
+
+
+def read_field_map(folder: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """The folder's `fields.json` ({task key: file key}), or {} when there is none.
+
+    Only the task's own `keys` may be mapped, each to a string; anything else is a one-line error.
+    """
+    path = folder / FIELDS_FILE
+    if not path.is_file():
+        return {}
     try:
-        return row[key]
-    except (KeyError, TypeError):
-        raise BmtptError(f"'{path}' line {line}: missing column/field '{key}'") from None
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BmtptError(f"'{path}' line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise BmtptError(f"'{path}' must be one JSON object mapping field names to key names, e.g. {{\"context\": \"passage\"}}")
+    unknown = [name for name in mapping if name not in keys]
+    if unknown:
+        raise BmtptError(f"'{path}': unknown field(s) {', '.join(unknown)}; this task reads {', '.join(keys)}")
+    return mapping
 
 
-def label_index(value, mapping: dict, path: Path | str, line: int | str) -> int:
-    """The label id of a raw label value, or an error naming the value and the ones allowed."""
-    key = value.strip() if isinstance(value, str) else value
-    if key not in mapping:
-        allowed = ", ".join(map(repr, mapping))
-        raise BmtptError(f"'{path}' line {line}: unknown label {value!r} (expected one of {allowed})")
-    return mapping[key]
+def rename_keys(row, mapping: dict[str, str], path: Path, line: int) -> dict:
+    """The row with each task key filled from the file key `mapping` names for it."""
+    if not isinstance(row, dict):
+        raise BmtptError(f"'{path}' line {line}: expected a JSON object, got {type(row).__name__}")
+    renamed = dict(row)
+    for name, key in mapping.items():
+        if key not in row:
+            raise BmtptError(f"'{path}' line {line}: missing field '{key}' ({FIELDS_FILE} reads '{name}' from it)")
+        renamed[name] = row[key]
+    return renamed
 
 
-Normaliser = Callable[[dict, "Path | str", "int | str"], "dict | None"]
-"""(raw row, file or hub id, line or index) -> normalised record, or None to skip the row."""
+def row_parser(normalise: Normaliser) -> RowParser:
+    """A `RowParser` giving the one record `normalise` makes of a row, or none when it returns None."""
+
+    def parse(row: dict, path: Path, line: int) -> list[dict]:
+        record = normalise(row, path, line)
+        return [] if record is None else [record]
+
+    return parse
+
+
+def jsonl_reader(
+    parse: RowParser,
+    *,
+    keys: tuple[str, ...] | None = None,
+    split_file: Callable[[Path, str, str], Path] = jsonl_split_file,
+) -> Callable[[Path, str, str], list[dict]]:
+    """A `LocalSource` reader for a task folder of JSON-lines files, one file per official split.
+
+    - The file of official split S is `split_file(folder, S, task)`: by default the first of
+      `jsonl_names(S)` (`S.jsonl`, and `dev.jsonl` too for validation); none there: a one-line
+      error listing them.
+    - Each non-empty line is one JSON value; `parse(row, path, line)` gives its records and
+      raises BmtptError naming the file and line for bad data.
+    - With `keys` (the task's raw keys, the same as the hub's, so one normaliser serves both)
+      every line must be a JSON object, and a `fields.json` in the folder may map task keys to
+      other file keys: `{"context": "passage", "answers": "gold"}` reads `context` from `passage`
+      and `answers` from `gold`. Without `keys` the rows go to `parse` as they are.
+    """
+
+    def read(folder: Path, split: str, task: str) -> list[dict]:
+        path = split_file(folder, split, task)
+        mapping = None if keys is None else read_field_map(folder, keys)
+        records = []
+        for line, row in read_jsonl(path):
+            records.extend(parse(row if mapping is None else rename_keys(row, mapping, path, line), path, line))
+        return records
+
+    return read

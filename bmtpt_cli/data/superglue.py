@@ -31,12 +31,13 @@ Per-task choices, the same whichever source the rows come from:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
-from bmtpt_cli.data.sources import field, label_index, read_jsonl, task_file
+from bmtpt_cli.data.sources import RowParser, field, jsonl_reader, label_id, locate, task_file
 from bmtpt_cli.data.splits import LARGE, SMALL, SPLIT_SEED, SplitRule, shuffled
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
@@ -59,8 +60,8 @@ _WSC_SPAN_KEYS = ("span1_text", "span1_index", "span2_text", "span2_index")
 WSC_SEARCH_WORDS = 2
 """How far (in words) from its index a WSC span is looked for when it is not at the index."""
 
-JsonlParser = Callable[[dict, Path, int], list[dict]]
-"""(JSON object of one line, file, line) -> the records on that line."""
+FILE_KEY = "column/field"
+"""The word errors use for a key missing from a line of a SuperGLUE file (hub rows say "field")."""
 
 
 # --- local files ---------------------------------------------------------------------------------
@@ -73,22 +74,18 @@ def official_file(folder: Path, split: str, task: str) -> Path:
     return task_file(folder, FILES[split], task, split)
 
 
-def jsonl_reader(parse: JsonlParser) -> Callable[[Path, str, str], list[dict]]:
-    """A `LocalSource` reader: every record `parse` makes from every line of the split's file."""
-
-    def read(folder: Path, split: str, task: str) -> list[dict]:
-        path = official_file(folder, split, task)
-        return [record for line, row in read_jsonl(path) for record in parse(row, path, line)]
-
-    return read
+def line_getter(path: Path, line: int) -> Callable:
+    """`field` for the objects on one line of a SuperGLUE file: get(obj, key)."""
+    return functools.partial(field, where=path, position=line, what=FILE_KEY)
 
 
-def flat_parser(fields: tuple[str, ...], labels: dict) -> JsonlParser:
+def flat_parser(fields: tuple[str, ...], labels: dict) -> RowParser:
     """Parser for one-example-per-line tasks (BoolQ, CB, WiC): the fields and the mapped label."""
 
     def parse(row: dict, path: Path, line: int) -> list[dict]:
-        record = {name: field(row, name, path, line) for name in fields}
-        record["label"] = label_index(field(row, "label", path, line), labels, path, line)
+        get = line_getter(path, line)
+        record = {name: get(row, name) for name in fields}
+        record["label"] = label_id(get(row, "label"), labels, path, line)
         return [record]
 
     return parse
@@ -96,37 +93,40 @@ def flat_parser(fields: tuple[str, ...], labels: dict) -> JsonlParser:
 
 def parse_multirc(row: dict, path: Path, line: int) -> list[dict]:
     """One record per answer option of every question of one MultiRC passage."""
-    passage = field(row, "passage", path, line)
-    paragraph = field(passage, "text", path, line)
-    passage_idx = field(row, "idx", path, line)
+    get = line_getter(path, line)
+    passage = get(row, "passage")
+    paragraph = get(passage, "text")
+    passage_idx = get(row, "idx")
     records = []
-    for question in field(passage, "questions", path, line):
-        text = field(question, "question", path, line)
-        group = f"{passage_idx}-{field(question, 'idx', path, line)}"
-        for answer in field(question, "answers", path, line):
-            label = label_index(field(answer, "label", path, line), _BINARY_IDS, path, line)
-            records.append(multirc_record(text, field(answer, "text", path, line), paragraph, label, group))
+    for question in get(passage, "questions"):
+        text = get(question, "question")
+        group = f"{passage_idx}-{get(question, 'idx')}"
+        for answer in get(question, "answers"):
+            label = label_id(get(answer, "label"), _BINARY_IDS, path, line)
+            records.append(multirc_record(text, get(answer, "text"), paragraph, label, group))
     return records
 
 
 def parse_wsc(row: dict, path: Path, line: int) -> list[dict]:
     """The WSC record of one line (spans under `target`)."""
-    target = field(row, "target", path, line)
-    spans = {key: field(target, key, path, line) for key in _WSC_SPAN_KEYS}
-    label = label_index(field(row, "label", path, line), _BOOL_LABELS, path, line)
-    return [wsc_record(field(row, "text", path, line), spans, label, f"'{path}' line {line}")]
+    get = line_getter(path, line)
+    target = get(row, "target")
+    spans = {key: get(target, key) for key in _WSC_SPAN_KEYS}
+    label = label_id(get(row, "label"), _BOOL_LABELS, path, line)
+    return [wsc_record(get(row, "text"), spans, label, locate(path, line))]
 
 
 def parse_record(row: dict, path: Path, line: int) -> list[dict]:
     """One ReCoRD record per answered question of one passage."""
-    passage = field(row, "passage", path, line)
-    text = field(passage, "text", path, line)
-    entities = [entity_text(text, entity, path, line) for entity in field(passage, "entities", path, line)]
-    passage_idx = field(row, "idx", path, line)
+    get = line_getter(path, line)
+    passage = get(row, "passage")
+    text = get(passage, "text")
+    entities = [entity_text(text, entity, path, line) for entity in get(passage, "entities")]
+    passage_idx = get(row, "idx")
     records = []
-    for qa in field(row, "qas", path, line):
-        query, group = field(qa, "query", path, line), f"{passage_idx}-{field(qa, 'idx', path, line)}"
-        answers = [field(answer, "text", path, line) for answer in qa.get("answers") or ()]
+    for qa in get(row, "qas"):
+        query, group = get(qa, "query"), f"{passage_idx}-{get(qa, 'idx')}"
+        answers = [get(answer, "text") for answer in qa.get("answers") or ()]
         record = record_record(text, query, entities, answers, group)
         if record is not None:
             records.append(record)
@@ -135,30 +135,22 @@ def parse_record(row: dict, path: Path, line: int) -> list[dict]:
 
 def entity_text(text: str, entity: dict, path: Path, line: int) -> str:
     """The passage text of a ReCoRD entity span (`end` is inclusive)."""
-    start, end = field(entity, "start", path, line), field(entity, "end", path, line)
+    get = line_getter(path, line)
+    start, end = get(entity, "start"), get(entity, "end")
     if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(text)):
-        raise BmtptError(f"'{path}' line {line}: entity span {start!r}..{end!r} is not inside the passage")
+        raise BmtptError(f"{locate(path, line)}: entity span {start!r}..{end!r} is not inside the passage")
     return text[start : end + 1]
 
 
 # --- hub rows ------------------------------------------------------------------------------------
 
 
-def hub_field(row: dict, key: str, where: str, index: int):
-    """row[key] of a hub row, or a one-line error naming the dataset split, row and key."""
-    if not isinstance(row, dict) or key not in row:
-        raise BmtptError(f"{where} row {index}: missing field '{key}'")
-    return row[key]
-
-
 def hub_label(row: dict, ids: dict, where: str, index: int) -> int | None:
     """The label id of a hub row; None for an unlabelled row (-1); an error for an unknown id."""
-    value = hub_field(row, "label", where, index)
+    value = field(row, "label", where, index)
     if value == UNLABELLED:
         return None
-    if value not in ids:
-        raise BmtptError(f"{where} row {index}: unknown label {value!r} (expected one of {', '.join(map(repr, ids))})")
-    return ids[value]
+    return label_id(value, ids, where, index)
 
 
 def flat_normaliser(fields: tuple[str, ...], ids: dict) -> Callable[[dict, str, int], dict | None]:
@@ -168,7 +160,7 @@ def flat_normaliser(fields: tuple[str, ...], ids: dict) -> Callable[[dict, str, 
         label = hub_label(row, ids, where, index)
         if label is None:
             return None
-        return {**{name: hub_field(row, name, where, index) for name in fields}, "label": label}
+        return {**{name: field(row, name, where, index) for name in fields}, "label": label}
 
     return normalise
 
@@ -178,10 +170,10 @@ def normalise_multirc(row: dict, where: str, index: int) -> dict | None:
     label = hub_label(row, _BINARY_IDS, where, index)
     if label is None:
         return None
-    get = lambda key: hub_field(row, key, where, index)  # noqa: E731
-    idx = get("idx")
-    group = f"{hub_field(idx, 'paragraph', where, index)}-{hub_field(idx, 'question', where, index)}"
-    return multirc_record(get("question"), get("answer"), get("paragraph"), label, group)
+    get = functools.partial(field, where=where, position=index)
+    idx = get(row, "idx")
+    group = f"{get(idx, 'paragraph')}-{get(idx, 'question')}"
+    return multirc_record(get(row, "question"), get(row, "answer"), get(row, "paragraph"), label, group)
 
 
 def normalise_wsc(row: dict, where: str, index: int) -> dict | None:
@@ -189,16 +181,16 @@ def normalise_wsc(row: dict, where: str, index: int) -> dict | None:
     label = hub_label(row, _BINARY_IDS, where, index)
     if label is None:
         return None
-    spans = {key: hub_field(row, key, where, index) for key in _WSC_SPAN_KEYS}
-    return wsc_record(hub_field(row, "text", where, index), spans, label, f"{where} row {index}")
+    spans = {key: field(row, key, where, index) for key in _WSC_SPAN_KEYS}
+    return wsc_record(field(row, "text", where, index), spans, label, locate(where, index))
 
 
 def normalise_record(row: dict, where: str, index: int) -> dict | None:
     """A hub ReCoRD row (one question) as a record; None when it has no answers."""
-    get = lambda key: hub_field(row, key, where, index)  # noqa: E731
-    idx = get("idx")
-    group = f"{hub_field(idx, 'passage', where, index)}-{hub_field(idx, 'query', where, index)}"
-    return record_record(get("passage"), get("query"), get("entities"), get("answers") or (), group)
+    get = functools.partial(field, where=where, position=index)
+    idx = get(row, "idx")
+    group = f"{get(idx, 'passage')}-{get(idx, 'query')}"
+    return record_record(get(row, "passage"), get(row, "query"), get(row, "entities"), get(row, "answers") or (), group)
 
 
 # --- records, whichever the source ---------------------------------------------------------------
@@ -317,7 +309,7 @@ def _task(name, fields, words, metrics, rule, config, folders, normalise, parse,
         metrics=metrics,
         rule=rule,
         hub=HubSource(HUB_REPO, config, normalise),
-        local=LocalSource("superglue", folders, jsonl_reader(parse)),
+        local=LocalSource("superglue", folders, jsonl_reader(parse, split_file=official_file)),
         description=description,
     )
 

@@ -145,6 +145,7 @@ def svgd_direction(
     *,
     damping: float = 1.0,
     bandwidth: Bandwidth = None,
+    kernel: Tensor | None = None,
 ) -> Tensor:
     """(Damped) SVGD direction φ for every particle (SPEC §2).
 
@@ -158,6 +159,10 @@ def svgd_direction(
     ``(M, ...)`` (e.g. ``(M, l, d)``; flattened internally) and dtype; the
     returned φ has that shape and dtype. Ascent direction: the update is
     ``θ_i ← θ_i + α φ_damped(θ_i)``. With ``M = 1`` φ equals the score.
+
+    ``kernel``: the ``(M, M)`` matrix ``rbf_kernel`` already built for these
+    particles with this ``bandwidth`` (then ``bandwidth`` must be that h), so a
+    caller that needs h anyway builds the kernel once per step.
 
     Raises ``ValueError`` on mismatched shapes/dtypes or ``damping ∉ (0, 1]``.
     """
@@ -188,7 +193,12 @@ def svgd_direction(
     s = _flatten_particles(scores, "scores")  # (M, D)
     m = theta.shape[0]
 
-    k, h = rbf_kernel(theta, bandwidth=bandwidth)  # (M, M), ()
+    if kernel is None:
+        k, h = rbf_kernel(theta, bandwidth=bandwidth)  # (M, M), ()
+    else:
+        if bandwidth is None or kernel.shape != (m, m):
+            raise ValueError(f"a precomputed kernel needs its bandwidth and shape ({m}, {m}), got {tuple(kernel.shape)}")
+        k, h = kernel.to(theta.dtype), _as_bandwidth(bandwidth, theta)
     drive = k @ s  # (M, D); K symmetric, so (K S)_i = Σ_j k_ji s_j
     # (diag(K1) − K) Θ is invariant to translating all particles; centring first
     # avoids cancellation when the particles are close relative to their norm.

@@ -3,7 +3,8 @@
 import torch
 
 from bmtpt_cli.adapter.prompt import TargetPrompts, prior_penalty
-from bmtpt_cli.adapter.train import AdaptConfig, adapt
+from bmtpt_cli.adapter.train import adapt
+from configs import adapt_config
 from bmtpt_cli.data.registry import resolve_tasks
 
 
@@ -74,7 +75,7 @@ def test_adapt_keeps_the_best_dev_state_and_trains_only_prompts(runner):
     dev = {t.name: t.examples("validation")[:8] for t in tasks}
     init = torch.randn(4, runner.d_model)
     before = {name: tensor.clone() for name, tensor in runner.model.state_dict().items()}
-    config = AdaptConfig(steps=4, batch_size=4, warmup_steps=1, eval_every=2, seed=0)
+    config = adapt_config(steps=4, batch_size=4, warmup_steps=1, eval_every=2, seed=0)
     result = adapt(runner, tasks, train, dev, init, config)
     assert set(result.dev_metrics) == {"demo_review", "demo_rte"}
     assert result.best_step in (2, 4)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bmtpt_cli.data import benchmark, splits
-from bmtpt_cli.data.mrqa import MRQA_TASKS, generic_jsonl_reader, mrqa_hub, qa_record
+from bmtpt_cli.data.mrqa import MRQA_TASKS, mrqa_hub, qa_record
+from bmtpt_cli.data.sources import jsonl_reader, row_parser
 from bmtpt_cli.errors import BmtptError
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -258,7 +259,7 @@ def test_hub_rows_are_filtered_by_subset_and_normalised(monkeypatch):
 
 def test_generic_reader_skips_rows_the_normaliser_drops(tmp_path):
     path = write_jsonl(tmp_path / "train.jsonl", [{"keep": True}, {"keep": False}, {"keep": True}])
-    read = generic_jsonl_reader(lambda row, where, line: {"line": line, "where": where} if row["keep"] else None, ("keep",))
+    read = jsonl_reader(row_parser(lambda row, where, line: {"line": line, "where": where} if row["keep"] else None), keys=("keep",))
     assert read(tmp_path, "train", "demo") == [{"line": 1, "where": path}, {"line": 3, "where": path}]
 
 

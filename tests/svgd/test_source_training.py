@@ -1,25 +1,25 @@
 """The source training loop on the tiny model: frozen weights, the SVGD gradient, exact resume."""
 
+import dataclasses
 import os
 import signal
 
 import pytest
 import torch
 
-from bmtpt_cli.checkpoint import Interrupted
+from bmtpt_cli.runtime.checkpoint import Interrupted
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.svgd import svgd_direction
-from bmtpt_cli.svgd.train import SourceConfig, resolved_damping, svgd_step, train_source
+from bmtpt_cli.runtime.loop import RunFiles
+from bmtpt_cli.svgd.train import resolved_damping, svgd_step, train_source
+from configs import source_config
 
-CONFIG = SourceConfig(num_particles=3, prompt_length=4, steps=6, examples_per_task=2, warmup_steps=1, checkpoint_every=2, seed=3)
+CONFIG = source_config(particles=3, prompt_length=4, steps=6, examples_per_task=2, warmup_steps=1, checkpoint_every=2, seed=3)
 
 
 def _train(runner, examples, tmp_path, config=CONFIG, **kwargs):
-    kwargs.setdefault("resume", False)
-    return train_source(
-        runner, examples, config, checkpoint_path=tmp_path / "run.ckpt", log_path=tmp_path / "run.log.jsonl",
-        fingerprint=config.fingerprint(), **kwargs,
-    )
+    files = RunFiles(tmp_path / "run.ckpt", tmp_path / "run.log.jsonl", kwargs.pop("resume", False), config.fingerprint())
+    return train_source(runner, examples, config, files=files, **kwargs)
 
 
 def test_source_run_leaves_every_model_weight_bit_identical(runner, demo_examples, tmp_path):
@@ -58,9 +58,9 @@ def test_one_particle_is_plain_gradient_descent(runner, demo_examples):
 
 
 def test_default_damping_is_the_fully_damped_lambda():
-    config = SourceConfig(num_particles=5, prompt_length=100)
+    config = source_config(particles=5, prompt_length=100)
     assert resolved_damping(config, 768) == pytest.approx(0.3679, abs=1e-4)
-    assert resolved_damping(SourceConfig(damping=0.9), 768) == 0.9
+    assert resolved_damping(source_config(damping=0.9), 768) == 0.9
 
 
 def test_same_seed_same_particles_other_seed_other_particles(runner, demo_examples, tmp_path):
@@ -69,7 +69,7 @@ def test_same_seed_same_particles_other_seed_other_particles(runner, demo_exampl
         directory.mkdir()
     first = _train(runner, demo_examples, runs["a"])
     second = _train(runner, demo_examples, runs["b"])
-    other_seed = _train(runner, demo_examples, runs["c"], config=SourceConfig(**{**CONFIG.fingerprint(), "seed": 4}))
+    other_seed = _train(runner, demo_examples, runs["c"], config=dataclasses.replace(CONFIG, seed=4))
     assert torch.equal(first, second)
     assert not torch.equal(first, other_seed)
 
@@ -97,6 +97,6 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(runner, demo_exampl
 
 def test_resume_refuses_a_checkpoint_with_other_settings(runner, demo_examples, tmp_path):
     _train(runner, demo_examples, tmp_path)
-    other = SourceConfig(**{**CONFIG.fingerprint(), "lr": 0.1, "checkpoint_every": 2})
+    other = dataclasses.replace(CONFIG, lr=0.1, checkpoint_every=2)
     with pytest.raises(BmtptError, match="'lr'"):
         _train(runner, demo_examples, tmp_path, config=other, resume=True)

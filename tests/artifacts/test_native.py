@@ -1,4 +1,4 @@
-"""Artifacts: safetensors round trips, the on-disk format, validation errors, atomic writes.
+"""Artifacts: safetensors round trips, the on-disk format, validation errors.
 
 The on-disk layout is checked with `safetensors.safe_open` directly, not only through bmtpt's own
 loader, so a change of format that the loader happens to mirror still shows up here.
@@ -22,9 +22,7 @@ from bmtpt_cli import __version__
 from bmtpt_cli.artifacts import (
     PARTICLES,
     PROMPTS,
-    atomic_write,
     check_model_fit,
-    check_writable,
     common_metadata,
     file_sha256,
     load_particles,
@@ -32,7 +30,6 @@ from bmtpt_cli.artifacts import (
     read_kind,
     save_particles,
     save_prompts,
-    write_text_atomic,
 )
 from bmtpt_cli.errors import BmtptError
 
@@ -344,83 +341,6 @@ def test_saving_inf_prompts_keeps_the_previous_file(tmp_path):
     assert _listing(tmp_path) == ["prompts.safetensors"]
 
 
-# --------------------------------------------------------------------------------- atomic_write
-def test_atomic_write_failing_midway_keeps_the_old_file(tmp_path):
-    path = tmp_path / "particles.safetensors"
-    path.write_bytes(b"the previous, complete artifact")
-    seen = []
-
-    def write(tmp: Path) -> None:
-        seen.append(tmp)
-        assert tmp != path and tmp.parent == path.parent  # a temporary file beside the destination
-        tmp.write_bytes(b"half of the new")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        atomic_write(path, write)
-    assert seen, "the write callback was never called"
-    assert path.read_bytes() == b"the previous, complete artifact"
-    assert _listing(tmp_path) == ["particles.safetensors"]  # no temporary file left behind
-
-
-def test_atomic_write_replaces_the_content(tmp_path):
-    path = tmp_path / "results.json"
-    path.write_text("old")
-    atomic_write(path, lambda tmp: tmp.write_bytes(b"new content"))
-    assert path.read_bytes() == b"new content"
-    write_text_atomic(path, "even newer \u03b8\n")
-    assert path.read_text(encoding="utf-8") == "even newer \u03b8\n"
-    assert _listing(tmp_path) == ["results.json"]
-
-
-@pytest.mark.parametrize("umask", [0o022, 0o002])
-def test_atomic_write_gives_new_files_the_usual_permissions(tmp_path, umask):
-    path = tmp_path / "particles.safetensors"
-    previous = os.umask(umask)
-    try:
-        atomic_write(path, lambda tmp: tmp.write_bytes(b"x"))
-    finally:
-        os.umask(previous)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    assert mode == 0o666 & ~umask, oct(mode)
-    assert mode != 0o600
-
-
-def test_atomic_write_into_a_missing_directory(tmp_path):
-    path = tmp_path / "no" / "such" / "dir" / "out.safetensors"
-    with pytest.raises(BmtptError) as excinfo:
-        atomic_write(path, lambda tmp: tmp.write_bytes(b"x"))
-    assert "does not exist" in str(excinfo.value)
-    assert "\n" not in str(excinfo.value)
-
-
-# --------------------------------------------------------------------------------- check_writable
-def test_check_writable_refuses_an_existing_file_without_force(tmp_path):
-    path = tmp_path / "particles.safetensors"
-    path.write_bytes(b"x")
-    with pytest.raises(BmtptError) as excinfo:
-        check_writable(path, force=False)
-    assert "--force" in _assert_user_error(excinfo, path)
-    check_writable(path, force=True)  # accepted with --force
-    check_writable(tmp_path / "new.safetensors", force=False)  # a new file in an existing directory is fine
-
-
-def test_check_writable_refuses_a_missing_directory(tmp_path):
-    missing = tmp_path / "missing"
-    with pytest.raises(BmtptError) as excinfo:
-        check_writable(missing / "particles.safetensors", force=True)
-    message = str(excinfo.value)
-    assert "\n" not in message
-    assert str(missing) in message and "does not exist" in message
-
-
-def test_check_writable_refuses_a_directory_as_output(tmp_path):
-    out = tmp_path / "runs"
-    out.mkdir()
-    with pytest.raises(BmtptError):
-        check_writable(out, force=True)
-
-
 # --------------------------------------------------------------------------------- file_sha256
 @pytest.mark.parametrize("size", [0, 5, (1 << 20) * 2 + 12345], ids=["empty", "small", "over-one-chunk"])
 def test_file_sha256(tmp_path, size):
@@ -434,3 +354,25 @@ def test_file_sha256_tells_files_apart(tmp_path):
     _write_particles(first, seed=0)
     _write_particles(second, seed=1)
     assert file_sha256(first) != file_sha256(second)
+
+
+def test_equal_content_gives_equal_bytes_in_separate_processes(tmp_path):
+    """safetensors orders metadata by a per-process hash; bmtpt's files must not depend on it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles\n"
+        "meta = common_metadata(kind=PARTICLES, model='tiny', d_model=4, prompt_length=3, config={'b': 1, 'a': 2})\n"
+        "save_particles(sys.argv[1], torch.arange(24.0).view(2, 3, 4), tasks=['x', 'y'], metadata=meta)\n"
+    )
+    paths = [tmp_path / f"p{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=120)
+    assert len({path.read_bytes() for path in paths}) == 1
+    particles, metadata = load_particles(paths[0])
+    assert torch.equal(particles, torch.arange(24.0).view(2, 3, 4))
+    assert metadata["bmtpt.tasks"] == "x,y"
+    with safe_open(str(paths[0]), framework="pt") as handle:  # still a valid safetensors file
+        assert handle.get_tensor("particles").shape == (2, 3, 4)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bmtpt_cli.artifacts import atomic_write, write_text_atomic
+from bmtpt_cli.runtime.files import atomic_write, write_text_atomic
 from bmtpt_cli.errors import BmtptError
 
 

@@ -1,7 +1,7 @@
 """bmtpt's artifacts: safetensors files of particles and target prompts, their metadata, validation.
 
-Every file bmtpt writes goes through `atomic_write`: a temporary file in the same directory renamed
-into place, so an interrupted write leaves the old file or the new one, never a torn one.
+Files are written through `runtime.files.atomic_write` (a temporary file renamed into place), so an
+interrupted write leaves the old file or the new one, never a torn one.
 
 Formats (metadata values are strings, as safetensors requires):
 - particles: tensor `particles` (M, l, d); `bmtpt.kind=particles`, `bmtpt.num_particles`, `bmtpt.tasks`.
@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,57 +22,11 @@ import torch
 
 from bmtpt_cli import __version__
 from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.runtime.files import atomic_write
 
 FORMAT_VERSION = "1"
 PARTICLES = "particles"
 PROMPTS = "prompts"
-
-
-# --------------------------------------------------------------------------------- file writing
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it over `path`."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
-    if not os.access(directory, os.W_OK):
-        raise BmtptError(f"output directory '{directory}' is not writable: choose another --out")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; give the new file the usual permissions
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file atomically (see `atomic_write`)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def check_writable(path: Path, *, force: bool, flag: str = "--out") -> None:
-    """Refuse to overwrite an existing output unless `force`; refuse a missing or read-only directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise BmtptError(f"'{path}' is a directory: give {flag} a file path")
-    if path.exists() and not force:
-        raise BmtptError(f"'{path}' already exists: pass --force to overwrite it or choose another {flag}")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another {flag}")
-    if not os.access(directory, os.W_OK):
-        raise BmtptError(f"output directory '{directory}' is not writable: choose another {flag}")
 
 
 def file_sha256(path: Path) -> str:
@@ -102,13 +53,30 @@ def common_metadata(*, kind: str, model: str, d_model: int, prompt_length: int, 
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     for name, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
             raise BmtptError(f"refusing to write '{path}': tensor '{name}' has NaN or Inf values")
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    data = canonical_header(save(tensors, metadata=metadata))
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def canonical_header(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted, so equal content gives equal bytes.
+
+    safetensors writes the metadata in hash-map order, which changes from process to process; the
+    tensor bytes and their offsets (relative to the end of the header) are untouched, and the
+    header is padded with spaces to a multiple of 8 bytes as safetensors does.
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(dict(sorted(header.items())), separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def _read(path: Path, kind: str, flag: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -228,67 +196,3 @@ def read_kind(path: Path) -> str | None:
             return (handle.metadata() or {}).get("bmtpt.kind")
     except Exception:  # noqa: BLE001 — any unreadable file simply has no kind; the loader reports why
         return None
-
-
-# --------------------------------------------------------------------------------- one run per output
-class OutputLock:
-    """`<out>.lock`, held while a run writes `out`, so a second run on the same output refuses.
-
-    The lock records the owner's pid and host. A lock whose process is gone (a killed run on this
-    host) is stale and taken over; one from another host is respected, and the message says how to
-    clear it by hand.
-    """
-
-    def __init__(self, out: Path):
-        self.out = Path(out)
-        self.path = Path(f"{out}.lock")
-
-    def __enter__(self) -> OutputLock:
-        import json
-        import socket
-
-        directory = self.out.parent if str(self.out.parent) else Path(".")
-        if self.out.is_dir():
-            raise BmtptError(f"'{self.out}' is a directory: give --out a file path")
-        if not directory.is_dir():
-            raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid"))):
-                    self.path.unlink(missing_ok=True)  # stale: its run is gone
-                    continue
-                raise BmtptError(
-                    f"another bmtpt run (pid {owner.get('pid')} on {owner.get('host')}) is writing '{self.out}': "
-                    f"wait for it, choose another --out, or delete '{self.path}' if that run is gone"
-                ) from None
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-            return self
-        raise BmtptError(f"could not take the lock '{self.path}': delete it if no bmtpt run is writing '{self.out}'")
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def _owner(self) -> dict | None:
-        import json
-
-        try:
-            owner = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # unreadable or half-written: its writer died
-        return owner if isinstance(owner, dict) else None
-
-
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -8,7 +8,9 @@ process writes files.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,3 +107,13 @@ def sum_gradients(dist: Distributed, parameters: list[torch.nn.Parameter]) -> No
         if parameter.grad is None:
             parameter.grad = torch.zeros_like(parameter)
         dist.sum(parameter.grad)
+
+
+@contextlib.contextmanager
+def data_parallel(device: torch.device) -> Iterator[tuple[Distributed, torch.device]]:
+    """(Distributed, device) for this process: joins the group `torchrun`/`accelerate launch` set up."""
+    dist, device = setup_distributed(device)
+    try:
+        yield dist, device
+    finally:
+        teardown_distributed()

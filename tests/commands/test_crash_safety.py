@@ -72,7 +72,7 @@ def test_a_kill_inside_a_write_leaves_the_previous_file(tmp_path):
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from bmtpt_cli.artifacts import atomic_write\n"
+        "from bmtpt_cli.runtime.files import atomic_write\n"
         "def write(tmp):\n"
         "    tmp.write_bytes(b'half of a new art')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -142,13 +142,14 @@ def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
 
     monkeypatch.setattr(adapter_training, "adapt", adapt_then_stop_after_three)
     with pytest.raises(KeyboardInterrupt):
-        from bmtpt_cli.commands.evaluate import run_fewshot
-        from bmtpt_cli.settings import resolve_settings
+        from bmtpt_cli.evaluation.fewshot import FewshotJob, run_fewshot
+        from bmtpt_cli.settings import build, resolve_settings
 
-        run_fewshot(resolve_settings("evaluate", None, {
+        settings = resolve_settings("evaluate", None, {
             "shots": 4, "init": str(tmp_path / "init.safetensors"), "tasks": "demo_rte,demo_review", "seeds": "0,1",
             "steps": 2, "batch_size": 4, "out": tmp_path / "cut.json",
-        }))
+        })
+        run_fewshot(build(FewshotJob, settings, required_length=None, eval_every=None, checkpoint_every=2))
     cells = tmp_path / "cut.cells.jsonl"
     assert len(cells.read_text().splitlines()) == 3 and not (tmp_path / "cut.json").exists()
 

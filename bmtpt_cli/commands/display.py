@@ -1,0 +1,88 @@
+"""What the commands show: one-line errors, rich progress on stderr, result tables on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import typer
+
+from bmtpt_cli.console import console, err_console
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.runtime.progress import Progress, Update
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `BmtptError` into one line on stderr and its exit code (2), with no traceback.
+
+    `BMTPT_DEBUG=1` (or `bmtpt --debug`) re-raises instead, for bug reports.
+    """
+    try:
+        yield
+    except BmtptError as exc:
+        if os.environ.get("BMTPT_DEBUG") == "1":
+            raise
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+
+
+class RichProgress(Progress):
+    """Spinners, progress bars and notes on stderr (results stay alone on stdout)."""
+
+    @contextlib.contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        with err_console.status(message):
+            yield
+
+    @contextlib.contextmanager
+    def bar(self, description: str, total: int) -> Iterator[Update]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichBar
+
+        columns = (
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        )
+        with RichBar(*columns, console=err_console, transient=False) as progress:
+            task = progress.add_task(description, total=total, info="")
+            yield lambda completed, info="": progress.update(task, completed=completed, info=info)
+
+    def note(self, message: str) -> None:
+        err_console.print(message, markup=False)
+
+
+def wrote(path) -> None:
+    """Say which file a command wrote (the main process only; the others write nothing)."""
+    from bmtpt_cli.runtime.distributed import is_main_process
+
+    if is_main_process():
+        console.print(f"wrote {path}", markup=False)
+
+
+def render_dev(dev_metrics: dict[str, float]) -> None:
+    """Print the kept prompts' dev metrics as a table."""
+    from rich.table import Table
+
+    table = Table(title="kept prompts (dev)")
+    table.add_column("task")
+    table.add_column("dev", justify="right")
+    for task, value in dev_metrics.items():
+        table.add_row(task, f"{value:.4f}")
+    console.print(table)
+
+
+def render_results(report: dict) -> None:
+    """Print evaluation results as a table (mean ± std over seeds for the few-shot probe)."""
+    from rich.table import Table
+
+    table = Table(title="bmtpt evaluate")
+    for column in ("task", "metric", "value", "decode", "split", "examples"):
+        table.add_column(column, justify="right" if column in ("value", "examples") else "left")
+    for row in report["results"]:
+        value = f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if "std" in row else "")
+        table.add_row(row["task"], row["metric"], value, row["decode"], row["split"], str(row["examples"]))
+    console.print(table)

@@ -1,0 +1,86 @@
+"""Typer options generated from a command's settings model: one option per field.
+
+The help text, the option's type and its panel come from the field (`settings.py`); a flag is
+`--x/--no-x`. Every option defaults to None ("not given"), so a preset, a `BMTPT_*` variable or
+the declared default applies unless the user types the flag; `resolve_settings` does the layering
+and validation (bounds, choices), so errors name the flag, the variable or the preset key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+from pydantic.fields import FieldInfo
+
+from bmtpt_cli.commands.display import user_errors
+from bmtpt_cli.settings import PANELS, RUN, SETTINGS_BY_COMMAND, CommonSettings, resolve_settings
+
+PRESET_HELP = "Preset: a name from presets/ (demo, glue6, …) or a path to a .toml file. Default: demo."
+
+
+def settings_command(command: str, run: Callable[[CommonSettings], None], doc: str) -> Callable[..., None]:
+    """A Typer command function for `command`: its options are the settings' fields plus `--preset`;
+    it resolves the settings (flags > BMTPT_* > preset > defaults) and calls `run(settings)`."""
+    settings_cls = SETTINGS_BY_COMMAND[command]
+    names = _ordered_fields(settings_cls)
+
+    def command_function(**options: Any) -> None:
+        flags = {name: value for name, value in options.items() if value is not None and name != "preset"}
+        with user_errors():
+            run(resolve_settings(command, options.get("preset"), flags))
+
+    parameters = [_parameter(name, _option(name, settings_cls.model_fields[name])) for name in names]
+    parameters.append(_parameter("preset", Annotated[Optional[str], typer.Option(help=PRESET_HELP, rich_help_panel=RUN)]))
+    command_function.__signature__ = inspect.Signature(parameters)
+    command_function.__annotations__ = {p.name: p.annotation for p in parameters}
+    command_function.__doc__ = doc
+    command_function.__name__ = f"{command}_command"
+    return command_function
+
+
+def _ordered_fields(settings_cls) -> list[str]:
+    """Field names grouped by help panel (in `PANELS` order), declaration order within a panel."""
+    fields = settings_cls.model_fields
+    return sorted(fields, key=lambda name: PANELS.index(_panel(fields[name])))
+
+
+def _panel(field: FieldInfo) -> str:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("panel", RUN))
+
+
+def _parameter(name: str, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def _option(name: str, field: FieldInfo) -> Any:
+    """`Annotated[Optional[T], typer.Option(...)]` for one settings field."""
+    kind = _option_type(field.annotation)
+    flag = f"--{name.replace('_', '-')}"
+    declarations = [f"{flag}/--no-{flag[2:]}"] if kind is bool else []
+    return Annotated[
+        Optional[kind],
+        typer.Option(*declarations, help=field.description or "", rich_help_panel=_panel(field), show_default=False),
+    ]
+
+
+def _option_type(annotation: Any) -> type:
+    """The command-line type for a field's type: lists and choices are read as text (`a,b`, `rank`)
+    and validated by the settings model; `X | None` is `X`."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _option_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _option_type(inner)
+    if origin in (list, Literal):
+        return str
+    if annotation in (bool, int, float, str, Path):
+        return annotation
+    raise TypeError(f"no command-line type for settings type {annotation!r}")

@@ -1,0 +1,150 @@
+"""The few-shot probe (SPEC §4): per task and seed, adapt from an init on k training examples and
+score on the test split; mean and standard deviation over seeds.
+
+`evaluate --shots K` runs it for one init; each finished (task, seed) cell is appended to
+`<out>.cells.jsonl`, and after an interruption `resume` keeps the finished cells and runs the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from dataclasses import dataclass
+
+from bmtpt_cli.adapter.init import read_init_file, resolve_init
+from bmtpt_cli.adapter import train as adapter_train
+from bmtpt_cli.adapter.train import AdaptConfig
+from bmtpt_cli.artifacts import file_sha256
+from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.registry import resolve_tasks
+from bmtpt_cli.data.sampling import kshot
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.evaluation.run import ScoringConfig, write_report
+from bmtpt_cli.evaluation.scoring import TaskScore, score_task
+from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
+from bmtpt_cli.runtime.files import OutputLock, check_writable
+from bmtpt_cli.runtime.outputs import RunOutput
+from bmtpt_cli.runtime.progress import SILENT, Progress
+
+
+@dataclass(frozen=True)
+class FewshotJob:
+    """One init probed on k-shot subsets of each task, once per seed.
+
+    `adapt.seed` is replaced by each cell's seed; `seed` seeds a random init; `prompt_length`
+    and `required_length` as for `bmtpt adapt`.
+    """
+
+    tasks: list[str]
+    init: str
+    shots: int
+    seeds: list[int]
+    seed: int
+    prompt_length: int | None
+    required_length: int | None
+    runner: RunnerConfig
+    data: DataConfig
+    adapt: AdaptConfig
+    scoring: ScoringConfig
+    output: RunOutput
+
+    def fingerprint(self, init_sha256: str) -> dict:
+        """The settings a finished cell depends on; a cell is reused only if they all match."""
+        return {
+            "model": self.runner.model, "init": self.init, "shots": self.shots, "steps": self.adapt.steps,
+            "batch_size": self.adapt.batch_size, "lr_shared": self.adapt.lr_shared, "lr_scales": self.adapt.lr_scales,
+            "sigma": self.adapt.sigma, "prior": self.adapt.prior, "warmup_steps": self.adapt.warmup_steps,
+            "weight_decay": self.adapt.weight_decay, "mixing_cap": self.adapt.mixing_cap,
+            "decode": self.scoring.decode, "split": self.scoring.split, "taskless": self.data.taskless,
+            "label_style": self.data.label_style, "data_dir": str(self.data.data_dir) if self.data.data_dir else None,
+            "max_source_length": self.runner.max_source_length, "max_target_length": self.runner.max_target_length,
+            "prompt_length": self.prompt_length, "seed": self.seed, "init_sha256": init_sha256,
+        }
+
+
+def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
+    """Run every (task, seed) cell not finished yet; writes and returns the report."""
+    tasks = resolve_tasks(job.tasks)
+    output = job.output
+    with OutputLock(output.out):
+        check_writable(output.out, force=output.force)
+        if output.cells.exists() and not (output.resume or output.force):
+            raise BmtptError(
+                f"an unfinished few-shot probe left its cells in '{output.cells}': pass --resume to keep them or --force to start over"
+            )
+        init_file = read_init_file(job.init)
+        data = {task.name: (job.data.examples(task, "train"), job.data.examples(task, job.scoring.split)) for task in tasks}
+        fingerprint = job.fingerprint(file_sha256(init_file.path) if init_file else "")
+        if not output.resume:
+            output.cells.unlink(missing_ok=True)  # --force: the earlier probe's cells are discarded
+        done = read_cells(output.cells, fingerprint) if output.resume else {}
+        scores = _run_cells(job, tasks, data, init_file, fingerprint, done, progress)
+        report = {"init": job.init, "model": job.runner.model, "results": [
+            fewshot_row(job, task, scores[task.name], len(data[task.name][1])) for task in tasks
+        ]}
+        write_report(output.out, report)
+        output.cells.unlink(missing_ok=True)
+    return report
+
+
+def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
+    """Finished cells of an interrupted probe: (task, seed) → TaskScore fields."""
+    if not path.is_file():
+        raise BmtptError(f"--resume given but no cells at '{path}': run without --resume to start fresh")
+    cells = {}
+    for record in read_jsonl_records(path):
+        check_fingerprint(path, record["fingerprint"], fingerprint)
+        cells[(record["task"], record["seed"])] = record["score"]
+    return cells
+
+
+def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progress) -> dict[str, list[TaskScore]]:
+    """Adapt and score every (task, seed) cell not in `done`; returns each task's scores in seed order."""
+    runner = init = None
+    scores: dict[str, list[TaskScore]] = {}
+    with open(job.output.cells, "a", encoding="utf-8") as cells:
+        for task in tasks:
+            train, test = data[task.name]
+            scores[task.name] = []
+            for seed in job.seeds:
+                if (task.name, seed) in done:
+                    scores[task.name].append(TaskScore(**done[(task.name, seed)]))
+                    continue
+                if runner is None:  # load the model only when a cell is left to run
+                    runner = load_runner(job.runner, progress=progress)
+                    init = resolve_init(
+                        job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
+                        seed=job.seed, init_file=init_file,
+                    )
+                config = dataclasses.replace(job.adapt, seed=seed)
+                result = adapter_train.adapt(
+                    runner, [task], {task.name: kshot(train, job.shots, seed)}, {}, init.prompt, config,
+                    prior_mean=init.prior_mean, label_style=job.data.label_style,
+                )
+                score = score_task(
+                    runner, result.prompts.compose(0).detach(), task, test, decode=job.scoring.decode,
+                    batch_size=job.scoring.eval_batch_size, label_style=job.data.label_style,
+                )
+                cells.write(json.dumps({"task": task.name, "seed": seed, "fingerprint": fingerprint, "score": vars(score)}) + "\n")
+                cells.flush()
+                scores[task.name].append(score)
+    return scores
+
+
+def fewshot_row(job: FewshotJob, task, scores: list[TaskScore], num_examples: int) -> dict:
+    """One task's few-shot result: mean and standard deviation over seeds, and every seed's value."""
+    values = [score.value for score in scores]
+    return {
+        "task": task.name,
+        "metric": task.metric,
+        "value": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "per_seed": dict(zip(map(str, job.seeds), values)),
+        "metrics": {name: statistics.fmean(score.metrics[name] for score in scores) for name in task.metrics},
+        "decode": scores[0].decode,
+        "examples": num_examples,
+        "split": job.scoring.split,
+        "shots": job.shots,
+    }

@@ -1,0 +1,63 @@
+"""`bmtpt evaluate` as one function: a prompts file → test metrics per task → results.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from bmtpt_cli.artifacts import check_model_fit, load_prompts
+from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.registry import resolve_tasks
+from bmtpt_cli.evaluation.scoring import score_task
+from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runtime.files import OutputLock, check_writable, write_text_atomic
+from bmtpt_cli.runtime.progress import SILENT, Progress
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How prompts are scored: decoding, split, evaluation batch size."""
+
+    decode: str  # rank | generate
+    split: str  # test | validation
+    eval_batch_size: int
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """A prompts file to score on each of its tasks; `required_length`: a prompt length asked for explicitly."""
+
+    prompts: Path
+    required_length: int | None
+    runner: RunnerConfig
+    data: DataConfig
+    scoring: ScoringConfig
+    out: Path
+    force: bool
+
+
+def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
+    """Score every task of the prompts file on the configured split; writes and returns the report."""
+    with OutputLock(job.out):
+        check_writable(job.out, force=job.force)
+        artifact = load_prompts(job.prompts)
+        tasks = resolve_tasks(artifact.tasks)
+        examples = job.data.by_task(tasks, job.scoring.split)
+        runner = load_runner(job.runner, progress=progress)
+        check_model_fit(job.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=job.required_length)
+        results = []
+        for task in tasks:
+            score = score_task(
+                runner, artifact.prompt(task.name), task, examples[task.name], decode=job.scoring.decode,
+                batch_size=job.scoring.eval_batch_size, label_style=job.data.label_style,
+            )
+            results.append(vars(score) | {"split": job.scoring.split})
+        report = {"prompts": str(job.prompts), "model": job.runner.model, "results": results}
+        write_report(job.out, report)
+    return report
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Write a results report as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,58 @@
+"""The runner a run asks for: which model, where, in which precision, with which speed options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bmtpt_cli.runner.model import (
+    autocast_dtype,
+    compile_model,
+    enable_gradient_checkpointing,
+    load_frozen_t5,
+    resolve_device,
+)
+from bmtpt_cli.runner.runner import FrozenT5Runner
+from bmtpt_cli.runtime.progress import SILENT, Progress
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """The frozen LM and how it runs; built from a command's settings by name."""
+
+    model: str
+    device: str
+    precision: str  # auto | fp32 | bf16
+    compile: bool
+    grad_checkpointing: bool
+    max_source_length: int
+    max_target_length: int
+
+    def fingerprint(self) -> dict:
+        """The runner settings that change a run's numbers (beside the model, fingerprinted on its own)."""
+        return {
+            "max_source_length": self.max_source_length,
+            "max_target_length": self.max_target_length,
+            "precision": self.precision,
+        }
+
+
+def load_runner(config: RunnerConfig, device: torch.device | None = None, progress: Progress = SILENT) -> FrozenT5Runner:
+    """Load and freeze the model, apply the speed options, and wrap it as a `FrozenT5Runner`
+    (on `device`, default: the configured one)."""
+    device = device or resolve_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    with progress.status(f"loading {config.model} …"):
+        model, tokenizer = load_frozen_t5(config.model, device=device)
+    if config.grad_checkpointing:
+        enable_gradient_checkpointing(model)
+    if config.compile:
+        compile_model(model)
+    return FrozenT5Runner(
+        model,
+        tokenizer,
+        max_source_length=config.max_source_length,
+        max_target_length=config.max_target_length,
+        autocast_dtype=dtype,
+    )

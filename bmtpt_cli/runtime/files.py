@@ -1,0 +1,130 @@
+"""Writing files safely: atomic writes, the overwrite check, one run per output (`<out>.lock`).
+
+Every file bmtpt writes goes through `atomic_write`: a temporary file in the same directory renamed
+into place, so an interrupted write leaves the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bmtpt_cli.errors import BmtptError
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
+    if not os.access(directory, os.W_OK):
+        raise BmtptError(f"output directory '{directory}' is not writable: choose another --out")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; give the new file the usual permissions
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file atomically (see `atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def check_writable(path: Path, *, force: bool, flag: str = "--out") -> None:
+    """Refuse to overwrite an existing output unless `force`; refuse a missing or read-only directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise BmtptError(f"'{path}' is a directory: give {flag} a file path")
+    if path.exists() and not force:
+        raise BmtptError(f"'{path}' already exists: pass --force to overwrite it or choose another {flag}")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another {flag}")
+    if not os.access(directory, os.W_OK):
+        raise BmtptError(f"output directory '{directory}' is not writable: choose another {flag}")
+
+
+class OutputLock:
+    """`<out>.lock`, held while a run writes `out`, so a second run on the same output refuses.
+
+    The lock records the owner's pid and host. A lock whose process is gone (a killed run on this
+    host) is stale and taken over; one from another host is respected, and the message says how to
+    clear it by hand.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.path = Path(f"{out}.lock")
+
+    def __enter__(self) -> OutputLock:
+        import json
+        import socket
+
+        directory = self.out.parent if str(self.out.parent) else Path(".")
+        if self.out.is_dir():
+            raise BmtptError(f"'{self.out}' is a directory: give --out a file path")
+        if not directory.is_dir():
+            raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid"))):
+                    self.path.unlink(missing_ok=True)  # stale: its run is gone
+                    continue
+                raise BmtptError(
+                    f"another bmtpt run (pid {owner.get('pid')} on {owner.get('host')}) is writing '{self.out}': "
+                    f"wait for it, choose another --out, or delete '{self.path}' if that run is gone"
+                ) from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+            return self
+        raise BmtptError(f"could not take the lock '{self.path}': delete it if no bmtpt run is writing '{self.out}'")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _owner(self) -> dict | None:
+        import json
+
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # unreadable or half-written: its writer died
+        return owner if isinstance(owner, dict) else None
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main_process_lock(out: Path, is_main: bool):
+    """The output's lock, held by the main process only (the others write nothing)."""
+    import contextlib
+
+    return OutputLock(out) if is_main else contextlib.nullcontext()

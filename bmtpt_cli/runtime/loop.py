@@ -1,0 +1,132 @@
+"""What every training loop shares: resume, the settings fingerprint, periodic and on-signal
+checkpoints, the step log and the stop request. The loops (`svgd.train`, `adapter.train`) keep only
+their method: what a step computes and which tensors a checkpoint holds beside the common state.
+
+    loop = TrainingLoop(files, total_steps=..., checkpoint_every=..., optimizer=..., scheduler=..., generator=...)
+    state = loop.resume()                      # None, or the checkpoint (optimizer, scheduler, RNG restored)
+    with loop:
+        while loop.step < loop.total_steps:
+            ...one step...
+            loop.end_step(record, method_state)  # log, checkpoint when due, stop when asked
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bmtpt_cli.runtime.checkpoint import (
+    Interrupted,
+    StepLog,
+    StopRequests,
+    capture_rng,
+    check_fingerprint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from bmtpt_cli.runtime.distributed import SINGLE, Distributed
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run keeps its checkpoint and step log, whether it resumes, and what it must agree on.
+
+    `fingerprint`: the resolved settings that change the result; saved in every checkpoint and
+    compared on resume. No checkpoint path: the run keeps no checkpoint (the few-shot cells).
+    """
+
+    checkpoint: Path | None = None
+    log: Path | None = None
+    resume: bool = False
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+def config_fingerprint(config: Any, *, ignore: tuple[str, ...] = ("checkpoint_every",)) -> dict[str, Any]:
+    """A config dataclass as a dict, without the fields that do not change the result."""
+    return {key: value for key, value in asdict(config).items() if key not in ignore}
+
+
+class TrainingLoop:
+    """Resume, checkpoints, step log and stop requests around one training loop (see the module doc)."""
+
+    def __init__(
+        self,
+        files: RunFiles | None,
+        *,
+        total_steps: int,
+        checkpoint_every: int,
+        optimizer,
+        scheduler,
+        generator,
+        dist: Distributed = SINGLE,
+    ):
+        self.files = files or RunFiles()
+        self.total_steps = total_steps
+        self.checkpoint_every = checkpoint_every
+        self.optimizer, self.scheduler, self.generator = optimizer, scheduler, generator
+        self.dist = dist
+        self.step = 0
+        self._log: StepLog | None = None
+        self._stop: StopRequests | None = None
+
+    def resume(self) -> dict[str, Any] | None:
+        """With `resume`: read the checkpoint, refuse other settings, restore optimizer, scheduler
+        and every RNG, and return the checkpoint so the loop can restore its own tensors."""
+        if not self.files.resume:
+            return None
+        path = self.files.checkpoint
+        state = load_checkpoint(path)
+        check_fingerprint(path, state["fingerprint"], self.files.fingerprint)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], self.generator)
+        self.step = state["step"]
+        return state
+
+    def __enter__(self) -> TrainingLoop:
+        log_path = self.files.log if self.dist.is_main else None  # one process writes the log
+        self._log = StepLog(log_path, resume_step=self.step if self.files.resume else None)
+        self._stop = StopRequests().__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.__exit__(*exc)
+        self._log.close()
+
+    def end_step(self, record: dict[str, Any], method_state: Callable[[], dict[str, Any]]) -> None:
+        """After step `self.step` (already counted): log `record`; checkpoint every `checkpoint_every`
+        steps, at the end, and when a stop was requested; then stop if one was."""
+        self._log.write(record)
+        stop = self._stop.requested
+        if self.step % self.checkpoint_every == 0 or self.step == self.total_steps or stop:
+            self.save(method_state())
+        if stop and self.step < self.total_steps:
+            where = f"checkpoint saved to '{self.files.checkpoint}'" if self.files.checkpoint else "no checkpoint kept"
+            raise Interrupted(f"stopped by {stop} after step {self.step}: {where} — rerun the same command with --resume")
+
+    def save(self, method_state: dict[str, Any]) -> None:
+        """Write the checkpoint: the loop's tensors plus optimizer, scheduler, RNG, step, fingerprint."""
+        if self.files.checkpoint is None or not self.dist.is_main:  # every process holds the same state
+            return
+        save_checkpoint(
+            self.files.checkpoint,
+            {
+                **method_state,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": capture_rng(self.generator),
+                "step": self.step,
+                "fingerprint": self.files.fingerprint,
+            },
+        )
+
+    def last_good(self) -> str:
+        """Where a run stopped by a numerical failure can be resumed from (no artifact is written)."""
+        path = self.files.checkpoint
+        if path is not None and Path(path).is_file():
+            step = load_checkpoint(path)["step"]
+            return f"no artifact written; the last good checkpoint is '{path}' (step {step}), resume with --resume"
+        return "no artifact written and no checkpoint yet"

@@ -1,0 +1,47 @@
+"""A run's output file and the files beside it, and the checks made before anything is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.runtime.files import check_writable
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    """A file beside an output, e.g. particles.safetensors → particles.ckpt."""
+    return Path(out).with_suffix(suffix)
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """The output a run writes (`out`), whether it may overwrite it, and whether it resumes."""
+
+    out: Path
+    force: bool
+    resume: bool
+
+    @property
+    def checkpoint(self) -> Path:
+        return sidecar(self.out, ".ckpt")
+
+    @property
+    def log(self) -> Path:
+        return sidecar(self.out, ".log.jsonl")
+
+    @property
+    def cells(self) -> Path:
+        return sidecar(self.out, ".cells.jsonl")
+
+    def check(self, *, checkpointed: bool = True) -> None:
+        """Refuse to clobber an existing output or an unfinished run's checkpoint, unless asked to."""
+        check_writable(self.out, force=self.force)
+        if not checkpointed:
+            return
+        if self.resume and not self.checkpoint.is_file():
+            raise BmtptError(f"--resume given but no checkpoint at '{self.checkpoint}': run without --resume to start fresh")
+        if not self.resume and self.checkpoint.exists() and not self.force:
+            raise BmtptError(
+                f"an unfinished run's checkpoint exists at '{self.checkpoint}': pass --resume to continue it or --force to start over"
+            )
