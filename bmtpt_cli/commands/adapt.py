@@ -22,5 +22,5 @@ def run(settings: AdaptSettings) -> None:
 
 
 adapt_command = settings_command(
-    "adapt", run, "Adapt target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."
+    "adapt", run, "Adapt target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (docs/SPEC.md §3)."
 )

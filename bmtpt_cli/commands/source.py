@@ -16,5 +16,5 @@ def run(settings: SourceSettings) -> None:
 
 
 source_command = settings_command(
-    "source", run, "Learn M particles of the source tasks' joint posterior with Damped SVGD (SPEC §2)."
+    "source", run, "Learn M particles of the source tasks' joint posterior with Damped SVGD (docs/SPEC.md §2)."
 )
