@@ -81,7 +81,7 @@ class TrainingSettings(CommonSettings):
 
     steps: int = Field(..., gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of optimisation steps.")
     warmup_steps: int = Field(500, ge=0, json_schema_extra=panel(OPTIMISATION), description="Steps of linear learning-rate warm-up (then linear decay to 0).")
-    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay.")
+    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b (the baselines' 1e-5).")
     checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue from the checkpoint beside --out instead of starting over.")
 
@@ -100,7 +100,8 @@ class SourceSettings(TrainingSettings):
     examples_per_task: int = Field(1, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples each source task contributes to a step's batch.")
     sample_tasks: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Source task sampling: draw this many of the K tasks per step (unset: all).")
     lr: float = Field(0.3, gt=0, json_schema_extra=panel(OPTIMISATION), description="AdamW learning rate for the particles.")
-    damping: float | None = Field(None, gt=0, le=1, json_schema_extra=panel(METHOD), description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368 (1 = plain SVGD).")
+    weight_decay: float = Field(0.0, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of the particles (default 0: the source posterior has a uniform prior, which decay would turn into a Gaussian one).")
+    damping: float | None = Field(None, gt=0, le=1, json_schema_extra=panel(METHOD), description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368, and 1 for a single particle (1 = plain SVGD).")
     damping_c: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="The constant c in the default damping λ = min(1, e^-1 (c + M/(l·d))).")
     likelihood_scale: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="Scale c of the score s = -c ∇loss.")
     bandwidth: float | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Fixed RBF kernel bandwidth h (unset: median heuristic).")

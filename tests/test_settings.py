@@ -68,7 +68,7 @@ def test_preset_beats_defaults_and_absent_keys_take_the_default(preset):
     assert settings.lr == 0.5
     assert settings.model == "preset-model"  # a top-level key reaches the command
     # absent from flags, environment and preset: the class defaults
-    assert settings.weight_decay == SourceSettings.model_fields["weight_decay"].default == 1e-5
+    assert settings.weight_decay == SourceSettings.model_fields["weight_decay"].default == 0.0  # particles: no decay (issue 9)
     assert settings.examples_per_task == 1
     assert settings.prompt_length == 100
     assert settings.damping is None

@@ -93,7 +93,7 @@ def _loss_and_gradients(
     prompts: TargetPrompts,
     pairs: list[tuple[str, TextExample]],
     task_index: dict[str, int],
-    prior_mean: torch.Tensor,
+    prior_mean: torch.Tensor | None,
     config: AdaptConfig,
     dist: Distributed,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +109,8 @@ def _loss_and_gradients(
     batch = runner.encode([e.source for _, e in shard], [e.target for _, e in shard])
     tokens = dist.sum(target_tokens(batch).float())
     ce_sum = runner.batch_loss_sum(prompts([task_index[name] for name, _ in shard]), batch)
-    prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if config.prior else torch.zeros(())
+    use_prior = config.prior and prior_mean is not None
+    prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if use_prior else torch.zeros(())
     (ce_sum / tokens + prior / dist.world_size).backward()
     sum_gradients(dist, list(prompts.parameters()))
     return dist.sum(ce_sum.detach()) / tokens, prior.detach()
@@ -132,15 +133,17 @@ def adapt(
 ) -> AdaptResult:
     """Adapt θ_k = W ⊙ a_k b_kᵀ (W from `init` `(l, d)`) to the target tasks (SPEC §3).
 
-    Loss = token-mean cross-entropy of a mixed batch + the prior term toward `prior_mean` (θ̄^S;
-    defaults to `init`); `config.prior=False` drops it. Returns the best dev state when
+    Loss = token-mean cross-entropy of a mixed batch + the prior term toward `prior_mean` (θ̄^S).
+    There is no prior term without a source posterior (`prior_mean` None: vanilla prompt tuning
+    from a random init) or with `config.prior=False` (the paper's ablation). Returns the best dev state when
     `eval_every` is set, else the last. `files`: checkpoint, step log, resume (none: neither kept).
     """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     names = [task.name for task in tasks]
     prompts = TargetPrompts(init, names).to(runner.device)
-    prior_mean = (init if prior_mean is None else prior_mean).detach().float().to(runner.device)
+    if prior_mean is not None:
+        prior_mean = prior_mean.detach().float().to(runner.device)
     optimizer = torch.optim.AdamW(
         [
             {"params": [prompts.shared], "lr": config.lr_shared},

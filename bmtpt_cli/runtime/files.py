@@ -17,12 +17,11 @@ from bmtpt_cli.errors import BmtptError
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
-    if not os.access(directory, os.W_OK):
-        raise BmtptError(f"output directory '{directory}' is not writable: choose another --out")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    directory = check_output_directory(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _cannot_write(directory, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -53,11 +52,23 @@ def check_writable(path: Path, *, force: bool, flag: str = "--out") -> None:
         raise BmtptError(f"'{path}' is a directory: give {flag} a file path")
     if path.exists() and not force:
         raise BmtptError(f"'{path}' already exists: pass --force to overwrite it or choose another {flag}")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
+    check_output_directory(path, flag)
+
+
+def check_output_directory(path: Path, flag: str = "--out") -> Path:
+    """The directory an output goes to, refused in one line when it is missing, a file, or read-only."""
+    directory = Path(path).parent if str(Path(path).parent) else Path(".")
+    if not directory.exists():
         raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another {flag}")
+    if not directory.is_dir():
+        raise BmtptError(f"'{directory}' is a file, not a directory: choose another {flag}")
     if not os.access(directory, os.W_OK):
         raise BmtptError(f"output directory '{directory}' is not writable: choose another {flag}")
+    return directory
+
+
+def _cannot_write(directory: Path, exc: OSError, flag: str = "--out") -> BmtptError:
+    return BmtptError(f"cannot create files in '{directory}' ({exc.strerror or exc}): choose another {flag}")
 
 
 class OutputLock:
@@ -76,11 +87,9 @@ class OutputLock:
         import json
         import socket
 
-        directory = self.out.parent if str(self.out.parent) else Path(".")
         if self.out.is_dir():
             raise BmtptError(f"'{self.out}' is a directory: give --out a file path")
-        if not directory.is_dir():
-            raise BmtptError(f"output directory '{directory}' does not exist: create it or choose another --out")
+        directory = check_output_directory(self.out)
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -93,6 +102,8 @@ class OutputLock:
                     f"another bmtpt run (pid {owner.get('pid')} on {owner.get('host')}) is writing '{self.out}': "
                     f"wait for it, choose another --out, or delete '{self.path}' if that run is gone"
                 ) from None
+            except OSError as exc:  # e.g. /proc, a read-only mount, a directory we may not write in
+                raise _cannot_write(directory, exc) from None
             with os.fdopen(fd, "w") as handle:
                 handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
             return self

@@ -87,9 +87,15 @@ def init_particles(runner: FrozenT5Runner, config: SourceConfig, generator: torc
 
 
 def resolved_damping(config: SourceConfig, d_model: int) -> float:
-    """λ of Damped SVGD: the configured value, or min(1, e⁻¹ (c + M/(l·d))) (SPEC §2)."""
+    """λ of Damped SVGD: the configured value, or min(1, e⁻¹ (c + M/(l·d))) (SPEC §2).
+
+    A lone particle (M = 1) has no pair to repel, and damping would only rescale its gradient: λ
+    defaults to 1 there, so `--particles 1` is exactly the vanilla multi-task transfer baseline.
+    """
     if config.damping is not None:
         return config.damping
+    if config.particles == 1:
+        return 1.0
     return damping_lambda(config.particles, config.prompt_length * d_model, c=config.damping_c)
 
 

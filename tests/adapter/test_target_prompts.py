@@ -85,3 +85,17 @@ def test_adapt_keeps_the_best_dev_state_and_trains_only_prompts(runner):
         assert torch.equal(tensor, before[name]), name
     again = adapt(runner, tasks, train, dev, init, config)
     assert torch.equal(again.prompts.shared, result.prompts.shared)  # same seed, same result
+
+
+def test_random_init_has_no_prior_term_at_any_sigma(runner):
+    """Vanilla prompt tuning (no source posterior, prior_mean None) is unchanged by σ: no prior at all."""
+    tasks = resolve_tasks("demo_rte")
+    train = {"demo_rte": tasks[0].examples("train")[:16]}
+    init = torch.randn(4, runner.d_model, generator=torch.Generator().manual_seed(1))
+    tight = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None, sigma=1e-3))
+    none = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None, prior=False))
+    assert torch.equal(tight.prompts.shared, none.prompts.shared)
+    # with a source posterior, the same tight σ does pull the prompt
+    pulled = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None, sigma=1e-3),
+                   prior_mean=torch.zeros_like(init))
+    assert not torch.equal(pulled.prompts.shared, none.prompts.shared)

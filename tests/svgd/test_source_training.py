@@ -100,3 +100,21 @@ def test_resume_refuses_a_checkpoint_with_other_settings(runner, demo_examples, 
     other = dataclasses.replace(CONFIG, lr=0.1, checkpoint_every=2)
     with pytest.raises(BmtptError, match="'lr'"):
         _train(runner, demo_examples, tmp_path, config=other, resume=True)
+
+
+def test_a_single_particle_defaults_to_no_damping_so_it_is_plain_gradient_descent(runner, demo_examples, tmp_path):
+    assert resolved_damping(source_config(particles=1), 768) == 1.0
+    assert resolved_damping(source_config(particles=1, damping=0.5), 768) == 0.5  # an explicit λ still wins
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    lone = source_config(particles=1, prompt_length=4, steps=3, examples_per_task=2, warmup_steps=1, checkpoint_every=3)
+    default = _train(runner, demo_examples, tmp_path / "a", config=lone)
+    plain = _train(runner, demo_examples, tmp_path / "b", config=dataclasses.replace(lone, damping=1.0))
+    assert torch.equal(default, plain)
+
+
+def test_particles_have_no_weight_decay_by_default_and_adaptation_keeps_the_baselines():
+    from bmtpt_cli.settings import resolve_settings
+
+    assert resolve_settings("source", "glue6", {}).weight_decay == 0.0
+    assert resolve_settings("adapt", "glue6", {}).weight_decay == 1e-5
+    assert source_config().weight_decay == 0.0
