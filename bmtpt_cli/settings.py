@@ -154,11 +154,21 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: steps of linear learning-rate warm-up.")
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: AdamW weight decay.")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
+    shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="With --shots: draw K examples per task (the paper's protocol) or K per class.")
+    dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="With --shots: keep the best of 10 evaluations on this many dev examples per task (unset: score the last step, as the paper).")
 
     @field_validator("tasks", "seeds", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        repeated = sorted({seed for seed in value if value.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"seed(s) {', '.join(map(str, repeated))} given twice; give each seed once")
+        return value
 
     def check_combination(self, flags: frozenset[str]) -> None:
         if self.shots is None:
@@ -174,7 +184,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
 
 SHOTS_ONLY = (
     "init", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
-    "lr_scales", "sigma", "prior", "mixing_cap",
+    "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots",
 )
 """`evaluate` options that only the few-shot probe (`--shots`) uses."""
 

@@ -126,6 +126,7 @@ def adapt(
     *,
     prior_mean: torch.Tensor | None = None,
     label_style: str = "words",
+    batches: Callable[[torch.Generator], list[tuple[str, TextExample]]] | None = None,
     files: RunFiles | None = None,
     on_start: Callable[[int], None] | None = None,
     on_step: Callable[[AdaptStepRecord], None] | None = None,
@@ -135,7 +136,9 @@ def adapt(
 
     Loss = token-mean cross-entropy of a mixed batch + the prior term toward `prior_mean` (θ̄^S).
     There is no prior term without a source posterior (`prior_mean` None: vanilla prompt tuning
-    from a random init) or with `config.prior=False` (the paper's ablation). Returns the best dev state when
+    from a random init) or with `config.prior=False` (the paper's ablation). `batches(generator)`
+    replaces the example-proportional mixed batches (the few-shot probe's epochs); it must be
+    deterministic given the generator for `--resume` to stay exact. Returns the best dev state when
     `eval_every` is set, else the last. `files`: checkpoint, step log, resume (none: neither kept).
     """
     torch.manual_seed(config.seed)
@@ -179,7 +182,10 @@ def adapt(
         on_start(loop.step)
     with loop:
         while loop.step < config.steps:
-            pairs = mixed_batch(train_by_task, batch_size=config.batch_size, generator=generator, cap=config.mixing_cap)
+            if batches is None:
+                pairs = mixed_batch(train_by_task, batch_size=config.batch_size, generator=generator, cap=config.mixing_cap)
+            else:
+                pairs = batches(generator)
             loss, prior = _loss_and_gradients(runner, prompts, pairs, task_index, prior_mean, config, dist)
             total = loss + prior
             if not torch.isfinite(total):

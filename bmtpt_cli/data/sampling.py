@@ -97,6 +97,47 @@ def kshot(examples: list[TextExample], k: int, seed: int) -> list[TextExample]:
     return [examples[i] for i in order.tolist()]
 
 
+def kshot_per_class(examples: list[TextExample], k: int, seed: int) -> list[TextExample]:
+    """`k` examples of every label, fixed by `seed`: the first k of each label in one seeded
+    permutation of the split, kept in that permutation's order (so the classes are interleaved)."""
+    if any(example.label is None for example in examples):
+        raise BmtptError("per-class k-shot sampling needs a classification task (labelled examples): use --shot-sampling task")
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    taken: dict[int, int] = {}
+    subset = []
+    for i in order:
+        label = examples[i].label
+        if taken.get(label, 0) < k:
+            taken[label] = taken.get(label, 0) + 1
+            subset.append(examples[i])
+    short = sorted(label for label in {e.label for e in examples} if taken.get(label, 0) < k)
+    if short:
+        raise BmtptError(f"k-shot per class needs {k} examples of every label; label(s) {short} have fewer: choose a smaller k")
+    return subset
+
+
+class EpochBatches:
+    """Batches of one task's few examples without replacement: each epoch is a fresh permutation
+    (drawn from the run's generator), cut into batches of min(batch_size, n).
+
+    Used by the few-shot probe, where drawing 32 slots with replacement from 4 examples would repeat
+    some and miss others within a step.
+    """
+
+    def __init__(self, task: str, examples: list[TextExample], batch_size: int):
+        if not examples:
+            raise BmtptError(f"task {task} has no examples to train on; check its data split")
+        self.task, self.examples = task, examples
+        self.size = min(batch_size, len(examples))
+        self._order: list[int] = []
+
+    def __call__(self, generator: torch.Generator) -> Batch:
+        if len(self._order) < self.size:
+            self._order += torch.randperm(len(self.examples), generator=generator).tolist()
+        picks, self._order = self._order[: self.size], self._order[self.size :]
+        return [(self.task, self.examples[i]) for i in picks]
+
+
 def _check_tasks(examples_by_task: dict[str, list[TextExample]]) -> None:
     if not examples_by_task:
         raise BmtptError("no tasks to draw a batch from; give at least one task")

@@ -1,6 +1,12 @@
 """The few-shot probe (SPEC §4): per task and seed, adapt from an init on k training examples and
 score on the test split; mean and standard deviation over seeds.
 
+The paper's protocol: k examples per task (`shot_sampling="class"`: k per label), one subset per
+seed that every method shares (it depends on the seed only), a random init drawn from each cell's
+own seed, the learning rates × 1/3 at k = 4, batches of the k examples without replacement, and the
+last step scored (`dev_shots`: the best of 10 evaluations on that many dev examples per task).
+The protocol is written into the report.
+
 `evaluate --shots K` runs it for one init; each finished (task, seed) cell is appended to
 `<out>.cells.jsonl`, and after an interruption `resume` keeps the finished cells and runs the rest.
 """
@@ -18,7 +24,7 @@ from bmtpt_cli.adapter.train import AdaptConfig
 from bmtpt_cli.artifacts import file_sha256
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
-from bmtpt_cli.data.sampling import kshot
+from bmtpt_cli.data.sampling import EpochBatches, kshot, kshot_per_class
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
 from bmtpt_cli.evaluation.scoring import TaskScore, score_task
@@ -40,6 +46,8 @@ class FewshotJob:
     tasks: list[str]
     init: str
     shots: int
+    shot_sampling: str  # task | class
+    dev_shots: int | None
     seeds: list[int]
     seed: int
     prompt_length: int | None
@@ -61,6 +69,32 @@ class FewshotJob:
             "label_style": self.data.label_style, "data_dir": str(self.data.data_dir) if self.data.data_dir else None,
             "max_source_length": self.runner.max_source_length, "max_target_length": self.runner.max_target_length,
             "prompt_length": self.prompt_length, "seed": self.seed, "init_sha256": init_sha256,
+            "shot_sampling": self.shot_sampling, "dev_shots": self.dev_shots,
+        }
+
+    @property
+    def lr_factor(self) -> float:
+        """The paper's learning-rate scale for k = 4 (§6.1.2); 1 otherwise."""
+        return 1 / 3 if self.shots == 4 else 1.0
+
+    @property
+    def eval_every(self) -> int | None:
+        """Dev evaluations for selection: 10 over the run with `dev_shots`, none without."""
+        return max(1, self.adapt.steps // 10) if self.dev_shots else None
+
+    def protocol(self) -> dict:
+        """The protocol as recorded in the report."""
+        return {
+            "shots": self.shots,
+            "per": self.shot_sampling,
+            "seeds": list(self.seeds),
+            "subset": "one per seed, shared by every method (seeded permutation of the training split)",
+            "init": "random vocabulary draw seeded by each cell's seed" if self.init == "random" else self.init,
+            "lr_factor": self.lr_factor,
+            "batches": f"the k-shot examples without replacement, {self.adapt.batch_size} at most per step",
+            "steps": self.adapt.steps,
+            "selection": (f"best of {self.adapt.steps // max(1, self.eval_every or 1)} dev evaluations on {self.dev_shots} "
+                          "validation examples per task" if self.dev_shots else "last step"),
         }
 
 
@@ -75,13 +109,17 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
                 f"an unfinished few-shot probe left its cells in '{output.cells}': pass --resume to keep them or --force to start over"
             )
         init_file = read_init_file(job.init)
-        data = {task.name: (job.data.examples(task, "train"), job.data.examples(task, job.scoring.split)) for task in tasks}
+        data = {
+            task.name: (job.data.examples(task, "train"), job.data.examples(task, job.scoring.split),
+                        job.data.examples(task, "validation") if job.dev_shots else [])
+            for task in tasks
+        }
         fingerprint = job.fingerprint(file_sha256(init_file.path) if init_file else "")
         if not output.resume:
             output.cells.unlink(missing_ok=True)  # --force: the earlier probe's cells are discarded
         done = read_cells(output.cells, fingerprint) if output.resume else {}
         scores = _run_cells(job, tasks, data, init_file, fingerprint, done, progress)
-        report = {"init": job.init, "model": job.runner.model, "results": [
+        report = {"init": job.init, "model": job.runner.model, "protocol": job.protocol(), "results": [
             fewshot_row(job, task, scores[task.name], len(data[task.name][1])) for task in tasks
         ]}
         write_report(output.out, report)
@@ -102,11 +140,16 @@ def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
 
 def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progress) -> dict[str, list[TaskScore]]:
     """Adapt and score every (task, seed) cell not in `done`; returns each task's scores in seed order."""
-    runner = init = None
+    runner = None
+    sample = kshot_per_class if job.shot_sampling == "class" else kshot
+    config = dataclasses.replace(
+        job.adapt, lr_shared=job.adapt.lr_shared * job.lr_factor, lr_scales=job.adapt.lr_scales * job.lr_factor,
+        eval_every=job.eval_every,
+    )
     scores: dict[str, list[TaskScore]] = {}
     with open(job.output.cells, "a", encoding="utf-8") as cells:
         for task in tasks:
-            train, test = data[task.name]
+            train, test, validation = data[task.name]
             scores[task.name] = []
             for seed in job.seeds:
                 if (task.name, seed) in done:
@@ -114,14 +157,16 @@ def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progr
                     continue
                 if runner is None:  # load the model only when a cell is left to run
                     runner = load_runner(job.runner, progress=progress)
-                    init = resolve_init(
-                        job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
-                        seed=job.seed, init_file=init_file,
-                    )
-                config = dataclasses.replace(job.adapt, seed=seed)
+                init = resolve_init(  # a random init is drawn from this cell's seed
+                    job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
+                    seed=seed, init_file=init_file,
+                )
+                subset = sample(train, job.shots, seed)  # depends on the seed only: the same for every method
+                dev = {task.name: kshot(validation, min(job.dev_shots, len(validation)), seed)} if job.dev_shots else {}
                 result = adapter_train.adapt(
-                    runner, [task], {task.name: kshot(train, job.shots, seed)}, {}, init.prompt, config,
+                    runner, [task], {task.name: subset}, dev, init.prompt, dataclasses.replace(config, seed=seed),
                     prior_mean=init.prior_mean, label_style=job.data.label_style,
+                    batches=EpochBatches(task.name, subset, config.batch_size),
                 )
                 score = score_task(
                     runner, result.prompts.compose(0).detach(), task, test, decode=job.scoring.decode,
