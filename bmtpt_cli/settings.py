@@ -104,6 +104,7 @@ class SourceSettings(TrainingSettings):
     damping: float | None = Field(None, gt=0, le=1, json_schema_extra=panel(METHOD), description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368, and 1 for a single particle (1 = plain SVGD).")
     damping_c: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="The constant c in the default damping λ = min(1, e^-1 (c + M/(l·d))).")
     likelihood_scale: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="Scale c of the score s = -c ∇loss.")
+    loss_weighting: Literal["tokens", "examples"] = Field("tokens", json_schema_extra=panel(METHOD), description="Each particle's loss L_j: tokens = the batch's token mean (the LM loss the paper and the baselines use; long targets weigh more), examples = the mean of per-example token means (every example weighs the same).")
     bandwidth: float | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
     vocab_top_k: int = Field(5000, gt=0, json_schema_extra=panel(METHOD), description="Particles start from embeddings of tokens drawn from the K most frequent.")
     def check_combination(self, flags: frozenset[str]) -> None:

@@ -132,10 +132,12 @@ class FrozenT5Runner:
         """
         return self.particle_loss_sums(particles, batch) / target_tokens(batch)
 
-    def particle_loss_sums(self, particles: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+    def particle_loss_sums(self, particles: torch.Tensor, batch: EncodedBatch, *, per_example: bool = False) -> torch.Tensor:
         """Sum of token cross-entropies of each particle over the B examples, `(M,)`, in one pass.
 
         Sums (not means) add up across data-parallel processes; divide by the total target tokens.
+        `per_example`: each example's cross-entropy is first averaged over its own target tokens, so
+        the sum is over examples (divide by the total number of examples): long targets weigh no more.
         """
         num_particles, batch_size = particles.shape[0], len(batch)
         prompts = particles.unsqueeze(1).expand(-1, batch_size, -1, -1).reshape(
@@ -146,7 +148,11 @@ class FrozenT5Runner:
             batch.attention_mask.repeat(num_particles, 1),
             batch.labels.repeat(num_particles, 1),
         )
-        return self.token_losses(prompts, repeated).view(num_particles, -1).sum(dim=1)  # (M,)
+        losses = self.token_losses(prompts, repeated)  # (M·B, t)
+        if per_example:
+            tokens = (repeated.labels != IGNORE_INDEX).sum(dim=1).clamp(min=1).to(losses.dtype)  # (M·B,)
+            return (losses.sum(dim=1) / tokens).view(num_particles, -1).sum(dim=1)  # (M,)
+        return losses.view(num_particles, -1).sum(dim=1)  # (M,)
 
     def batch_loss(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
         """Token-mean cross-entropy of B examples, each under its own prompt `(B, l, d)` (multi-target)."""

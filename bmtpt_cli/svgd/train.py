@@ -42,6 +42,7 @@ class SourceConfig:
     damping: float | None  # None: damping_lambda(M, l·d, damping_c)
     damping_c: float
     likelihood_scale: float  # c in s_j = −c ∇L_j
+    loss_weighting: str  # tokens: L_j is the batch's token mean; examples: the mean of per-example means
     bandwidth: float | None  # None: median heuristic
     vocab_top_k: int
     seed: int
@@ -118,6 +119,7 @@ def svgd_step(
     damping: float,
     likelihood_scale: float,
     bandwidth: float | None,
+    loss_weighting: str = "tokens",
     dist: Distributed = SINGLE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Set `particles.grad` to −φ_damped for one batch; returns the per-particle losses `(M,)` and h.
@@ -132,16 +134,18 @@ def svgd_step(
     shard = dist.shard(examples)
     with record_function("bmtpt.encode"):
         batch = runner.encode([e.source for e in shard], [e.target for e in shard])
+    per_example = loss_weighting == "examples"
     with record_function("bmtpt.forward"):
-        sums = runner.particle_loss_sums(particles, batch)  # (M,) token-loss sums over this share
+        sums = runner.particle_loss_sums(particles, batch, per_example=per_example)  # (M,) loss sums over this share
     with record_function("bmtpt.backward"):
         # L_j depends on θ_j only, so the gradient of the sum is every particle's own gradient.
         (grads,) = torch.autograd.grad(sums.sum(), particles)  # (M, l, d)
     with record_function("bmtpt.reduce"):
-        totals = dist.sum(torch.cat([sums.detach(), target_tokens(batch).to(sums.dtype).view(1)]))  # (M + 1,)
-        tokens = totals[-1]
-        losses = totals[:-1] / tokens  # (M,) mean loss of each particle over the whole batch
-        grads = dist.sum(grads) / tokens  # (M, l, d) ∇L_j
+        count = torch.tensor(len(shard), device=sums.device) if per_example else target_tokens(batch)
+        totals = dist.sum(torch.cat([sums.detach(), count.to(sums.dtype).view(1)]))  # (M + 1,)
+        units = totals[-1]  # target tokens (or examples) of the whole batch
+        losses = totals[:-1] / units  # (M,) mean loss of each particle over the whole batch
+        grads = dist.sum(grads) / units  # (M, l, d) ∇L_j
     with record_function("bmtpt.svgd"):
         scores = -likelihood_scale * grads
         flat = particles.detach().flatten(1)  # (M, D)
@@ -166,7 +170,7 @@ def source_update(
     lr = state.scheduler.get_last_lr()[0]
     losses, h = svgd_step(
         runner, state.particles, examples, damping=state.damping, likelihood_scale=config.likelihood_scale,
-        bandwidth=config.bandwidth, dist=dist,
+        bandwidth=config.bandwidth, loss_weighting=config.loss_weighting, dist=dist,
     )
     if not torch.isfinite(losses).all():
         raise BmtptError(f"non-finite loss at step {step}: lower --lr; {stopped()}")

@@ -118,3 +118,19 @@ def test_particles_have_no_weight_decay_by_default_and_adaptation_keeps_the_base
     assert resolve_settings("source", "glue6", {}).weight_decay == 0.0
     assert resolve_settings("adapt", "glue6", {}).weight_decay == 1e-5
     assert source_config().weight_decay == 0.0
+
+
+def test_example_weighting_averages_each_examples_own_token_mean(runner, demo_examples):
+    """loss_weighting="examples": L_j = mean over examples of each one's token-mean loss (checked one example at a time)."""
+    examples = [*demo_examples["demo_sentiment"][:2], *demo_examples["demo_nli"][:2]]  # targets of different lengths
+    assert len({len(e.target) for e in examples}) > 1
+    start = torch.randn(2, 4, runner.d_model, generator=torch.Generator().manual_seed(2))
+    by_example, _ = svgd_step(runner, torch.nn.Parameter(start.clone()), examples, damping=1.0, likelihood_scale=1.0,
+                              bandwidth=None, loss_weighting="examples")
+    by_token, _ = svgd_step(runner, torch.nn.Parameter(start.clone()), examples, damping=1.0, likelihood_scale=1.0,
+                            bandwidth=None)
+    singles = torch.stack([runner.particle_losses(start, runner.encode([e.source], [e.target])) for e in examples])  # (B, M)
+    torch.testing.assert_close(by_example, singles.mean(dim=0), rtol=1e-5, atol=1e-6)
+    batch = runner.encode([e.source for e in examples], [e.target for e in examples])
+    torch.testing.assert_close(by_token, runner.particle_losses(start, batch), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(by_example, by_token)
