@@ -121,6 +121,8 @@ class AdaptHyperparameters(BaseModel):
     lr_scales: float = Field(0.4, gt=0, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
     sigma: float = Field(1e5, gt=0, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
+    rank_score: Literal["sum", "mean"] = Field("sum", json_schema_extra=panel(METHOD), description="Rank scoring picks the label with the highest sum of token log-probabilities, EOS included (its log-likelihood; favours short labels), or the highest mean (length-normalised).")
+    invalid_predictions: Literal["wrong", "negative"] = Field("wrong", json_schema_extra=panel(METHOD), description="With --decode generate, binary F1 counts a prediction that is no label word as the wrong class (the baselines') or as the negative class.")
     eval_batch_size: int = Field(32, gt=0, json_schema_extra=panel(RUN), description="Examples per evaluation pass.")
     mixing_cap: int | None = Field(None, gt=0, json_schema_extra=panel(DATA), description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
 

@@ -42,6 +42,8 @@ class AdaptConfig:
     weight_decay: float
     eval_every: int | None  # None: no dev evaluation, keep the last state
     eval_batch_size: int
+    rank_score: str  # how dev scoring ranks candidates: sum | mean
+    invalid_predictions: str  # wrong | negative (generation only)
     mixing_cap: int | None
     seed: int
     checkpoint_every: int
@@ -76,13 +78,15 @@ def evaluate_dev(
     dev_by_task: dict[str, list[TextExample]],
     batch_size: int,
     label_style: str = "words",
+    rank_score: str = "sum",
+    invalid_predictions: str = "wrong",
 ) -> dict[str, float]:
     """Each task's main dev metric with its own composed prompt (rank scoring where possible)."""
     with torch.no_grad():
         return {
             task.name: score_task(
                 runner, prompts.compose(k).detach(), task, dev_by_task[task.name], batch_size=batch_size,
-                label_style=label_style,
+                label_style=label_style, rank_score=rank_score, invalid_predictions=invalid_predictions,
             ).value
             for k, task in enumerate(tasks)
         }
@@ -200,7 +204,10 @@ def adapt(
             step = loop.step
             record = AdaptStepRecord(step=step, loss=float(total), prior=float(prior), lr=lr)
             if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
-                record.dev = evaluate_dev(runner, prompts, tasks, dev_by_task, config.eval_batch_size, label_style)
+                record.dev = evaluate_dev(
+                    runner, prompts, tasks, dev_by_task, config.eval_batch_size, label_style, config.rank_score,
+                    config.invalid_predictions,
+                )
                 score = sum(record.dev.values()) / len(record.dev)
                 if score > best_score:
                     best_score = score

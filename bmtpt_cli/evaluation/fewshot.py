@@ -70,6 +70,7 @@ class FewshotJob:
             "max_source_length": self.runner.max_source_length, "max_target_length": self.runner.max_target_length,
             "prompt_length": self.prompt_length, "seed": self.seed, "init_sha256": init_sha256,
             "shot_sampling": self.shot_sampling, "dev_shots": self.dev_shots,
+            "rank_score": self.scoring.rank_score, "invalid_predictions": self.scoring.invalid_predictions,
         }
 
     @property
@@ -169,8 +170,8 @@ def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progr
                     batches=EpochBatches(task.name, subset, config.batch_size),
                 )
                 score = score_task(
-                    runner, result.prompts.compose(0).detach(), task, test, decode=job.scoring.decode,
-                    batch_size=job.scoring.eval_batch_size, label_style=job.data.label_style,
+                    runner, result.prompts.compose(0).detach(), task, test, label_style=job.data.label_style,
+                    **job.scoring.options(),
                 )
                 cells.write(json.dumps({"task": task.name, "seed": seed, "fingerprint": fingerprint, "score": vars(score)}) + "\n")
                 cells.flush()
@@ -189,6 +190,8 @@ def fewshot_row(job: FewshotJob, task, scores: list[TaskScore], num_examples: in
         "per_seed": dict(zip(map(str, job.seeds), values)),
         "metrics": {name: statistics.fmean(score.metrics[name] for score in scores) for name in task.metrics},
         "decode": scores[0].decode,
+        "rules": scores[0].rules,
+        "invalid": sum(score.invalid for score in scores),
         "examples": num_examples,
         "split": job.scoring.split,
         "shots": job.shots,

@@ -265,21 +265,60 @@ METRICS: dict[str, MetricFn] = {
 """Metric name (as in `Task.metrics`) -> function(predictions, examples)."""
 
 
+INVALID_RULES = ("wrong", "negative")
+"""How binary F1 counts a generated prediction that is no label word: `wrong` = the other class
+than the gold one (ATTEMPT/T5's `f1_score_with_invalid`), `negative` = the negative class."""
+
+
 def compute_metrics(
-    names: Sequence[str], predictions: list[str], examples: list[TextExample]
+    names: Sequence[str],
+    predictions: list[str],
+    examples: list[TextExample],
+    *,
+    labels: Sequence[str] | None = None,
+    invalid: str = "wrong",
 ) -> dict[str, float]:
     """{name: value} for each metric in `names`, in that order.
 
-    An unknown name is a `BmtptError` listing the known ones; predictions and examples of
-    different lengths, or none at all, are a `ValueError` (a bug in the caller).
+    `labels`: the task's label words in label-id order. With them, macro-F1 averages over every
+    label (CB's three, as T5/ATTEMPT), and binary F1 counts a prediction that is none of them by
+    the `invalid` rule (see `INVALID_RULES`). An unknown name is a `BmtptError` listing the known
+    ones; predictions and examples of different lengths, or none at all, are a `ValueError`.
     """
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise BmtptError(
             f"unknown metric {unknown[0]!r}; choose one of {', '.join(sorted(METRICS))}"
         )
+    if invalid not in INVALID_RULES:
+        raise BmtptError(f"unknown rule for invalid predictions {invalid!r}: use one of {', '.join(INVALID_RULES)}")
     _check_pairs(predictions, examples)
-    return {name: float(METRICS[name](predictions, examples)) for name in names}
+    values = {}
+    for name in names:
+        if name == "macro_f1" and labels:
+            values[name] = macro_over(predictions, [e.target for e in examples], list(labels))
+        elif name == "f1" and labels and len(labels) == 2 and invalid == "wrong":
+            values[name] = f1_metric(_invalid_as_wrong(predictions, examples, labels), examples)
+        else:
+            values[name] = float(METRICS[name](predictions, examples))
+    return values
+
+
+def macro_over(predictions: Sequence[str], references: Sequence[str], classes: list[str]) -> float:
+    """Mean per-class F1 over a fixed list of classes (a class absent from both sides scores 0).
+
+    Same as `sklearn.metrics.f1_score(refs, preds, labels=classes, average="macro", zero_division=0)`.
+    """
+    _check_pairs(predictions, references)
+    return sum(_class_f1(predictions, references, c) for c in classes) / len(classes)
+
+
+def _invalid_as_wrong(predictions: Sequence[str], examples: Sequence[TextExample], labels: Sequence[str]) -> list[str]:
+    """Each prediction that is no label word replaced by the label word of the other class."""
+    return [
+        p if p in labels or e.label is None else labels[1 - e.label]
+        for p, e in zip(predictions, examples)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

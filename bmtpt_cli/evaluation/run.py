@@ -22,6 +22,13 @@ class ScoringConfig:
     decode: str  # rank | generate
     split: str  # test | validation
     eval_batch_size: int
+    rank_score: str  # sum | mean
+    invalid_predictions: str  # wrong | negative
+
+    def options(self) -> dict:
+        """The keyword arguments of `score_task` these settings give."""
+        return {"decode": self.decode, "batch_size": self.eval_batch_size, "rank_score": self.rank_score,
+                "invalid_predictions": self.invalid_predictions}
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,8 @@ def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
         results = []
         for task in tasks:
             score = score_task(
-                runner, artifact.prompt(task.name), task, examples[task.name], decode=job.scoring.decode,
-                batch_size=job.scoring.eval_batch_size, label_style=job.data.label_style,
+                runner, artifact.prompt(task.name), task, examples[task.name], label_style=job.data.label_style,
+                **job.scoring.options(),
             )
             results.append(vars(score) | {"split": job.scoring.split})
         report = {"prompts": str(job.prompts), "model": job.runner.model, "results": results}

@@ -12,6 +12,9 @@ from bmtpt_cli.evaluation.metrics import compute_metrics
 from bmtpt_cli.runner.runner import FrozenT5Runner
 
 DECODE_MODES = ("rank", "generate")
+RANK_SCORES = ("sum", "mean")
+"""Rank scoring's score of a candidate: the sum of its token log-probabilities (EOS included: its
+log-likelihood as a string, which favours short label words), or their mean (length-normalised)."""
 MAX_PAIRS_PER_PASS = 512  # (example, candidate) pairs per forward pass when ranking
 
 
@@ -25,6 +28,8 @@ class TaskScore:
     decode: str  # "rank" or "generate" (tasks without candidates are always generated)
     examples: int
     metrics: dict[str, float] = field(default_factory=dict)  # every metric of the task
+    rules: dict[str, str] = field(default_factory=dict)  # rank_score, invalid_predictions
+    invalid: int = 0  # generated predictions that are none of the candidates
 
 
 def decode_mode(task: Task, examples: list[TextExample], requested: str, label_style: str = "words") -> str:
@@ -36,9 +41,14 @@ def decode_mode(task: Task, examples: list[TextExample], requested: str, label_s
 
 
 def rank(
-    runner: FrozenT5Runner, prompt: torch.Tensor, examples: list[TextExample], default_candidates: tuple[str, ...] | None
+    runner: FrozenT5Runner,
+    prompt: torch.Tensor,
+    examples: list[TextExample],
+    default_candidates: tuple[str, ...] | None,
+    rank_score: str = "sum",
 ) -> list[str]:
-    """For each example, the candidate with the highest log-likelihood (never an invalid label).
+    """For each example, the candidate with the highest score (never an invalid label): its
+    log-likelihood (`sum`), or that divided by its number of target tokens (`mean`).
 
     Examples go in chunks of at most MAX_PAIRS_PER_PASS (example, candidate) pairs, sorted by
     length so a chunk pads little; each example is encoded once for all of its candidates.
@@ -52,6 +62,10 @@ def rank(
         prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (B, l, d)
         scores = runner.candidate_log_likelihoods(prompts, [examples[i].source for i in chunk], [choices[i] for i in chunk])
         for i, example_scores in zip(chunk, scores):
+            if rank_score == "mean":
+                example_scores = example_scores / torch.tensor(
+                    [_target_length(runner, c) for c in choices[i]], dtype=example_scores.dtype, device=example_scores.device
+                )
             predictions[i] = choices[i][int(example_scores.argmax())]
         chunk.clear()
 
@@ -67,6 +81,11 @@ def rank(
     return predictions
 
 
+def _target_length(runner: FrozenT5Runner, candidate: str) -> int:
+    """Target tokens of a candidate as rank scoring scores it (EOS included, truncated like targets)."""
+    return min(len(runner.tokenizer(candidate).input_ids), runner.max_target_length)
+
+
 def predict(
     runner: FrozenT5Runner,
     prompt: torch.Tensor,
@@ -75,6 +94,7 @@ def predict(
     candidates: tuple[str, ...] | None,
     decode: str = "rank",
     batch_size: int = 32,
+    rank_score: str = "sum",
 ) -> list[str]:
     """Predicted target strings for `examples` under one prompt `(l, d)`.
 
@@ -82,7 +102,7 @@ def predict(
     `generate` decodes greedily and returns the generated text as it is.
     """
     if decode == "rank":
-        return rank(runner, prompt, examples, candidates)
+        return rank(runner, prompt, examples, candidates, rank_score)
     predictions: list[str] = []
     max_new = max(len(runner.tokenizer(w).input_ids) for w in candidates) if candidates else None
     for start in range(0, len(examples), batch_size):
@@ -100,13 +120,24 @@ def score_task(
     decode: str = "rank",
     batch_size: int = 32,
     label_style: str = "words",
+    rank_score: str = "sum",
+    invalid_predictions: str = "wrong",
 ) -> TaskScore:
-    """The task's metrics for one prompt on `examples` (a dev or test split)."""
+    """The task's metrics for one prompt on `examples` (a dev or test split), with the rules used.
+
+    Keyword defaults are the baselines' rules (what `bmtpt evaluate` defaults to as well).
+    """
+    if rank_score not in RANK_SCORES:
+        raise BmtptError(f"unknown rank score {rank_score!r}: use one of {', '.join(RANK_SCORES)}")
     mode = decode_mode(task, examples, decode, label_style)
+    labels = task.verbalisers(label_style)
     predictions = predict(
-        runner, prompt, examples, candidates=task.verbalisers(label_style), decode=mode, batch_size=batch_size
+        runner, prompt, examples, candidates=labels, decode=mode, batch_size=batch_size, rank_score=rank_score
     )
-    values = compute_metrics(task.metrics, predictions, examples)
+    values = compute_metrics(task.metrics, predictions, examples, labels=labels, invalid=invalid_predictions)
+    invalid = sum(p not in (e.candidates or labels or (p,)) for p, e in zip(predictions, examples))
+    rules = {"rank_score": rank_score} if mode == "rank" else {"invalid_predictions": invalid_predictions}
     return TaskScore(
-        task=task.name, metric=task.metric, value=values[task.metric], decode=mode, examples=len(examples), metrics=values
+        task=task.name, metric=task.metric, value=values[task.metric], decode=mode, examples=len(examples),
+        metrics=values, rules=rules, invalid=invalid,
     )
