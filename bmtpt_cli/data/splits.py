@@ -1,17 +1,24 @@
 """The baselines' split protocol (ATTEMPT/MPT after Mahabadi et al. 2021; SPEC §4, §7).
 
 - S (small, < 10k train): full train; the official validation set, shuffled with seed 42, split in
-  half: first half dev, second half test.
-- L (large): 1,000 shuffled training examples become dev, the rest train; the official validation
-  set (or the task's named test split) is test.
+  half: the first ⌊n/2⌋ rows dev, the rest test.
+- L (large): the first 1,000 shuffled training examples become dev, the rest train; the official
+  validation set (or the task's named test split) is test.
 - O (own): each protocol split maps to one named official split (MNLI, PAWS, ANLI, …).
+
+"Shuffled" is exactly the baselines' permutation, `torch.randperm(n,
+generator=torch.Generator().manual_seed(42))` (ATTEMPT/MPT `shuffled_indices`), and the halves keep
+that permutation's order (their `dataset.select(indices)`), so dev and test hold the same examples,
+in the same order, as the baselines'. The permutation comes from a CPU generator, so it does not
+depend on the machine or on an accelerator.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import torch
 
 SPLIT_SEED = 42
 LARGE_DEV_SIZE = 1000
@@ -39,11 +46,10 @@ SMALL = SplitRule("S")
 LARGE = SplitRule("L")
 
 
-def shuffled(records: list[dict], seed: int = SPLIT_SEED) -> list[dict]:
-    """The records in a seeded, machine-independent random order."""
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    return [records[i] for i in order]
+def shuffled(records: list, seed: int = SPLIT_SEED) -> list:
+    """The records in the baselines' seeded order: `torch.randperm(n)` from a generator seeded with `seed`."""
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
+    return [records[i] for i in order.tolist()]
 
 
 def protocol_split(rule: SplitRule, split: str, load_official: Callable[[str], list[dict]]) -> list[dict]:

@@ -14,11 +14,12 @@ Per-task choices, the same whichever source the rows come from:
   test. This departs from a naive row split on purpose.
 - WSC's input is one field `text`: the passage with the noun span wrapped as `* noun *` and the
   pronoun as `# pronoun #` (the T5/ATTEMPT marking: a mark, a space, the words, a space, a mark;
-  the text's own words and whitespace are untouched). Span indexes count whitespace-separated
-  words. The words found there must match the span text (case, punctuation and a possessive 's
-  ignored); when they do not, the nearest match at most two words away is used (the official
-  val.jsonl has one pronoun index off by one, line 43), and failing that loading stops with an
-  error naming the file and line (hub: the row).
+  the text's own words and whitespace are untouched). When the two spans overlap, only the noun is
+  marked, as the baselines' regex marking ends up doing (see `mark_spans`; official val.jsonl line
+  96). Span indexes count whitespace-separated words. The words found there must match the span
+  text (case, punctuation and a possessive 's ignored); when they do not, the nearest match at
+  most two words away is used (the official val.jsonl has one pronoun index off by one, line 43),
+  and failing that loading stops with an error naming the file and line (hub: the row).
 - ReCoRD has one record per question: `label` = the first gold answer, `answers` = the distinct
   gold answer texts, `candidates` = the distinct entity texts (what rank scoring chooses from),
   both sorted (the hub ships answers sorted and entities as an unordered set, so sorting makes
@@ -235,12 +236,26 @@ def record_passage(text: str) -> str:
 
 
 def mark_spans(text: str, spans: list[tuple[int, str, str]], location: str) -> str:
-    """`text` with each (word index, span text, mark) wrapped as "mark words mark"."""
+    """`text` with each (word index, span text, mark) wrapped as "mark words mark".
+
+    Spans are marked in the order given (WSC: the noun, then the pronoun). A span whose words
+    overlap those of a span already marked gets no marks: marks never interleave, and overlapping
+    spans keep only the first span's marks. This is what the baselines do (T5's `preprocessors.wsc`,
+    copied by ATTEMPT/MPT): they mark the noun with a regex at its word index, then look for the
+    pronoun at its index plus 2 when the noun starts before it; when the two overlap, the word found
+    there is a mark or another word of the noun, the regex finds nothing and the pronoun is left
+    unmarked. Official val.jsonl line 96 (both spans at word 19) becomes "... * their mothers * ...",
+    not "# * their # mothers *". Spans that only touch (adjacent words) are both marked.
+    Each span must still be found in the text (an error otherwise), overlapping or not.
+    """
     words = list(re.finditer(r"\S+", text))
-    inserts = []
+    inserts, marked = [], []
     for index, span_text, mark in spans:
         first = locate_span(words, index, span_text, location)
         last = first + len(span_text.split()) - 1
+        if any(first <= other_last and other_first <= last for other_first, other_last in marked):
+            continue  # overlaps a span already marked: left unmarked, as the baselines leave it
+        marked.append((first, last))
         inserts += [(words[first].start(), f"{mark} "), (words[last].end(), f" {mark}")]
     for position, piece in sorted(inserts, reverse=True):
         text = text[:position] + piece + text[position:]

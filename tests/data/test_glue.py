@@ -1,11 +1,14 @@
 """GLUE loaders on small files written here in the GLUE distribution's formats, and the split protocol."""
 
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bmtpt_cli.data import splits
-from bmtpt_cli.data.glue import GLUE_TASKS, STSB_GRID, stsb_target
+from bmtpt_cli.data.glue import GLUE_TASKS, STSB_GRID, float32_text, stsb_target
 from bmtpt_cli.errors import BmtptError
 
 HEADERS = {
@@ -109,10 +112,29 @@ def test_cola_without_header_and_digit_labels(tmp_path):
 
 
 def test_stsb_rounds_to_the_point_two_grid():
-    assert [stsb_target(x) for x in (0.0, 0.09, 0.11, 2.5, 2.49, 3.3, 4.95, "5.000")] == [
-        "0.0", "0.0", "0.2", "2.6", "2.4", "3.4", "5.0", "5.0",
+    assert [stsb_target(x) for x in (0.0, 0.09, 0.11, 2.5, 2.49, 2.51, 3.3, 4.95, "5.000")] == [
+        "0.0", "0.0", "0.2", "2.4", "2.4", "2.6", "3.2", "5.0", "5.0",
     ]
     assert len(STSB_GRID) == 26 and STSB_GRID[1] == "0.2"
+
+
+def t5_stsb_target(score: str) -> str:
+    """T5's STS-B target, `tf.round(score * 5) / 5` (half to even) as text with one decimal,
+    computed here exactly: the TSV score is a decimal string, so ties are decided in decimal."""
+    return f"{round(Fraction(score) * 5) / 5:.1f}"  # round() on a Fraction: exact, half to even
+
+
+STSB_TIES = [f"{k / 10:.1f}" for k in range(1, 50, 2)] + ["0.100", "2.5000", "4.900"]  # score*5 = n + 0.5
+
+
+def test_stsb_ties_round_half_to_even_like_t5():
+    assert [stsb_target(x) for x in ("0.1", "0.3", "0.5", "0.7", "0.9", "2.5", "3.3", "4.9")] == [
+        "0.0", "0.4", "0.4", "0.8", "0.8", "2.4", "3.2", "4.8",
+    ]
+    assert [stsb_target(x) for x in STSB_TIES] == [t5_stsb_target(x) for x in STSB_TIES]
+    assert [stsb_target(float(x)) for x in STSB_TIES] == [t5_stsb_target(x) for x in STSB_TIES]  # floats too
+    near = ["0.0999", "0.1001", "2.4999", "2.5001", "0.30000001"]  # not ties: the nearest grid point
+    assert [stsb_target(x) for x in near] == ["0.0", "0.2", "2.4", "2.6", "0.4"]
 
 
 def test_protocol_split_is_deterministic_and_disjoint(tmp_path):
@@ -156,4 +178,42 @@ def test_hub_rows_normalise_like_the_files():
     assert rte({"sentence1": "A", "sentence2": "B", "label": 1, "idx": 0}, "hub", 0) == {"sentence1": "A", "sentence2": "B", "label": 1}
     assert rte({"sentence1": "A", "sentence2": "B", "label": -1, "idx": 0}, "hub", 0) is None  # unlabelled test row
     stsb = _hub_normaliser({"sentence1": "sentence1", "sentence2": "sentence2"}, regression=True)
-    assert stsb({"sentence1": "A", "sentence2": "B", "label": 3.3}, "hub", 0)["label"] == "3.4"
+    assert stsb({"sentence1": "A", "sentence2": "B", "label": 3.3}, "hub", 0)["label"] == "3.2"  # a tie: half to even
+    # the hub's scores are float32 (3.1 arrives as 3.0999999046...): ties still round as in the files
+    for text in STSB_TIES:
+        label = float(np.float32(text))
+        assert stsb({"sentence1": "A", "sentence2": "B", "label": label}, "hub", 0)["label"] == t5_stsb_target(text)
+
+
+# --- the real STS-B files in shared/data, read in place --------------------------------------------
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+STSB_FILES = SHARED_DATA / "glue" / "STS-B"
+# (file, rows, targets that differ from the old half-up rule): the ties score*5 = n + 0.5 with n odd
+STSB_CHANGES = [("train.tsv", 5749, 91), ("dev.tsv", 1500, 24)]
+
+
+def _raw_stsb_scores(path: Path) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        head, *rows = [line.rstrip("\r\n").split("\t") for line in handle if line.strip()]
+    return [row[head.index("score")] for row in rows]
+
+
+@pytest.mark.skipif(not STSB_FILES.is_dir(), reason="shared/data/glue/STS-B is absent")
+@pytest.mark.parametrize("filename,rows,changed", STSB_CHANGES)
+def test_shared_data_stsb_targets_follow_t5_rounding(filename, rows, changed):
+    scores = _raw_stsb_scores(STSB_FILES / filename)
+    assert len(scores) == rows
+    expected = [t5_stsb_target(s) for s in scores]
+    assert [stsb_target(s) for s in scores] == expected
+    # T5 computes in float32 (TFDS's score dtype): tf.round(float32(score) * 5) half to even, the same here
+    assert [f"{np.round(np.float32(s) * np.float32(5)) / np.float32(5):.1f}" for s in scores] == expected
+    assert [stsb_target(float32_text(float(np.float32(s)))) for s in scores] == expected  # a hub float32 score
+    half_up = [f"{(Decimal(s) * 5).quantize(Decimal(1), rounding=ROUND_HALF_UP) / 5:.1f}" for s in scores]
+    assert sum(a != b for a, b in zip(expected, half_up)) == changed
+    task = GLUE_TASKS["stsb"]
+    if filename == "train.tsv":  # rule S: train is the official train, in file order
+        assert [e.target for e in task.examples("train", data_dir=SHARED_DATA)] == expected
+    else:  # the official validation, halved into dev and test: the same targets as a multiset
+        targets = [e.target for split in ("validation", "test") for e in task.examples(split, data_dir=SHARED_DATA)]
+        assert sorted(targets) == sorted(expected)

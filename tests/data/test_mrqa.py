@@ -101,7 +101,8 @@ def test_generic_jsonl_split_sizes_and_format(name, tmp_path, small_dev):
     assert task.examples("test", taskless=True, data_dir=tmp_path)[0].source.startswith("question: Who keeps")
 
 
-def test_training_question_with_several_answers_is_one_example_per_answer(tmp_path, small_dev):
+def test_training_question_with_several_answers_is_one_example_per_answer(tmp_path, monkeypatch):
+    monkeypatch.setattr(splits, "LARGE_DEV_SIZE", 0)  # every training question stays in train, whatever the permutation
     folder = tmp_path / "NewsQA"
     rows = [{"question": "What colour is the kite?", "context": "A red kite, crimson really.", "answers": ["red", "crimson"]}]
     write_jsonl(folder / "train.jsonl", qa_rows("train", 2) + rows)

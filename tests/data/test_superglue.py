@@ -254,6 +254,45 @@ def test_wsc_index_off_by_one_uses_the_nearest_match():
     assert parse_wsc(row, Path("w.jsonl"), 1)[0]["text"] == "Tom hid * the key * because he might want to use # it # later ."
 
 
+def t5_wsc_marking(text: str, span1: tuple[int, str], span2: tuple[int, str]) -> str:
+    """The T5/ATTEMPT/MPT WSC marking, verbatim (t5.data.preprocessors.wsc, ATTEMPT
+    SuperGLUEWSCFixed): the noun is marked by a regex at its word index, then the pronoun at its
+    index shifted by the two marks when the noun comes first. Used only as an oracle on rows where
+    its regex finds the noun (plain words, single spaces)."""
+
+    def mark_span(text, span_str, span_idx, mark):
+        pattern = re.sub("W", span_str, re.sub("N", str(span_idx), r"^((?:\S+\s){N})(W)"))
+        return re.sub(pattern, r"\1{0} \2 {0}".format(mark), text)
+
+    text = mark_span(text, span1[1], span1[0], "*")
+    return mark_span(text, span2[1], span2[0] + 2 * int(span1[0] < span2[0]), "#")
+
+
+OVERLAPPING_WSC = [  # (text, noun span, pronoun span, the marked text)
+    ("Arthur and Celeste , and their mothers are worried .", (5, "their mothers"), (5, "their"),
+     "Arthur and Celeste , and * their mothers * are worried ."),  # same start: the shape of val.jsonl line 96
+    ("Tom saw the man himself at the door .", (2, "the man himself"), (4, "himself"),
+     "Tom saw * the man himself * at the door ."),  # pronoun at the noun's end
+    ("Tom saw the man himself at the door .", (2, "the man himself"), (3, "man"),
+     "Tom saw * the man himself * at the door ."),  # pronoun strictly inside
+    ("Tom met his own brother today .", (4, "brother"), (2, "his own brother"),
+     "Tom met his own * brother * today ."),  # noun inside the pronoun span
+]
+
+
+@pytest.mark.parametrize("text,noun,pronoun,marked", OVERLAPPING_WSC)
+def test_wsc_overlapping_spans_keep_the_noun_marks_and_leave_the_pronoun_unmarked(text, noun, pronoun, marked):
+    assert t5_wsc_marking(text, noun, pronoun) == marked  # what the baselines feed the model
+    row = wsc_row(0, False, text=text, span1=noun, span2=pronoun)
+    assert parse_wsc(row, Path("w.jsonl"), 1)[0]["text"] == marked
+
+
+def test_wsc_adjacent_spans_are_both_marked():
+    row = wsc_row(0, True, text="Ask her mother today .", span1=(2, "mother"), span2=(1, "her"))
+    assert parse_wsc(row, Path("w.jsonl"), 1)[0]["text"] == "Ask # her # * mother * today ."
+    assert t5_wsc_marking("Ask her mother today .", (2, "mother"), (1, "her")) == "Ask # her # * mother * today ."
+
+
 def test_wsc_span_far_from_its_index_is_an_error(tmp_path):
     good = wsc_row(0, True)
     bad = wsc_row(1, True, span2=(1, "she"))  # "gardener", and "she" is 5 words away
@@ -567,11 +606,40 @@ def test_shared_data_split_sizes_and_formatting(name):
     assert (sizes["train"], sizes["validation"], sizes["test"]) == OFFICIAL_SIZES[name]
 
 
+WSC_OVERLAP_SOURCE = (  # official val.jsonl line 96: noun "their mothers" and pronoun "their" both at word 19
+    "wsc text: Meanwhile, in the forest, the elephants are calling and hunting high and low for Arthur and Celeste ,"
+    " and * their mothers * are very worried. Fortunately, in flying over the town, an old marabou bird has seen them"
+    " and come back quickly to tell the news."
+)
+
+
 @needs_shared
 def test_shared_data_wsc_marks_every_example():
-    for split in ("train", "validation", "test"):
-        for example in SUPERGLUE_TASKS["wsc"].examples(split, data_dir=SHARED_DATA):
-            assert example.source.count("* ") >= 2 and " #" in example.source and "# " in example.source
+    sources = [
+        e.source for split in ("train", "validation", "test")
+        for e in SUPERGLUE_TASKS["wsc"].examples(split, data_dir=SHARED_DATA)
+    ]
+    assert len(sources) == 554 + 104
+    for source in sources:
+        words = source.split()
+        assert words.count("*") == 2, source
+        # the pronoun is marked unless it overlaps the noun (one official row, val.jsonl line 96)
+        assert words.count("#") == (0 if source == WSC_OVERLAP_SOURCE else 2), source
+    assert sources.count(WSC_OVERLAP_SOURCE) == 1
+
+
+@needs_shared
+def test_shared_data_wsc_val_line_96_marks_nest_as_the_baselines_do():
+    path = SHARED_DATA / "superglue" / "WSC" / "val.jsonl"
+    row = json.loads(path.read_text(encoding="utf-8").splitlines()[95])
+    target = row["target"]
+    assert (target["span1_index"], target["span1_text"], target["span2_index"], target["span2_text"]) == (
+        19, "their mothers", 19, "their",
+    )
+    text = parse_wsc(row, path, 96)[0]["text"]
+    assert "wsc text: " + text == WSC_OVERLAP_SOURCE
+    assert text == t5_wsc_marking(row["text"], (19, "their mothers"), (19, "their"))
+    assert "# * their # mothers *" not in text
 
 
 @needs_shared
