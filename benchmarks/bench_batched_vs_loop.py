@@ -1,9 +1,10 @@
 """Benchmark 3: one batched pass for all M particles vs a Python loop over the particles.
 
 Batched: `runner.particle_losses(particles, batch)` on all M particles at once (M·B sequences in one
-forward) + one `torch.autograd.grad` — what `svgd_step` does. Loop: for each particle j, a forward
+forward) + one `torch.autograd.grad` — what `svgd_step`'s `bmtpt.forward`/`bmtpt.backward` ranges do. Loop: for each particle j, a forward
 of its B sequences (`runner.particle_losses(θ_j[None], batch)`) and its own backward into θ_j — what
-an implementation without the particle-major batching would do. Same token batch, same gradients
+an implementation without the particle-major batching would do. Same token batch (`runner.encode` of
+B texts, `workloads.shape_batch`), same gradients
 (checked); timed interleaved, speed-up = median over rounds of loop ÷ batched. Minor page faults per
 pass (getrusage) are recorded too, and the t5-small case is run a second time in a child process
 with glibc's malloc told never to use mmap nor to trim the heap (MALLOC_MMAP_MAX_=0,
@@ -24,11 +25,10 @@ import time
 
 import torch
 
-import common
-from common import (
-    Machine, StepShape, Table, build_runner, fmt_ratio, fmt_time, measure_interleaved, paired_ratio,
-    paired_ratio_range,
-)
+import harness
+import workloads
+from harness import Machine, Table, fmt_ratio, fmt_time, measure_interleaved, paired_ratio, paired_ratio_range
+from workloads import StepShape, build_runner
 
 NAME = "03_batched_vs_loop"
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
@@ -44,8 +44,8 @@ def with_faults(fn, sink: list):
 
 
 def variants(runner, shape: StepShape):
-    batch = common.random_batch(runner.model.config.vocab_size, shape.batch, shape.source_len, shape.target_len)
-    particles = torch.nn.Parameter(common.sample_particles(runner, shape.particles, shape.prompt_length))
+    batch = workloads.shape_batch(runner, shape)  # runner.encode of B texts: exactly (B, n) / (B, t) ids
+    particles = torch.nn.Parameter(workloads.sample_particles(runner, shape.particles, shape.prompt_length))
     leaves = [particles.detach()[j : j + 1].clone().requires_grad_(True) for j in range(shape.particles)]
 
     def batched():
@@ -67,14 +67,14 @@ def variants(runner, shape: StepShape):
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=3)
+    parser = harness.base_parser(__doc__.splitlines()[0], repeats=3)
     parser.add_argument("--tiny-repeats", type=int, default=None, help="repeats at the tiny shape (default 30)")
     parser.add_argument("--shapes", default="tiny,t5-small", help="comma-separated: tiny, t5-small")
     parser.add_argument("--source-len", type=int, default=156, help="t5-small source tokens n (default 156)")
     parser.add_argument("--no-malloc-variant", action="store_true",
                         help="skip the t5-small re-run with mmap-free glibc malloc")
     parser.add_argument("--_json", default=None, help=argparse_suppress())
-    args = common.finish_args(parser.parse_args())
+    args = harness.finish_args(parser.parse_args())
     tiny_repeats = args.tiny_repeats or (8 if args.quick else 30)
     started = time.perf_counter()
     machine = Machine.detect()
@@ -145,12 +145,12 @@ def main() -> None:
         "recycled from the heap. The child-process row removes that cost (env vars only, no code change) and "
         "shows what batching itself gains on this CPU.",
     ]
-    common.write_report(
+    harness.write_report(
         NAME, "3. Batched particles vs a loop over particles",
         what="forward + backward of the LM loss for all M = 5 particles on the same B = 6 examples: one batched "
              "pass over M·B sequences (bmtpt's `particle_losses`) vs M separate passes of B sequences.",
         machine=machine, tables=[table], goal=goal, notes=notes, data=data, quick=args.quick,
-        elapsed_s=time.perf_counter() - started, write=not args.no_write,
+        elapsed_s=time.perf_counter() - started, write=not args.no_write, out=args.out,
     )
 
 

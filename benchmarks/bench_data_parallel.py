@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-import common
-from common import Machine, Table, fmt_time
+import harness
+from harness import Machine, Table, fmt_time
 
 NAME = "06_data_parallel"
 
@@ -30,9 +30,9 @@ def run(command: list[str], cwd: Path) -> float:
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=1)
+    parser = harness.base_parser(__doc__.splitlines()[0], repeats=1)
     parser.add_argument("--steps", type=int, default=30, help="N: the runs take N and 2N steps")
-    args = common.finish_args(parser.parse_args())
+    args = harness.finish_args(parser.parse_args())
     steps = 8 if args.quick else args.steps
     machine = Machine.detect()
     base = ["source", "--particles", "5", "--examples-per-task", "4", "--warmup-steps", "1", "--device", "cpu", "--force"]
@@ -61,7 +61,7 @@ def main() -> None:
     table.add("2 processes × 1 thread (torchrun, gloo)", fmt_time(two), f"{one / two:.2f}×")
     agreement = Table(f"Particles after {2 * steps} steps", ["max |Δθ|", "max |θ|", "relative"])
     agreement.add(f"{difference:.3g}", f"{scale:.3g}", f"{difference / scale:.2g}")
-    common.write_report(
+    harness.write_report(
         NAME,
         "6. Data parallelism: 2 gloo processes vs 1 process",
         what=__doc__.split("\n\n")[1].replace("\n", " "),
@@ -75,6 +75,7 @@ def main() -> None:
         quick=args.quick,
         elapsed_s=time.perf_counter() - started,
         write=not args.no_write,
+        out=args.out,
     )
 
 

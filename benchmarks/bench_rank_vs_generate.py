@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 
-import common
-from common import (
-    Machine, Table, build_runner, fmt_pct, fmt_ratio, fmt_time, measure_interleaved, paired_ratio, paired_ratio_range,
+import harness
+import workloads
+from harness import (
+    Machine, Table, fmt_pct, fmt_ratio, fmt_time, measure_interleaved, paired_ratio, paired_ratio_range,
 )
+from workloads import build_runner
 
 NAME = "04_rank_vs_generate"
 GOAL = 2.0
@@ -72,7 +74,7 @@ def run_case(model: str, examples, task, prompt_length: int, warmup: int, repeat
     from bmtpt_cli.evaluation.scoring import predict
 
     runner = build_runner(model)
-    prompt = common.sample_particles(runner, 1, prompt_length)[0]  # (l, d)
+    prompt = workloads.sample_particles(runner, 1, prompt_length)[0]  # (l, d)
     candidates = task.verbalisers()
 
     def rank():
@@ -103,14 +105,16 @@ def run_case(model: str, examples, task, prompt_length: int, warmup: int, repeat
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=3)
+    parser = harness.base_parser(__doc__.splitlines()[0], repeats=3)
     parser.add_argument("--tiny-repeats", type=int, default=None, help="repeats with the tiny model (default 10)")
-    parser.add_argument("--examples", type=int, default=64, help="demo_nli test examples, tiny model (default 64)")
+    parser.add_argument("--examples", type=int, default=64,
+                        help="demo_nli test examples, tiny model (default 64; --quick: at most 32)")
     parser.add_argument("--small-examples", type=int, default=16,
                         help="examples at the t5-small shape (default 16; 0 skips it)")
-    args = common.finish_args(parser.parse_args())
+    args = harness.finish_args(parser.parse_args())
     tiny_repeats = args.tiny_repeats or (3 if args.quick else 10)
     small_examples = min(args.small_examples, 8) if args.quick else args.small_examples
+    tiny_examples = min(args.examples, 32) if args.quick else args.examples
     started = time.perf_counter()
     machine = Machine.detect()
 
@@ -118,7 +122,7 @@ def main() -> None:
 
     task = get_task("demo_nli")
     all_examples = task.examples("test")
-    cases = [("tiny", 8, all_examples[: args.examples], max(2, args.warmup), tiny_repeats)]
+    cases = [("tiny", 8, all_examples[:tiny_examples], max(2, args.warmup), tiny_repeats)]
     if small_examples:
         cases.append(("t5-small", 100, all_examples[:small_examples], args.warmup, args.repeats))
 
@@ -152,9 +156,9 @@ def main() -> None:
                       pct("cross_kv"), pct("lm_head"), pct("other"))
         if res["speedup"] < GOAL and model == "tiny":
             details.append((f"cProfile, rank at {model} (cumulative; note runner.encode)",
-                            common.cprofile_top(rank_fn, row_limit=25, sort="cumulative")))
-            details.append((f"torch.profiler, rank at {model}", common.profile_top_ops(rank_fn)))
-            details.append((f"torch.profiler, generate at {model}", common.profile_top_ops(gen_fn)))
+                            harness.cprofile_top(rank_fn, row_limit=25, sort="cumulative")))
+            details.append((f"torch.profiler, rank at {model}", harness.profile_top_ops(rank_fn)))
+            details.append((f"torch.profiler, generate at {model}", harness.profile_top_ops(gen_fn)))
 
     verdicts = [f"{m} {s:.2f}× ({'met' if s >= GOAL else 'MISSED'})" for m, s in speedups.items()]
     met = all(s >= GOAL for s in speedups.values())
@@ -176,13 +180,13 @@ def main() -> None:
         "The t5-small row uses the t5-small shape (d=512, 6+6 layers, vocab 32,128) with ByT5 byte ids, so its "
         "sources are longer in tokens than SentencePiece would make them.",
     ]
-    common.write_report(
+    harness.write_report(
         NAME, "4. Rank scoring vs greedy generation for classification",
         what="wall time of scoring a classification task's test examples with rank scoring (one batched "
              "log-likelihood pass over the label words) vs greedy generation + string match, and how often "
              "the two agree where generation yields a valid label.",
         machine=machine, tables=[table, split], goal=goal, notes=notes, details=details, data=data, quick=args.quick,
-        elapsed_s=time.perf_counter() - started, write=not args.no_write,
+        elapsed_s=time.perf_counter() - started, write=not args.no_write, out=args.out,
     )
 
 

@@ -10,39 +10,24 @@ t5-base shapes with random weights.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-import common
-from common import Machine, Table, fmt_time
+import harness
+from harness import Machine, Table, fmt_time
+from workloads import MODEL_SHAPES, build_runner
 
 NAME = "04b_rank_vs_generate_t5_tokenizer"
-TOKENIZER = common.ROOT.parent / "shared" / "data" / "tokenizers" / "t5"
-SHAPES = {
-    "t5-small": dict(d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6, num_decoder_layers=6),
-    "t5-base": dict(d_model=768, d_ff=3072, d_kv=64, num_heads=12, num_layers=12, num_decoder_layers=12),
-}
-
-
-def build(shape: str, tokenizer):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    from bmtpt_cli.runner.runner import FrozenT5Runner
-
-    config = T5Config(vocab_size=32128, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=0.0,
-                      **SHAPES[shape])
-    torch.manual_seed(0)
-    model = T5ForConditionalGeneration(config).eval().requires_grad_(False)
-    return FrozenT5Runner(model, tokenizer, max_source_length=256, max_target_length=16)
+TOKENIZER = harness.ROOT.parent / "shared" / "data" / "tokenizers" / "t5"
+SHAPES = ["t5-small", "t5-base"]  # workloads.MODEL_SHAPES, random weights (seed 0)
+assert set(SHAPES) <= set(MODEL_SHAPES)
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=3)
+    parser = harness.base_parser(__doc__.splitlines()[0], repeats=3)
     parser.add_argument("--examples", type=int, default=32)
-    args = common.finish_args(parser.parse_args())
+    args = harness.finish_args(parser.parse_args())
     if not TOKENIZER.is_dir():
         print(f"skipped: {TOKENIZER} is not here")
         return
@@ -61,10 +46,10 @@ def main() -> None:
         f"T5 tokens with </s>; l = 100; medians of {args.repeats} interleaved rounds after warm-up",
         ["shape", "rank", "generate (forced to the label length)", "generate ÷ rank"],
     )
-    shapes = ["t5-small"] if args.quick else list(SHAPES)
+    shapes = ["t5-small"] if args.quick else SHAPES
     ratios = {}
     for shape in shapes:
-        runner = build(shape, tokenizer)
+        runner = build_runner(shape, tokenizer=tokenizer)
         prompt = torch.randn(100, runner.d_model, generator=torch.Generator().manual_seed(0))
 
         def by_rank():
@@ -82,11 +67,11 @@ def main() -> None:
                 out.extend(runner.tokenizer.batch_decode(ids, skip_special_tokens=True))
             return out
 
-        timings = common.measure_interleaved({"rank": by_rank, "generate": by_generation}, warmup=1, repeats=args.repeats)
-        ratios[shape] = common.paired_ratio(timings["generate"], timings["rank"])
+        timings = harness.measure_interleaved({"rank": by_rank, "generate": by_generation}, warmup=1, repeats=args.repeats)
+        ratios[shape] = harness.paired_ratio(timings["generate"], timings["rank"])
         table.add(shape, fmt_time(timings["rank"].median), fmt_time(timings["generate"].median), f"**{ratios[shape]:.2f}×**")
     met = all(r >= 2 for r in ratios.values())
-    common.write_report(
+    harness.write_report(
         NAME,
         "4b. Rank scoring vs generation with T5's SentencePiece tokenizer",
         what=__doc__.split("\n\n")[1].replace("\n", " "),
@@ -98,6 +83,7 @@ def main() -> None:
         quick=args.quick,
         elapsed_s=time.perf_counter() - started,
         write=not args.no_write,
+        out=args.out,
     )
 
 

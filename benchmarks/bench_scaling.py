@@ -1,7 +1,8 @@
 """Benchmark 5: time per source step and peak memory against M, B and the source length.
 
-Step = the real `svgd_step` on a pre-built random-token batch + AdamW (`common.SourceStep`), tiny
-model, l = 8, target length 4; one factor varied at a time around M = 5, B = 6, n = 64. With
+Step = the shipped `source_update` (`svgd_step` with its tokenising, AdamW + schedule, checks, record;
+`workloads.SourceStep`) on B random-letter texts of exactly n source / t byte tokens, tiny model,
+l = 8, target length 4; one factor varied at a time around M = 5, B = 6, n = 64. With
 `--t5-small` (on by default, off with --quick) also M ∈ {1, 2, 5, 10} at the t5-small shape (l = 100,
 B = 2, n = 156, to keep the run short). Times: all configurations of a model timed round-robin in
 ONE process (one step each per round, after warm-up); ratios are per-round ratios to the base
@@ -20,15 +21,15 @@ allocations to ops but gives no process peak directly.
 
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import sys
 import time
 from dataclasses import asdict
 
-import common
-from common import Machine, SourceStep, StepShape, Table, build_runner, fmt_ratio, fmt_time, measure_interleaved
+import harness
+from harness import Machine, Table, fmt_ratio, fmt_time, measure_interleaved
+from workloads import SourceStep, StepShape, build_runner
 
 NAME = "05_scaling"
 BASE = StepShape("tiny", 8, 5, 6, 64, 4)
@@ -61,14 +62,14 @@ def key(s: StepShape) -> str:
 # ----------------------------------------------------------------------------- memory probe (subprocess)
 def probe(shape: StepShape) -> dict:
     runner = build_runner(shape.model)
-    step = SourceStep(runner, shape)
+    step = SourceStep.for_shape(runner, shape)
     step()  # warm-up: optimizer state, autograd buffers, thread pools
-    trimmed = common.release_free_memory()
-    before = common.current_rss_mib()
-    resettable = common.reset_peak_rss()
+    trimmed = harness.release_free_memory()
+    before = harness.current_rss_mib()
+    resettable = harness.reset_peak_rss()
     if resettable:
         step()
-        peak = common.peak_rss_mib()
+        peak = harness.peak_rss_mib()
         method = "VmHWM after clear_refs" + (" (heap trimmed with malloc_trim before)" if trimmed else "")
     else:  # pragma: no cover - fallback
         import resource
@@ -94,13 +95,13 @@ def time_configs(configs: dict[str, StepShape], warmup: int, repeats: int, verbo
     for name, shape in configs.items():
         if shape.model not in runners:
             runners[shape.model] = build_runner(shape.model)
-        steps[name] = SourceStep(runners[shape.model], shape)
+        steps[name] = SourceStep.for_shape(runners[shape.model], shape)
     return measure_interleaved(steps, warmup=warmup, repeats=repeats,
                                on_round=(lambda r: print(f"  round {r + 1}/{repeats}", flush=True)) if verbose else None)
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=3)
+    parser = harness.base_parser(__doc__.splitlines()[0], repeats=3)
     parser.add_argument("--tiny-repeats", type=int, default=None, help="rounds for the tiny sweeps (default 40)")
     parser.add_argument("--t5-small", dest="t5_small", action="store_true", default=None,
                         help="also sweep M at the t5-small shape (default: on, off with --quick)")
@@ -109,10 +110,10 @@ def main() -> None:
     parser.add_argument("--_probe", default=None, help=argparse_hidden())
     args = parser.parse_args()
     if args._probe:
-        args = common.finish_args(args)
+        args = harness.finish_args(args)
         print(json.dumps(probe(StepShape(**json.loads(args._probe)))))
         return
-    args = common.finish_args(args)
+    args = harness.finish_args(args)
     tiny_repeats = args.tiny_repeats or (4 if args.quick else 40)
     small = (not args.quick) if args.t5_small is None else args.t5_small
     started = time.perf_counter()
@@ -120,7 +121,6 @@ def main() -> None:
 
     configs = tiny_configs()
     print(f"[tiny] {len(configs)} configurations, warm-up {max(2, args.warmup)}, {tiny_repeats} rounds", flush=True)
-    timings = measure_interleaved  # noqa: F841 (name kept for readers)
     tiny_t = time_configs(configs, max(2, args.warmup), tiny_repeats, verbose=False)
     small_configs = {key(with_(SMALL_BASE, particles=m)): with_(SMALL_BASE, particles=m) for m in SMALL_M} if small else {}
     small_t = {}
@@ -152,15 +152,15 @@ def main() -> None:
             name = key(s)
             tm = tiny_t[name]
             t.add(sweep, name, f"{s.particles * s.batch} × {s.prompt_length + s.source_len}", fmt_time(tm.median),
-                  fmt_ratio(common.paired_ratio(tm, tiny_t[base_name]), 2), mem(name), mem(name, "peak_mib"))
+                  fmt_ratio(harness.paired_ratio(tm, tiny_t[base_name]), 2), mem(name), mem(name, "peak_mib"))
             xs.append(v)
             ys.append(tm.median)
             data["tiny"][name] = {"shape": asdict(s), "timing": tm, "memory": memory.get(name)}
-        a, b, r2 = common.linear_fit(xs, ys)
+        a, b, r2 = harness.linear_fit(xs, ys)
         fits[f"tiny/{sweep}"] = (a, b, r2)
         fit_table.add("tiny", sweep, len(xs), fmt_time(a), fmt_time(b), f"{r2:.4f}", "yes" if r2 >= 0.98 else "no")
         if sweep == "M" and memory:
-            a_m, b_m, r2_m = common.linear_fit(xs, [memory[key(with_(BASE, particles=v))]["step_peak_mib"]
+            a_m, b_m, r2_m = harness.linear_fit(xs, [memory[key(with_(BASE, particles=v))]["step_peak_mib"]
                                                     for v in values])
             fit_table.add("tiny", "M → step peak MiB", len(xs), f"{a_m:.2f} MiB", f"{b_m:.2f} MiB", f"{r2_m:.4f}",
                           "yes" if r2_m >= 0.98 else "no")
@@ -177,15 +177,15 @@ def main() -> None:
             name = key(s)
             tm = small_t[name]
             st.add(name, f"{m * s.batch} × {s.prompt_length + s.source_len}", fmt_time(tm.median),
-                   fmt_ratio(common.paired_ratio(tm, small_t[first]), 2), mem(name), mem(name, "peak_mib"))
+                   fmt_ratio(harness.paired_ratio(tm, small_t[first]), 2), mem(name), mem(name, "peak_mib"))
             xs.append(m)
             ys.append(tm.median)
             data["t5-small"][name] = {"shape": asdict(s), "timing": tm, "memory": memory.get(name)}
-        a, b, r2 = common.linear_fit(xs, ys)
+        a, b, r2 = harness.linear_fit(xs, ys)
         fits["t5-small/M"] = (a, b, r2)
         fit_table.add("t5-small", "M", len(xs), fmt_time(a), fmt_time(b), f"{r2:.4f}", "yes" if r2 >= 0.98 else "no")
         if memory:
-            a_m, b_m, r2_m = common.linear_fit(xs, [memory[key(with_(SMALL_BASE, particles=m))]["step_peak_mib"]
+            a_m, b_m, r2_m = harness.linear_fit(xs, [memory[key(with_(SMALL_BASE, particles=m))]["step_peak_mib"]
                                                     for m in SMALL_M])
             fit_table.add("t5-small", "M → step peak MiB", len(xs), f"{a_m:.2f} MiB", f"{b_m:.2f} MiB",
                           f"{r2_m:.4f}", "yes" if r2_m >= 0.98 else "no")
@@ -210,13 +210,13 @@ def main() -> None:
         "At the tiny shape a step is a few milliseconds, so fixed per-step costs (Python, op dispatch, SVGD, "
         "AdamW) give the intercept b; at t5-small the LM dominates and the intercept is small against a·M.",
     ]
-    common.write_report(
+    harness.write_report(
         NAME, "5. Scaling with particles, batch size and source length",
-        what="time per source step (real `svgd_step` + AdamW on a pre-built batch) and its peak memory against "
+        what="time per source step (the shipped `source_update`: `svgd_step` + AdamW + checks) and its peak memory against "
              "the number of particles M, the batch size B and the source length n; least-squares fit of time "
              "against M.",
         machine=machine, tables=tables, goal=goal, notes=notes, data=data, quick=args.quick,
-        elapsed_s=time.perf_counter() - started, write=not args.no_write,
+        elapsed_s=time.perf_counter() - started, write=not args.no_write, out=args.out,
     )
 
 

@@ -2,31 +2,37 @@
 
 The bare pass is the floor any implementation pays: `model(inputs_embeds=concat(leaf prompt, token
 embeddings), ...)`, cross-entropy, backward into the leaf prompt, on the same M·B sequences. The
-step is the real `svgd_step` run on a pre-built `EncodedBatch` (its `runner.encode` answered by a
-proxy, see `common.SourceStep`) plus AdamW and the schedule. Both are timed interleaved; the ratio
-is the median of per-round ratios. Tokenisation is timed apart on real demo text (`runner.encode`
-of 30 examples, and of the B = 6 a step really tokenises), next to the real `svgd_step` on those
-6 examples at the tiny shape, to show the data cost.
+step is the shipped `bmtpt_cli.svgd.train.source_update` (`workloads.SourceStep`: `svgd_step` —
+tokenising its B examples, forward, backward, SVGD — then AdamW, the schedule, the finiteness
+checks and the step record), on text examples whose byte tokenisation is the bare pass's token
+batch. Both are timed interleaved; the ratio is the median of per-round ratios. The split of the
+step into parts comes from a torch.profiler run over real steps, read by the step's own
+`bmtpt.*` record_function ranges. Tokenisation is also timed apart on real demo text
+(`runner.encode` of 30 examples, and of the B = 6 a step really tokenises), next to the real step on
+those 6 examples at the tiny shape, to show the data cost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 
-import common
-from common import (
-    BarePass, Machine, SourceStep, StepShape, Table, build_runner, fmt_pct, fmt_ratio, fmt_time, measure_interleaved,
-    paired_ratio, paired_ratio_range,
+import harness
+import workloads
+from harness import (
+    Machine, Table, fmt_ratio, fmt_time, measure_interleaved, paired_ratio, paired_ratio_range,
 )
+from workloads import BarePass, SourceStep, StepShape, build_runner
 
 NAME = "01_step_overhead"
 GOAL = 1.05
-COMPONENTS = [
-    ("forward", "runner.particle_loss_sums (forward: embedding lookup, repeat, model, CE)"),
-    ("backward", "torch.autograd.grad (backward) + loss/token scalars"),
-    ("svgd", "rbf_kernel + svgd_direction + −φ into .grad"),
-    ("optimizer", "AdamW.step + zero_grad + scheduler.step"),
+COMPONENTS = [  # (bmtpt.* range, what runs in it)
+    ("encode", "bmtpt.encode: runner.encode of the B examples (ByT5 byte tokenizer)"),
+    ("forward", "bmtpt.forward: runner.particle_loss_sums (embedding lookup, repeat, model, CE)"),
+    ("backward", "bmtpt.backward: torch.autograd.grad to the particles"),
+    ("reduce", "bmtpt.reduce: loss/token scalars (dist.sum no-ops)"),
+    ("svgd", "bmtpt.svgd: scores, rbf_kernel (once) + svgd_direction, −φ into .grad"),
+    ("optimizer", "bmtpt.optimizer: AdamW.step + zero_grad + scheduler.step"),
+    ("rest", "rest of source_update: finiteness checks, StepRecord (mean distance, .item)"),
 ]
 
 
@@ -39,139 +45,106 @@ def shapes(args) -> list[StepShape]:
     return out
 
 
-def run_shape(shape: StepShape, args, encode_time: float) -> tuple[Table, dict, dict]:
+def run_shape(shape: StepShape, args, encode_time: dict) -> tuple[Table, dict, dict, list]:
     runner = build_runner(shape.model)
-    step = SourceStep(runner, shape)
+    step = SourceStep.for_shape(runner, shape)
     bare = BarePass(step)
 
-    def full() -> dict:
-        comps = step()
-        t = time.perf_counter()
-        step.bookkeeping()
-        comps["bookkeeping"] = time.perf_counter() - t
-        return comps
+    tiny = shape.model == "tiny"
+    repeats = args.tiny_repeats if tiny else args.repeats
+    warmup = max(3, args.warmup) if tiny else args.warmup
+    profile_steps = args.profile_steps or ((5 if args.quick else 20) if tiny else (1 if args.quick else 2))
+    print(f"[{shape.label()}] warm-up {warmup}, repeats {repeats}, profiled steps {profile_steps}", flush=True)
+    timings = measure_interleaved({"bare": bare, "step": step}, warmup=warmup, repeats=repeats,
+                                  on_round=None if tiny else lambda r: print(f"  round {r + 1}/{repeats}", flush=True))
+    bare_t, step_t = timings["bare"], timings["step"]
+    parts = step.profile(profile_steps, alongside={"bare": bare})  # per-step seconds under the profiler
+    prof_bare = parts["bare"]
 
-    repeats = args.repeats if shape.model != "tiny" else args.tiny_repeats
-    warmup = args.warmup if shape.model != "tiny" else max(3, args.warmup)
-    print(f"[{shape.label()}] warm-up {warmup}, repeats {repeats}", flush=True)
-    timings = measure_interleaved({"bare": bare, "full": full}, warmup=warmup, repeats=repeats,
-                                  on_round=lambda r: print(f"  round {r + 1}/{repeats}", flush=True)
-                                  if shape.model != "tiny" else None)
-    bare_t = timings["bare"]
-    comp = {key: timings[f"full/{key}"] for key, _ in COMPONENTS + [("bookkeeping", "")]}
-    step_t = common.Timing("step", [sum(vals) for vals in zip(*(comp[k].samples for k, _ in COMPONENTS))])
-    runner_t = common.Timing("runner", [a + b for a, b in zip(comp["forward"].samples, comp["backward"].samples)])
-    loop_t = common.Timing("loop", [a + b for a, b in zip(step_t.samples, comp["bookkeeping"].samples)])
-
-    table = Table(f"{shape.label()} — {repeats} interleaved rounds after {warmup} warm-up",
+    ratio = paired_ratio(step_t, bare_t)
+    lo, hi = paired_ratio_range(step_t, bare_t)
+    table = Table(f"{shape.label()} — {repeats} interleaved rounds after {warmup} warm-up; parts: torch.profiler "
+                  f"over {profile_steps} steps and bare passes (round-robin), per step",
                   ["what", "median time", "÷ bare (median of per-round ratios)", "per-round range"])
     table.add("**bare** frozen-T5 forward+backward (the floor)", fmt_time(bare_t.median), "1.000×", "")
+    table.add("**full SVGD step** (the shipped source_update, timed without the profiler)", fmt_time(step_t.median),
+              f"**{fmt_ratio(ratio)}**", f"{lo:.3f}–{hi:.3f}")
+    table.add("profiled: bare pass", fmt_time(prof_bare), "1.000× (profiled)", "")
     for key, label in COMPONENTS:
-        table.add(f"step: {label}", fmt_time(comp[key].median), fmt_ratio(paired_ratio(comp[key], bare_t)), "")
-    lo, hi = paired_ratio_range(runner_t, bare_t)
-    table.add("runner forward+backward only", fmt_time(runner_t.median), fmt_ratio(paired_ratio(runner_t, bare_t)),
-              f"{lo:.3f}–{hi:.3f}")
-    lo, hi = paired_ratio_range(step_t, bare_t)
-    ratio = paired_ratio(step_t, bare_t)
-    table.add("**full SVGD step** (sum of the four rows above)", fmt_time(step_t.median), f"**{fmt_ratio(ratio)}**",
-              f"{lo:.3f}–{hi:.3f}")
-    table.add("train_source bookkeeping (finite checks, mean distance, .item)", fmt_time(comp["bookkeeping"].median),
-              fmt_ratio(paired_ratio(comp["bookkeeping"], bare_t)), "")
-    table.add("step + bookkeeping (train_source loop body minus data and log I/O)", fmt_time(loop_t.median),
-              fmt_ratio(paired_ratio(loop_t, bare_t)), "")
+        table.add(f"profiled part: {label}", fmt_time(parts[key]), fmt_ratio(parts[key] / prof_bare) + " (profiled)", "")
+    runner_fb = parts["forward"] + parts["backward"]
+    table.add("profiled: runner forward+backward only (bmtpt.forward + bmtpt.backward)", fmt_time(runner_fb),
+              fmt_ratio(runner_fb / prof_bare) + " (profiled)", "")
+    table.add("profiled: whole source_update", fmt_time(parts["total"]),
+              fmt_ratio(parts["total"] / prof_bare) + " (profiled)", "")
+    table.add("profiled: source_update without its tokenising (total − bmtpt.encode)",
+              fmt_time(parts["total"] - parts["encode"]),
+              fmt_ratio((parts["total"] - parts["encode"]) / prof_bare) + " (profiled)", "")
     for count, seconds in encode_time.items():
         table.add(f"tokenising {count} real demo examples (runner.encode, timed apart)", fmt_time(seconds),
                   fmt_ratio(seconds / bare_t.median), "(ratio of medians)")
     data = {"shape": shape.__dict__, "ratio_step_over_bare": ratio, "bare": bare_t, "step": step_t,
-            "runner": runner_t, "loop": loop_t, **{f"component_{k}": v for k, v in comp.items()}}
+            "runner": runner_fb, "profiled_steps": profile_steps, "profiled_bare": prof_bare,
+            "profiled_step": parts["total"], **{f"component_{k}": parts[k] for k, _ in COMPONENTS}}
     profiles, extra = {}, []
     if ratio > GOAL:
         print("  goal missed: profiling", flush=True)
-        if shape.model == "tiny":
+        if tiny:
             extra.append(ablation(step, bare, repeats, warmup, data))
             profiles["torch.profiler: ops by extra self CPU time per call, full step minus bare pass (tiny)"] = \
-                common.profile_diff(step, bare)
-            profiles["cProfile, one full step at tiny (tottime)"] = common.cprofile_top(step)
+                harness.profile_diff(step, bare)
+            profiles["cProfile, one full step at tiny (tottime)"] = harness.cprofile_top(step)
         else:
-            profiles[f"torch.profiler, one full step at {shape.model} (self CPU time)"] = common.profile_top_ops(step)
-            profiles[f"torch.profiler, one bare pass at {shape.model} (self CPU time)"] = common.profile_top_ops(bare)
+            profiles[f"torch.profiler, one full step at {shape.model} (self CPU time)"] = harness.profile_top_ops(step)
+            profiles[f"torch.profiler, one bare pass at {shape.model} (self CPU time)"] = harness.profile_top_ops(bare)
     return table, data, profiles, extra
 
 
 def ablation(step: SourceStep, bare: BarePass, repeats: int, warmup: int, data: dict) -> Table:
-    """Where the gap comes from: the bare pass with one of the runner's choices added at a time."""
+    """Where the gap comes from: the bare pass with one of the shipped runner's pieces in place of its own."""
     import torch
-    import torch.nn.functional as F
+
+    from bmtpt_cli.runner.runner import token_cross_entropy
 
     runner, particles = step.runner, step.particles
 
-    def bare_with(*, transposed_ce=False, autocast=False):
-        def fn():
-            ctx = runner._autocast() if autocast else contextlib.nullcontext()
-            with ctx:
-                x = torch.cat([bare.prompt, bare.token_embeds], dim=1)
-                logits = bare.model(inputs_embeds=x, attention_mask=bare.mask,
-                                    decoder_input_ids=bare.decoder_input_ids).logits
-            if transposed_ce:  # the runner's layout: (N, V, t), reduction="none", then a sum
-                loss = F.cross_entropy(logits.float().transpose(1, 2), bare.labels, reduction="none").sum()
-            else:
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), bare.labels.reshape(-1))
-            loss.backward()
-            bare.prompt.grad = None
-        return fn
+    def bare_with_runner_ce():  # the runner's loss: float32 token CE, reduction='none', then a sum
+        x = torch.cat([bare.prompt, bare.token_embeds], dim=1)
+        logits = bare.model(inputs_embeds=x, attention_mask=bare.mask, decoder_input_ids=bare.decoder_input_ids).logits
+        token_cross_entropy(logits, bare.labels).sum().backward()
+        bare.prompt.grad = None
 
-    def runner_fb():
+    def runner_fb():  # what bmtpt.forward + bmtpt.backward run, on the pre-built batch
         sums = runner.particle_loss_sums(particles, step.batch)
         torch.autograd.grad(sums.sum(), particles)
 
-    def svgd_only():
-        from bmtpt_cli.svgd.kernel import rbf_kernel, svgd_direction
-
-        flat = particles.detach().flatten(1)
-        scores = torch.randn_like(flat) * 1e-3
-        _, h = rbf_kernel(flat)
-        svgd_direction(flat, scores, damping=step.damping, bandwidth=h)
+    def encode():
+        return workloads.encode_examples(runner, step.examples)
 
     fns = {
         "bare": bare,
-        "bare + the runner's CE layout (logits.float().transpose(1, 2), reduction='none', sum)": bare_with(
-            transposed_ce=True),
-        "bare + the runner's autocast context (disabled in float32)": bare_with(autocast=True),
-        "runner.particle_loss_sums + autograd.grad (embedding lookup, prompt expand/copy, mask cat, CE, ...)":
-            runner_fb,
-        "SVGD update alone (rbf_kernel + svgd_direction on (5, 512))": svgd_only,
-        "full step": step,
+        "bare + the runner's loss (token_cross_entropy, then a sum)": bare_with_runner_ce,
+        "runner.particle_loss_sums + autograd.grad on the pre-built batch (embedding lookup, prompt expand/copy, "
+        "mask cat, CE)": runner_fb,
+        "runner.encode of the step's B examples": encode,
+        "full step (source_update)": step,
     }
     n = max(repeats, 30)
     timings = measure_interleaved(fns, warmup=warmup, repeats=n)
     table = Table(f"Where the tiny-shape gap comes from: variants of the bare pass, {n} interleaved rounds",
                   ["variant", "median time", "÷ bare (median of per-round ratios)"])
     for name, t in timings.items():
-        if "/" in name:  # the step's own component timings, already in the main table
-            continue
         table.add(name, fmt_time(t.median), fmt_ratio(paired_ratio(t, timings["bare"])))
     data["ablation"] = timings
     return table
 
 
 def tokenisation(args) -> tuple[dict[int, float], Table, dict]:
-    """runner.encode on real demo text (30 and 6 examples); the real svgd_step on 6 examples at tiny."""
-    import torch
-
-    from bmtpt_cli.svgd.kernel import damping_lambda
-    from bmtpt_cli.svgd.train import svgd_step
-
+    """runner.encode on real demo text (30 and 6 examples); the shipped step on those 6 examples at tiny."""
     runner = build_runner("tiny")
-    examples30 = common.demo_text_batch(6)  # 6 from each of the 5 demo tasks
+    examples30 = workloads.demo_text_batch(6)  # 6 from each of the 5 demo tasks
     examples6 = examples30[::5][:6]  # one or two per task: the B = 6 examples a paper-sized step tokenises
-    particles = torch.nn.Parameter(common.sample_particles(runner, 5, 8))
-    optimizer = torch.optim.AdamW([particles], lr=0.3, weight_decay=1e-5)
-    damping = damping_lambda(5, 8 * runner.d_model)
-
-    def real_step():
-        svgd_step(runner, particles, examples6, damping=damping, likelihood_scale=1.0, bandwidth=None)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    real_step = SourceStep(runner, examples6, particles=5, prompt_length=8, model="tiny")
 
     def encoder(examples):
         sources, targets = [e.source for e in examples], [e.target for e in examples]
@@ -184,7 +157,7 @@ def tokenisation(args) -> tuple[dict[int, float], Table, dict]:
                   f"6 examples pad to {tuple(b6.input_ids.shape)} source / {tuple(b6.labels.shape)} target ids, "
                   f"30 examples to {tuple(b30.input_ids.shape)} / {tuple(b30.labels.shape)}",
                   ["what", "median time", "÷ real step (median of per-round ratios)"])
-    table.add("real svgd_step + AdamW on 6 examples (M·B = 30 sequences; tokenises inside)",
+    table.add("real step (source_update) on 6 examples (M·B = 30 sequences; tokenises inside)",
               fmt_time(timings["real"].median), "1.000×")
     table.add("runner.encode of those 6 examples", fmt_time(timings["encode6"].median),
               fmt_ratio(paired_ratio(timings["encode6"], timings["real"])))
@@ -196,12 +169,14 @@ def tokenisation(args) -> tuple[dict[int, float], Table, dict]:
 
 
 def main() -> None:
-    parser = common.base_parser(__doc__.splitlines()[0], repeats=5)
+    parser = harness.base_parser(__doc__.splitlines()[0], repeats=5)
     parser.add_argument("--tiny-repeats", type=int, default=None, help="repeats at the tiny shape (default 40)")
+    parser.add_argument("--profile-steps", type=int, default=None,
+                        help="steps profiled for the split into parts (default: tiny 20, t5-small 2; --quick 5 / 1)")
     parser.add_argument("--shapes", default="tiny,t5-small", help="comma-separated: tiny, t5-small")
     parser.add_argument("--source-len", type=int, default=156,
                         help="t5-small source tokens n (default 156: l + n = 256 encoder tokens)")
-    args = common.finish_args(parser.parse_args())
+    args = harness.finish_args(parser.parse_args())
     if args.tiny_repeats is None:
         args.tiny_repeats = 10 if args.quick else 40
     started = time.perf_counter()
@@ -223,23 +198,29 @@ def main() -> None:
     goal = (f"full step ÷ bare forward+backward ≤ {GOAL:.2f}: {'; '.join(verdicts)} → "
             f"{'MET' if met else 'NOT MET at every shape'}.")
     notes = [
-        "The step is the real `bmtpt_cli.svgd.train.svgd_step`, given a runner proxy whose `encode` returns the "
-        "pre-built token batch (so it runs on the SAME ids as the bare pass and tokenises nothing), followed by "
-        "`train_source`'s AdamW (lr 0.3, wd 1e-5) and linear-schedule steps (`benchmarks/common.py::SourceStep`). "
-        "Component boundaries are timestamps taken by the proxy and by a wrapper around `rbf_kernel`.",
-        "Component times are measured inside the same step call; every ratio is the median over rounds of "
-        "(this round's value ÷ this round's bare pass).",
-        "Tokens are random ids without padding (source ends in </s>); the t5-small shape has random weights and "
-        "d = 512, l = 100; the tokenisation row uses ByT5's byte tokenizer (the tiny model's), since no "
+        "The step is the shipped `bmtpt_cli.svgd.train.source_update`, on a state built by the shipped "
+        "`start_source` from `bmtpt source`'s declared defaults "
+        f"({workloads.config_summary(workloads.source_config(particles=5, prompt_length=8))}) — "
+        "`benchmarks/workloads.py::SourceStep`. It tokenises "
+        "its B examples every step, as training does; the examples are random letters whose byte tokenisation is "
+        "exactly the bare pass's token batch (same ids, no padding).",
+        "The headline ratio is wall-clock, without the profiler: the median over rounds of (this round's step ÷ "
+        "this round's bare pass). The parts are the step's own `torch.profiler.record_function` ranges "
+        "(`bmtpt.encode`, `.forward`, `.backward`, `.reduce`, `.svgd`, `.optimizer`), CPU time per step from one "
+        "profiler session over real steps alternating with bare passes; they are ratios to the bare pass "
+        "profiled in that same session (the profiler adds a little per op to both).",
+        "Tokens are random lowercase letters (ByT5 byte ids); the t5-small shape has random weights and "
+        "d = 512, l = 100; the tokenisation rows use ByT5's byte tokenizer (the tiny model's), since no "
         "SentencePiece model can be loaded offline.",
     ]
-    common.write_report(
+    harness.write_report(
         NAME, "1. Source-step overhead over the bare frozen-T5 pass",
-        what="time of one Damped-SVGD source step (runner forward, backward to the particles, RBF kernel + "
-             "SVGD direction, AdamW) divided by the bare frozen-T5 forward+backward on the same M·B sequences "
-             "of prompt + token embeddings; plus the tokenisation cost of a real 30-example batch.",
+        what="time of one Damped-SVGD source step as shipped (`source_update`: tokenising, runner forward, "
+             "backward to the particles, RBF kernel + SVGD direction, AdamW, checks and record) divided by the bare "
+             "frozen-T5 forward+backward on the same M·B sequences of prompt + token embeddings; plus the "
+             "tokenisation cost of a real 30-example batch.",
         machine=machine, tables=tables, goal=goal, notes=notes, details=details, data=data, quick=args.quick,
-        elapsed_s=time.perf_counter() - started, write=not args.no_write,
+        elapsed_s=time.perf_counter() - started, write=not args.no_write, out=args.out,
     )
 
 

@@ -6,8 +6,13 @@ runs without editing this file. Each writes its section to `docs/benchmarks/NN_n
 `docs/benchmarks/`, sorted by file name, under a short header — including fragments written by
 scripts it does not know (e.g. a data-parallel or GPU benchmark adding `06_*.md`, `07_*.md`).
 
+A `--quick` run (or one given `--out DIR`) never touches the recorded figures: every benchmark gets
+`--out DIR` (default for --quick: `$TMPDIR/bmtpt-benchmarks-quick`) and writes `DIR/fragments/*.md`
+and `DIR/results/*.json`, and the merge reads `DIR/fragments/` and writes `DIR/benchmarks.md`.
+
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py            # full run (~10 min on 2 CPU cores)
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py --quick    # debugging run
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py --quick    # debugging run, written to $TMPDIR
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py --out /tmp/b  # any run, written under /tmp/b
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py --only svgd_share,scaling
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py --skip data_parallel
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py --merge-only   # just rebuild docs/benchmarks.md
@@ -26,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import common  # noqa: E402
+import harness  # noqa: E402
 
 SCRIPTS = [
     "bench_step_overhead.py",
@@ -56,16 +61,25 @@ Raw numbers: `benchmarks/results/*.json`.
 """
 
 
-def merge(header_kw: dict) -> Path:
-    fragments = sorted(common.FRAGMENTS_DIR.glob("*.md")) if common.FRAGMENTS_DIR.is_dir() else []
+def merge(header_kw: dict, outputs: harness.Outputs | None = None) -> Path:
+    outputs = outputs or harness.Outputs.recorded()
+    fragments = sorted(outputs.fragments.glob("*.md")) if outputs.fragments.is_dir() else []
     body = HEADER.format(**header_kw)
     if fragments:
         body += "## Contents\n\n" + "\n".join(
-            f"- {first_heading(p)} (`docs/benchmarks/{p.name}`)" for p in fragments) + "\n\n"
+            f"- {first_heading(p)} (`{shown(p, outputs)}`)" for p in fragments) + "\n\n"
     body += "\n\n".join(p.read_text().rstrip() + "\n" for p in fragments)
-    common.DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    common.DOC_PATH.write_text(body)
-    return common.DOC_PATH
+    outputs.doc.parent.mkdir(parents=True, exist_ok=True)
+    outputs.doc.write_text(body)
+    return outputs.doc
+
+
+def shown(path: Path, outputs: harness.Outputs) -> str:
+    """A fragment's path as the contents list names it: repository-relative for the recorded figures."""
+    try:
+        return str(path.relative_to(harness.ROOT))
+    except ValueError:
+        return str(path)
 
 
 def first_heading(path: Path) -> str:
@@ -82,7 +96,11 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated subset, e.g. step_overhead,scaling")
     parser.add_argument("--skip", default=None, help="comma-separated benchmarks not to run")
     parser.add_argument("--merge-only", action="store_true", help="run nothing; rebuild docs/benchmarks.md")
+    parser.add_argument("--out", default=None,
+                        help="write fragments, results and the merged benchmarks.md under DIR instead of docs/ and "
+                             f"benchmarks/results (a --quick run defaults to {harness.QUICK_OUT})")
     args = parser.parse_args()
+    outputs = harness.outputs_for(args.out, args.quick)
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     scripts = SCRIPTS + sorted(p.name for p in HERE.glob("bench_*.py") if p.name not in SCRIPTS)
@@ -99,6 +117,8 @@ def main() -> None:
     passthrough = (["--quick"] if args.quick else []) + (["--repeats", str(args.repeats)] if args.repeats else [])
     reproduce = " ".join(passthrough + ([f"--only {args.only}"] if args.only else [])
                          + ([f"--skip {args.skip}"] if args.skip else []))
+    if not outputs.is_recorded:  # every benchmark writes where the merge reads
+        passthrough += ["--out", str(outputs.fragments.parent)]
 
     started = time.perf_counter()
     failures, durations = [], {}
@@ -106,7 +126,7 @@ def main() -> None:
         for script in scripts:
             print(f"\n=== {script} {' '.join(passthrough)}", flush=True)
             t0 = time.perf_counter()
-            rc = subprocess.call([sys.executable, str(HERE / script), *passthrough], env=env, cwd=common.ROOT)
+            rc = subprocess.call([sys.executable, str(HERE / script), *passthrough], env=env, cwd=harness.ROOT)
             durations[script] = time.perf_counter() - t0
             print(f"=== {script}: exit {rc} after {durations[script]:.0f} s", flush=True)
             if rc != 0:
@@ -117,10 +137,10 @@ def main() -> None:
         "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "runtime": "" if args.merge_only else f", {total:.0f} s in all",
         "flags": (" " + flags) if flags else "",
-    })
+    }, outputs)
     for script, seconds in durations.items():
         print(f"{script:32s} {seconds:6.0f} s")
-    print(f"wrote {path.relative_to(common.ROOT)}; total {total:.0f} s")
+    print(f"wrote {path}; total {total:.0f} s")
     if failures:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
         sys.exit(1)

@@ -1,4 +1,7 @@
-"""Shared helpers of the bmtpt benchmarks: machine description, timing, models, batches, reports.
+"""The benchmarks' harness: timing, machine description, profiling, tables and reports.
+
+Nothing in here knows bmtpt: what is measured lives in `workloads.py` (which calls the shipped
+`start_source` / `source_update` / `svgd_step`), this module only times, profiles and reports it.
 
 Conventions every benchmark follows (the machines here are shared and noisy):
 
@@ -7,10 +10,16 @@ Conventions every benchmark follows (the machines here are shared and noisy):
 * Figures are RATIOS measured within one run. Competing variants are timed *interleaved*
   (round-robin, the order rotating every round) after warm-up, and a ratio is the median over
   rounds of the per-round ratio, so slow phases of the machine hit both sides alike.
+* Where a step's time is split into parts, the parts are the shipped step's own
+  `torch.profiler.record_function` ranges (`bmtpt.encode`, `.forward`, `.backward`, `.reduce`,
+  `.svgd`, `.optimizer`), read from a `torch.profiler` run over real steps (`profile_ranges`).
 * Each benchmark writes one markdown fragment `docs/benchmarks/NN_name.md`; `run_all.py`
   concatenates every fragment in that folder, sorted by name, into `docs/benchmarks.md`, so later
   benchmarks (data-parallel, GPU, ...) only need to drop their own fragment there.
-  Raw numbers also go to `benchmarks/results/<name>.json`.
+  Raw numbers also go to `benchmarks/results/<name>.json`. A `--quick` run (or any run given
+  `--out DIR`) writes to `DIR/fragments/`, `DIR/results/` and `DIR/benchmarks.md` instead
+  (default for `--quick`: `$TMPDIR/bmtpt-benchmarks-quick`), so smoke runs never overwrite the
+  recorded figures.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import re
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +54,37 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_x.py` from anyw
 FRAGMENTS_DIR = ROOT / "docs" / "benchmarks"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DOC_PATH = ROOT / "docs" / "benchmarks.md"
+QUICK_OUT = Path(tempfile.gettempdir()) / "bmtpt-benchmarks-quick"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a run writes: markdown fragments, JSON results and the merged document."""
+
+    fragments: Path
+    results: Path
+    doc: Path
+
+    @classmethod
+    def recorded(cls) -> "Outputs":
+        """The repository's recorded figures: docs/benchmarks/, benchmarks/results/, docs/benchmarks.md."""
+        return cls(FRAGMENTS_DIR, RESULTS_DIR, DOC_PATH)
+
+    @classmethod
+    def under(cls, root: Path) -> "Outputs":
+        root = Path(root)
+        return cls(root / "fragments", root / "results", root / "benchmarks.md")
+
+    @property
+    def is_recorded(self) -> bool:
+        return self == Outputs.recorded()
+
+
+def outputs_for(out: str | Path | None, quick: bool) -> Outputs:
+    """`--out DIR` if given; else the recorded files, or `QUICK_OUT` for a --quick run."""
+    if out:
+        return Outputs.under(Path(out))
+    return Outputs.under(QUICK_OUT) if quick else Outputs.recorded()
 
 
 # ============================================================================ machine
@@ -254,244 +295,36 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# ============================================================================ models and batches
-T5_SMALL_KW = dict(
-    d_model=512,
-    d_ff=2048,
-    d_kv=64,
-    num_heads=8,
-    num_layers=6,
-    num_decoder_layers=6,
-    vocab_size=32128,
-    decoder_start_token_id=0,
-    pad_token_id=0,
-    eos_token_id=1,
-    dropout_rate=0.0,
-)
-
-
-def build_model(kind: str, *, seed: int = 0):
-    """`(model, tokenizer)`, frozen and in eval mode. `tiny`: bmtpt's own; `t5-small`: the t5-small
-    shape with random weights and ByT5's byte tokenizer (ids < 384, valid for the 32,128-row vocab)."""
-    from bmtpt_cli.runner.model import load_frozen_t5
-
-    if kind == "tiny":
-        return load_frozen_t5("tiny")
-    if kind == "t5-small":
-        from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = T5ForConditionalGeneration(T5Config(**T5_SMALL_KW))
-        model.requires_grad_(False)
-        model.eval()
-        return model, ByT5Tokenizer()
-    raise ValueError(f"unknown model kind {kind!r}")
-
-
-def build_runner(kind: str, *, max_source_length: int = 256, max_target_length: int = 16):
-    from bmtpt_cli.runner.runner import FrozenT5Runner
-
-    model, tokenizer = build_model(kind)
-    return FrozenT5Runner(model, tokenizer, max_source_length=max_source_length, max_target_length=max_target_length)
-
-
-@dataclass(frozen=True)
-class StepShape:
-    """One SVGD source-step shape: M particles of l vectors, B examples of n source / t target tokens."""
-
-    model: str
-    prompt_length: int  # l
-    particles: int  # M
-    batch: int  # B
-    source_len: int  # n
-    target_len: int  # t
-
-    def label(self) -> str:
-        return (
-            f"{self.model}: l={self.prompt_length}, M={self.particles}, B={self.batch}, "
-            f"n={self.source_len}, t={self.target_len} (M·B={self.particles * self.batch} sequences of "
-            f"{self.prompt_length + self.source_len} encoder tokens)"
-        )
-
-
-def random_batch(vocab_size: int, batch: int, source_len: int, target_len: int, *, seed: int = 0):
-    """An `EncodedBatch` of random token ids (no padding), each sequence ending in </s> (id 1)."""
-    from bmtpt_cli.runner.runner import EncodedBatch
-
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, vocab_size, (batch, source_len), generator=g)
-    ids[:, -1] = 1
-    labels = torch.randint(3, vocab_size, (batch, target_len), generator=g)
-    labels[:, -1] = 1
-    return EncodedBatch(ids, torch.ones_like(ids), labels)
-
-
-def sample_particles(runner, count: int, length: int, *, seed: int = 0) -> torch.Tensor:
-    from bmtpt_cli.runner.prompts import sample_vocab_prompts
-
-    return sample_vocab_prompts(
-        runner.vocab_embeddings, count=count, length=length, vocab_limit=runner.vocab_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-class _Probe:
-    """Timestamps taken inside the real `svgd_step` (via a runner proxy and wrapped kernel functions)."""
-
-    marks: dict[str, float] | None = None
-
-    @classmethod
-    def mark(cls, key: str) -> None:
-        if cls.marks is not None and key not in cls.marks:
-            cls.marks[key] = clock()
-
-
-def _install_kernel_probes() -> None:
-    """Wrap `rbf_kernel` as `bmtpt_cli.svgd.train` sees it, to timestamp the start of the SVGD update
-    (process-local monkeypatch; no file is changed). Idempotent."""
-    import bmtpt_cli.svgd.train as train
-
-    if getattr(train.rbf_kernel, "_bench_probe", False):
-        return
-    original = train.rbf_kernel
-
-    def rbf_kernel(*args, **kwargs):
-        _Probe.mark("svgd_start")
-        return original(*args, **kwargs)
-
-    rbf_kernel._bench_probe = True
-    train.rbf_kernel = rbf_kernel
-
-
-class _RunnerProxy:
-    """The runner as `svgd_step` sees it: `encode` returns the pre-built batch (no tokenising) and the
-    forward pass is timestamped; everything else is the real runner."""
-
-    def __init__(self, runner, batch):
-        self._runner, self._batch = runner, batch
-
-    def __getattr__(self, name):
-        return getattr(self._runner, name)
-
-    def encode(self, sources, targets=None):
-        return self._batch
-
-    def particle_loss_sums(self, particles, batch):
-        out = self._runner.particle_loss_sums(particles, batch)
-        _Probe.mark("forward_end")
-        return out
-
-
-class SourceStep:
-    """One SVGD source step on a PRE-BUILT `EncodedBatch`, with per-component timings.
-
-    Runs the REAL `bmtpt_cli.svgd.train.svgd_step`, handed a runner proxy whose `encode` returns the
-    pre-built batch (so nothing is tokenised and the token batch is exactly the bare pass's), then
-    what `train_source` does per step: `optimizer.step()`, `zero_grad`, `scheduler.step()`.
-    Timestamps: after the forward (`runner.particle_loss_sums`), at the entry of `rbf_kernel`, at the
-    return of `svgd_step`, after the optimizer. So "backward" is `torch.autograd.grad` plus the few
-    scalar lines before the kernel (loss/token division, `dist.sum` no-ops), and "svgd" is
-    `rbf_kernel` + `svgd_direction` + writing `-phi` into `.grad`.
-    `bookkeeping()` is the rest of `train_source`'s loop body (finite checks, `mean_pairwise_distance`,
-    the StepRecord's `.item()`/`.tolist()`), timed separately. Optimizer/schedule settings are
-    `SourceConfig`'s defaults (AdamW lr 0.3, wd 1e-5, warm-up 500 of 100k steps).
-    """
-
-    def __init__(self, runner, shape: StepShape, *, seed: int = 0):
-        from bmtpt_cli.data.task import TextExample
-        from bmtpt_cli.runtime.schedule import linear_schedule
-        from bmtpt_cli.svgd.kernel import damping_lambda
-
-        _install_kernel_probes()
-        self.runner = runner
-        self.shape = shape
-        self.batch = random_batch(runner.model.config.vocab_size, shape.batch, shape.source_len, shape.target_len,
-                                  seed=seed)
-        self.proxy = _RunnerProxy(runner, self.batch)
-        self.examples = [TextExample(source="", target="", label=None) for _ in range(shape.batch)]  # unused text
-        self.particles = torch.nn.Parameter(sample_particles(runner, shape.particles, shape.prompt_length, seed=seed))
-        self.optimizer = torch.optim.AdamW([self.particles], lr=0.3, weight_decay=1e-5)
-        self.scheduler = linear_schedule(self.optimizer, warmup_steps=500, total_steps=100_000)
-        self.damping = damping_lambda(shape.particles, shape.prompt_length * runner.d_model)
-        self.last = None
-
-    def __call__(self) -> dict[str, float]:
-        from bmtpt_cli.svgd import train
-
-        _Probe.marks = marks = {"start": clock()}
-        try:
-            self.last = train.svgd_step(self.proxy, self.particles, self.examples, damping=self.damping,
-                                        likelihood_scale=1.0, bandwidth=None)
-            marks["svgd_end"] = clock()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-            marks["end"] = clock()
-        finally:
-            _Probe.marks = None
-        return {
-            "forward": marks["forward_end"] - marks["start"],
-            "backward": marks["svgd_start"] - marks["forward_end"],
-            "svgd": marks["svgd_end"] - marks["svgd_start"],
-            "optimizer": marks["end"] - marks["svgd_end"],
-        }
-
-    def bookkeeping(self) -> None:
-        """The rest of train_source's loop body (no file I/O)."""
-        from bmtpt_cli.svgd.kernel import mean_pairwise_distance
-
-        losses, h = self.last
-        if not torch.isfinite(losses).all():
-            raise RuntimeError("non-finite loss")
-        if not torch.isfinite(self.particles).all():
-            raise RuntimeError("non-finite particles")
-        _ = (losses.mean().item(), [round(v, 6) for v in losses.tolist()], float(h),
-             mean_pairwise_distance(self.particles.detach()))
-
-
-class BarePass:
-    """The floor: frozen-T5 forward + backward on the same M·B sequences, nothing else.
-
-    `inputs_embeds` (M·B, l+n, d) = concat(leaf prompt (M·B, l, d) with requires_grad, token
-    embeddings computed once up front); cross-entropy (mean); backward into the leaf prompt.
-    """
-
-    def __init__(self, step: SourceStep):
-        runner, shape, batch = step.runner, step.shape, step.batch
-        self.model = runner.model
-        mb = shape.particles * shape.batch
-        with torch.no_grad():
-            ids = batch.input_ids.repeat(shape.particles, 1)
-            self.token_embeds = self.model.get_input_embeddings()(ids)  # (M·B, n, d)
-        self.prompt = (
-            step.particles.detach().unsqueeze(1).expand(-1, shape.batch, -1, -1).reshape(mb, shape.prompt_length, -1)
-            .clone().requires_grad_(True)
-        )  # leaf (M·B, l, d)
-        self.mask = torch.ones(mb, shape.prompt_length + shape.source_len, dtype=torch.long)
-        self.labels = batch.labels.repeat(shape.particles, 1)
-        self.decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=self.labels)
-
-    def __call__(self) -> None:
-        inputs_embeds = torch.cat([self.prompt, self.token_embeds], dim=1)
-        logits = self.model(inputs_embeds=inputs_embeds, attention_mask=self.mask,
-                            decoder_input_ids=self.decoder_input_ids).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.labels.reshape(-1))
-        loss.backward()
-        self.prompt.grad = None
-
-
-def demo_text_batch(per_task: int = 6):
-    """A real text batch: `per_task` training examples from each of the 5 demo tasks (6 → 30)."""
-    from bmtpt_cli.data.demo import DEMO_TASKS
-
-    examples = []
-    for task in DEMO_TASKS.values():
-        examples.extend(task.examples("train")[:per_task])
-    return examples
-
-
 # ============================================================================ profiling
+def profile_ranges(fns: dict[str, Callable[[], object]], *, calls: int = 1,
+                   prefixes: tuple[str, ...] = ("bmtpt.",)) -> dict[str, float]:
+    """Seconds per call spent in named `torch.profiler.record_function` ranges, from ONE
+    `torch.profiler.profile` (CPU) session over `calls` rounds of every function in `fns`.
+
+    Each call of `fns[name]` runs inside a range `bench.<name>` (the caller's side; nothing in the
+    measured code is wrapped or replaced), so the result holds `bench.<name>` (the whole call) and
+    every range whose name starts with one of `prefixes` that the measured code opened itself —
+    e.g. the shipped step's `bmtpt.forward`. A range's time is its CPU wall time (inclusive of the
+    ops inside it), summed over the session and divided by `calls`. Profiling adds a small cost per
+    op, so these times are a little above the unprofiled ones; compare them with each other.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    names = list(fns)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for r in range(calls):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                with record_function(f"bench.{name}"):
+                    fns[name]()
+    wanted = ("bench.",) + tuple(prefixes)
+    totals: dict[str, float] = {}
+    for event in prof.events():
+        if event.name.startswith(wanted) and event.device_type == DeviceType.CPU:
+            totals[event.name] = totals.get(event.name, 0.0) + event.cpu_time_total
+    return {name: micros / 1e6 / calls for name, micros in totals.items()}
+
+
 def profile_top_ops(fn: Callable[[], object], *, row_limit: int = 15, sort_by: str = "self_cpu_time_total") -> str:
     """torch.profiler table of one call of `fn` (after it has been warmed up by the caller)."""
     from torch.profiler import ProfilerActivity, profile
@@ -603,8 +436,11 @@ def write_report(
     quick: bool = False,
     elapsed_s: float | None = None,
     write: bool = True,
+    out: str | Path | None = None,
 ) -> str:
-    """Print the tables and write `docs/benchmarks/<name>.md` (+ `benchmarks/results/<name>.json`)."""
+    """Print the tables and write the fragment `<name>.md` and `<name>.json`: under `docs/benchmarks/`
+    and `benchmarks/results/` for a full run, under `outputs_for(out, quick)` for a --quick run or
+    one given `--out` (so a smoke run never overwrites the recorded figures)."""
     for table in tables:
         table.print()
     print(f"GOAL: {goal}")
@@ -626,12 +462,14 @@ def write_report(
                   ""]
     text = "\n".join(parts)
     if write:
-        FRAGMENTS_DIR.mkdir(parents=True, exist_ok=True)
-        (FRAGMENTS_DIR / f"{name}.md").write_text(text)
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        where = outputs_for(out, quick)
+        where.fragments.mkdir(parents=True, exist_ok=True)
+        (where.fragments / f"{name}.md").write_text(text)
+        where.results.mkdir(parents=True, exist_ok=True)
         payload = {"name": name, "title": title, "goal": goal, "quick": quick, "command": command_line(),
                    "machine": asdict(machine), "data": data or {}}
-        (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+        (where.results / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+        print(f"wrote {where.fragments / (name + '.md')} and {where.results / (name + '.json')}")
     return text
 
 
@@ -649,7 +487,10 @@ def base_parser(description: str, *, repeats: int, warmup: int = 1) -> argparse.
                         help=f"timed repeats per variant after warm-up (default {repeats}; --quick: fewer)")
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed warm-up runs (default {warmup})")
     parser.add_argument("--quick", action="store_true", help="a fast debugging run: fewer repeats, smaller shapes")
-    parser.add_argument("--no-write", action="store_true", help="print only; do not write docs/ or results/")
+    parser.add_argument("--no-write", action="store_true", help="print only; write no fragment and no JSON")
+    parser.add_argument("--out", default=None,
+                        help="write the fragment and JSON under DIR/fragments and DIR/results instead of docs/benchmarks "
+                             f"and benchmarks/results (a --quick run defaults to {QUICK_OUT})")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.set_defaults(_default_repeats=repeats)
     return parser
