@@ -123,7 +123,7 @@ def sample_particles(runner, count: int, length: int, *, seed: int = 0) -> torch
     from bmtpt_cli.runner.prompts import sample_vocab_prompts
 
     return sample_vocab_prompts(
-        runner.vocab_embeddings, count=count, length=length, vocab_limit=runner.vocab_size,
+        runner.vocab_embeddings, count=count, length=length, candidate_ids=runner.vocab_candidate_ids(5000),
         generator=torch.Generator().manual_seed(seed),
     )
 

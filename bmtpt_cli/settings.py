@@ -63,6 +63,11 @@ class CommonSettings(BaseSettings):
 
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
     _flags: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origin(self, name: str) -> str:
+        """Where a setting's value came from: `--flag`, `BMTPT_NAME`, `preset 'P' key K`, or `the default`."""
+        return self._origins.get(name, "the default")
 
     def explicit(self, name: str):
         """The value of `name` if the user set it by flag or BMTPT_* variable, else None (preset/default)."""
@@ -70,6 +75,37 @@ class CommonSettings(BaseSettings):
 
     def check_combination(self, flags: frozenset[str]) -> None:
         """Refuse flags given together (or alone) where they make no sense; `flags`: the options given."""
+
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What resolving changed that the user did not ask for (e.g. a scaled warm-up), one line each."""
+        return list(self._notes)
+
+    def fit_schedule(self, layer_steps: int) -> None:
+        """Keep the warm-up inside the run (SPEC §2 schedule).
+
+        A warm-up as long as the run would keep the learning rate rising to the last step. When the
+        user set both `--steps` and `--warmup-steps` (flag or BMTPT_*), that is refused. Otherwise
+        the warm-up came from a preset or the defaults, written for that layer's run length
+        `layer_steps`: it is scaled to keep the same fraction of this run, and a note says so.
+        """
+        steps, warmup = self.steps, self.warmup_steps
+        if warmup < steps:
+            return
+        if "warmup_steps" in self._explicit:
+            raise BmtptError(
+                f"warm-up of {warmup} steps ({self.origin('warmup_steps')}) is not shorter than the run of "
+                f"{steps} steps ({self.origin('steps')}): pass --warmup-steps below {steps} (0 for none)"
+            )
+        scaled = min(steps - 1, warmup * steps // max(layer_steps, 1))
+        self.warmup_steps = scaled
+        self._origins["warmup_steps"] = f"scaled from {warmup} of {layer_steps} steps ({self.origin('warmup_steps')})"
+        self._notes.append(
+            f"note: warm-up of {warmup} steps is as long as the run of {steps}; using {scaled} "
+            f"(the same share of the run as {warmup} of {layer_steps}); pass --warmup-steps to choose"
+        )
 
     def _refuse_together(self, flags: frozenset[str], first: str, second: str, why: str) -> None:
         if first in flags and second in flags:
@@ -90,6 +126,9 @@ class TrainingSettings(CommonSettings):
     def _tasks_from_string(cls, value: Any) -> Any:
         return _split_tasks(value)
 
+    def check_combination(self, flags: frozenset[str]) -> None:
+        """Training commands refuse nothing beyond their own checks (see subclasses)."""
+
 
 class SourceSettings(TrainingSettings):
     """`bmtpt source`: learn M particles of the source posterior with Damped SVGD (SPEC §2)."""
@@ -108,6 +147,7 @@ class SourceSettings(TrainingSettings):
     bandwidth: float | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
     vocab_top_k: int = Field(5000, gt=0, json_schema_extra=panel(METHOD), description="Particles start from embeddings of tokens drawn from the K most frequent.")
     def check_combination(self, flags: frozenset[str]) -> None:
+        super().check_combination(flags)
         self._refuse_together(flags, "damping", "damping_c", "--damping-c only shapes the default λ; give one of them")
 
     out: Path = Field(Path("particles.safetensors"), json_schema_extra=panel(RUN), description="Where to write the particles; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
@@ -129,6 +169,7 @@ class AdaptHyperparameters(BaseModel):
 
 class AdaptSettings(AdaptHyperparameters, TrainingSettings):
     def check_combination(self, flags: frozenset[str]) -> None:
+        super().check_combination(flags)
         if "sigma" in flags and self.prior is False:
             raise BmtptError("--sigma sets the prior's width but --no-prior drops the prior: give one of them")
 
@@ -148,7 +189,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     prompts: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(METHOD), description="Prompts file to evaluate (written by bmtpt adapt).")
     decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
     split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split to score.")
-    out: Path = Field(Path("results.json"), json_schema_extra=panel(RUN), description="Where to write the results as JSON.")
+    out: Path | None = Field(None, json_schema_extra=panel(RUN), description="Where to write the results as JSON (unset: results.json; with --shots K: fewshot-K.json).")
     shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Few-shot probe: adapt from --init on K training examples per task, then score.")
     init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="With --shots: the initialisation (particles file, prompts file, or 'random').")
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="With --shots: the tasks to probe, comma-separated.")
@@ -183,6 +224,11 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
                 )
         elif "prompts" in flags:
             raise BmtptError("--prompts names prompts to score, but --shots trains new ones from --init: give one of them")
+
+    @property
+    def output(self) -> Path:
+        """`--out`, or the default for the job: results.json, or fewshot-K.json for the probe."""
+        return self.out or Path(f"fewshot-{self.shots}.json" if self.shots else "results.json")
 
 
 SHOTS_ONLY = (
@@ -229,6 +275,13 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) ->
     env = {name for name in settings_cls.model_fields if f"BMTPT_{name.upper()}" in os.environ}
     settings._explicit = frozenset(flags) | env
     settings._flags = frozenset(flags)
+    settings._origins = {name: f"preset '{path.stem}' key {key}" for name, key in origin.items()}
+    settings._origins |= {name: f"BMTPT_{name.upper()}" for name in env}
+    settings._origins |= {name: _flag(name) for name in flags}
+    if "warmup_steps" in settings_cls.model_fields and (command != "evaluate" or settings.shots):
+        warmup_layer = settings.origin("warmup_steps")
+        layer_steps = values.get("steps") if warmup_layer.startswith("preset") else None
+        settings.fit_schedule(layer_steps or settings_cls.model_fields["steps"].default)
     settings.check_combination(settings._flags)
     return settings
 

@@ -78,8 +78,8 @@ def resolve_init(
         generator = torch.Generator().manual_seed(seed)
         length = prompt_length or DEFAULT_PROMPT_LENGTH
         prompt = sample_vocab_prompts(
-            runner.vocab_embeddings, count=1, length=length, vocab_limit=runner.vocab_size,
-            generator=generator, top_k=vocab_top_k,
+            runner.vocab_embeddings, count=1, length=length,
+            candidate_ids=runner.vocab_candidate_ids(vocab_top_k), generator=generator,
         )[0]
         return TargetInit(prompt, None, spec, "", None)
     init = init_file or read_init_file(spec)

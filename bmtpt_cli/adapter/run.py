@@ -18,6 +18,7 @@ from bmtpt_cli.runtime.files import main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
+from bmtpt_cli.runtime.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,15 @@ class AdaptJob:
     adapt: AdaptConfig
     output: RunOutput
     settings: dict
+
+
+def prior_description(has_posterior: bool, config: AdaptConfig) -> str:
+    """The prior term the run actually used, in words (the settings alone do not say it for a random init)."""
+    if not has_posterior:
+        return "none: the init has no source posterior (vanilla prompt tuning)"
+    if not config.prior:
+        return "none: --no-prior"
+    return f"N(mean of the init, sigma^2 I), sigma = {config.sigma:g}"
 
 
 def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[str, float]]:
@@ -90,7 +100,11 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
                 "bmtpt.init": job.init,
                 "bmtpt.init_sha256": init.sha256,
                 "bmtpt.dev_metrics": json.dumps(result.dev_metrics),
+                "bmtpt.dev_metric_names": json.dumps({task.name: task.metric for task in tasks}),
                 "bmtpt.best_step": str(result.best_step),
+                "bmtpt.prior": prior_description(init.prior_mean is not None, job.adapt),
+                "bmtpt.provenance": json.dumps(provenance(device), sort_keys=True),
+                "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }
             save_prompts(output.out, result.prompts.shared.detach(), result.prompts.export(), metadata=metadata)
             output.checkpoint.unlink(missing_ok=True)

@@ -76,13 +76,20 @@ def render_dev(dev_metrics: dict[str, float]) -> None:
 
 
 def render_results(report: dict) -> None:
-    """Print evaluation results as a table (mean ± std over seeds for the few-shot probe)."""
+    """Print evaluation results as a table: the main metric (mean ± std over seeds for the few-shot
+    probe) and every other metric of the task; a caption says when the scores are chance by design."""
     from rich.table import Table
 
-    table = Table(title="bmtpt evaluate")
-    for column in ("task", "metric", "value", "decode", "split", "examples"):
+    from bmtpt_cli.runner.model import TINY_MODEL
+
+    caption = None
+    if report.get("model") == TINY_MODEL:
+        caption = "model 'tiny' has random weights: these scores are chance level (the run checks the pipeline, not the method)"
+    table = Table(title="bmtpt evaluate", caption=caption)
+    for column in ("task", "metric", "value", "other metrics", "decode", "split", "examples"):
         table.add_column(column, justify="right" if column in ("value", "examples") else "left")
     for row in report["results"]:
         value = f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if "std" in row else "")
-        table.add_row(row["task"], row["metric"], value, row["decode"], row["split"], str(row["examples"]))
+        others = " · ".join(f"{name} {v:.4f}" for name, v in row.get("metrics", {}).items() if name != row["metric"])
+        table.add_row(row["task"], row["metric"], value, others, row["decode"], row["split"], str(row["examples"]))
     console.print(table)

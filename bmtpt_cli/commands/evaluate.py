@@ -14,15 +14,18 @@ def run(settings: EvaluateSettings) -> None:
         from bmtpt_cli.evaluation.fewshot import FewshotJob, run_fewshot
 
         job = build(
-            FewshotJob, settings, required_length=required_length, eval_every=None, checkpoint_every=settings.steps
+            FewshotJob, settings, required_length=required_length, eval_every=None, checkpoint_every=settings.steps,
+            out=settings.output, settings=settings.model_dump(mode="json"),
         )
         report = run_fewshot(job, RichProgress())
     else:
         from bmtpt_cli.evaluation.run import EvaluateJob, run_evaluate
 
-        report = run_evaluate(build(EvaluateJob, settings, required_length=required_length), RichProgress())
+        report = run_evaluate(build(
+            EvaluateJob, settings, required_length=required_length, out=settings.output, settings=settings.model_dump(mode="json")
+        ), RichProgress())
     render_results(report)
-    wrote(settings.out)
+    wrote(settings.output)
 
 
 evaluate_command = settings_command(

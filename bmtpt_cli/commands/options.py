@@ -19,9 +19,11 @@ import typer
 from pydantic.fields import FieldInfo
 
 from bmtpt_cli.commands.display import user_errors
+from bmtpt_cli.console import err_console
 from bmtpt_cli.settings import PANELS, RUN, SETTINGS_BY_COMMAND, CommonSettings, resolve_settings
 
 PRESET_HELP = "Preset: a name from presets/ (demo, glue6, …) or a path to a .toml file. Default: demo."
+PRINT_CONFIG_HELP = "Print the settings this run resolves to (flags > BMTPT_* > preset > defaults), each with its origin, as TOML, and exit."
 
 
 def settings_command(command: str, run: Callable[[CommonSettings], None], doc: str) -> Callable[..., None]:
@@ -31,15 +33,24 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
     names = _ordered_fields(settings_cls)
 
     def command_function(**options: Any) -> None:
-        flags = {name: value for name, value in options.items() if value is not None and name != "preset"}
+        flags = {name: value for name, value in options.items() if value is not None and name not in CONTROL}
         with user_errors():
-            run(resolve_settings(command, options.get("preset"), flags))
+            settings = resolve_settings(command, options.get("preset"), flags)
+            for note in settings.notes:
+                err_console.print(note, markup=False, soft_wrap=True)
+            if options.get("print_config"):
+                print_config(command, settings)
+                return
+            run(settings)
 
     parameters = [_parameter(name, _option(name, settings_cls.model_fields[name])) for name in names]
     parameters.append(_parameter("preset", Annotated[Optional[str], typer.Option(help=PRESET_HELP, rich_help_panel=RUN)]))
+    parameters.append(_parameter(
+        "print_config", Annotated[bool, typer.Option("--print-config", help=PRINT_CONFIG_HELP, rich_help_panel=RUN)], False
+    ))
     command_function.__signature__ = inspect.Signature(parameters)
     command_function.__annotations__ = {p.name: p.annotation for p in parameters}
-    command_function.__doc__ = doc
+    command_function.__doc__ = doc + DEFAULTS_NOTE
     command_function.__name__ = f"{command}_command"
     return command_function
 
@@ -55,8 +66,40 @@ def _panel(field: FieldInfo) -> str:
     return str(extra.get("panel", RUN))
 
 
-def _parameter(name: str, annotation: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+DEFAULTS_NOTE = (
+    "\n\nDefaults shown are the built-in ones (the paper's); a preset changes some, and without --preset the"
+    " laptop-sized demo preset applies. --print-config shows what a run resolves to."
+)
+
+CONTROL = ("preset", "print_config")
+"""Options that steer the command rather than set a setting."""
+
+
+def print_config(command: str, settings: CommonSettings) -> None:
+    """The resolved settings as a TOML `[command]` table, each key commented with where its value came from."""
+    from bmtpt_cli.console import console
+
+    lines = [f"# bmtpt {command}: resolved settings (flags > BMTPT_* > preset > defaults)", f"[{command}]"]
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            lines.append(f"# {name} = (unset)  # {settings.origin(name)}")
+        else:
+            lines.append(f"{name} = {_toml(value)}  # {settings.origin(name)}")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _toml(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _parameter(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
 def _option(name: str, field: FieldInfo) -> Any:
@@ -64,10 +107,23 @@ def _option(name: str, field: FieldInfo) -> Any:
     kind = _option_type(field.annotation)
     flag = f"--{name.replace('_', '-')}"
     declarations = [f"{flag}/--no-{flag[2:]}"] if kind is bool else []
+    help_text = field.description or ""
+    if field.default is not None:
+        help_text += f" (default: {_shown_default(field.default)})"
+    extra = {"metavar": ""} if kind is bool else {}
     return Annotated[
         Optional[kind],
-        typer.Option(*declarations, help=field.description or "", rich_help_panel=_panel(field), show_default=False),
+        typer.Option(*declarations, help=help_text, rich_help_panel=_panel(field), show_default=False, **extra),
     ]
+
+
+def _shown_default(value: Any) -> str:
+    """The built-in default as `--help` shows it (`a,b` for lists, the flag's name for booleans)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _option_type(annotation: Any) -> type:

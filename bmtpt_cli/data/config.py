@@ -24,6 +24,16 @@ class DataConfig:
         """Each task's examples of one split, by task name."""
         return {task.name: self.examples(task, split) for task in tasks}
 
+    def provenance(self, tasks: list[Task]) -> dict:
+        """Where a run's examples came from: the data folder or each task's hub source, and the format."""
+        return {
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "sources": {task.name: (f"files under {self.data_dir}" if self.data_dir and task.benchmark != "demo" else task.source)
+                        for task in tasks},
+            "taskless": self.taskless,
+            "label_style": self.label_style,
+        }
+
     def fingerprint(self) -> dict:
         """The data settings that change which examples a run sees."""
         return {

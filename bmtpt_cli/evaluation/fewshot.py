@@ -33,6 +33,7 @@ from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
 from bmtpt_cli.runtime.files import OutputLock, check_writable
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress
+from bmtpt_cli.runtime.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class FewshotJob:
     adapt: AdaptConfig
     scoring: ScoringConfig
     output: RunOutput
+    settings: dict
 
     def fingerprint(self, init_sha256: str) -> dict:
         """The settings a finished cell depends on; a cell is reused only if they all match."""
@@ -120,9 +122,12 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
             output.cells.unlink(missing_ok=True)  # --force: the earlier probe's cells are discarded
         done = read_cells(output.cells, fingerprint) if output.resume else {}
         scores = _run_cells(job, tasks, data, init_file, fingerprint, done, progress)
-        report = {"init": job.init, "model": job.runner.model, "protocol": job.protocol(), "results": [
-            fewshot_row(job, task, scores[task.name], len(data[task.name][1])) for task in tasks
-        ]}
+        report = {
+            "init": job.init, "init_sha256": fingerprint["init_sha256"], "model": job.runner.model,
+            "protocol": job.protocol(),
+            "results": [fewshot_row(job, task, scores[task.name], len(data[task.name][1])) for task in tasks],
+            "settings": job.settings, "data": job.data.provenance(tasks), "provenance": provenance(job.runner.device),
+        }
         write_report(output.out, report)
         output.cells.unlink(missing_ok=True)
     return report

@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmtpt_cli.artifacts import check_model_fit, load_prompts
+from bmtpt_cli.artifacts import check_model_fit, file_sha256, load_prompts
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.evaluation.scoring import score_task
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
 from bmtpt_cli.runtime.files import OutputLock, check_writable, write_text_atomic
 from bmtpt_cli.runtime.progress import SILENT, Progress
+from bmtpt_cli.runtime.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class EvaluateJob:
     scoring: ScoringConfig
     out: Path
     force: bool
+    settings: dict
 
 
 def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
@@ -60,7 +62,11 @@ def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
                 **job.scoring.options(),
             )
             results.append(vars(score) | {"split": job.scoring.split})
-        report = {"prompts": str(job.prompts), "model": job.runner.model, "results": results}
+        report = {
+            "prompts": str(job.prompts), "prompts_sha256": file_sha256(job.prompts), "model": job.runner.model,
+            "results": results, "settings": job.settings, "data": job.data.provenance(tasks),
+            "provenance": provenance(runner.device),
+        }
         write_report(job.out, report)
     return report
 

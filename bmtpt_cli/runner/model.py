@@ -110,19 +110,91 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     raise BmtptError(f"unknown precision '{precision}': use auto, fp32 or bf16")
 
 
+def _checkpointing_layers(model) -> list[torch.nn.Module]:
+    """The modules whose OWN `training` flag decides whether Hugging Face recomputes them.
+
+    Recent transformers (with `modeling_layers`): the `GradientCheckpointingLayer` blocks (T5Block), which
+    checkpoint themselves when `self.gradient_checkpointing and self.training`. Older T5: the stacks (T5Stack,
+    a `PreTrainedModel`) that checkpoint their blocks under the same condition.
+    """
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:  # an older transformers
+        GradientCheckpointingLayer = None
+    if GradientCheckpointingLayer is not None:
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+        if layers:
+            return layers
+    from transformers import PreTrainedModel
+
+    return [
+        m for m in model.modules()
+        if m is not model and isinstance(m, PreTrainedModel) and getattr(m, "gradient_checkpointing", False)
+    ]
+
+
 def enable_gradient_checkpointing(model) -> None:
     """Recompute activations in the backward pass instead of storing them (less memory, more time).
 
-    Hugging Face checkpoints only in training mode, so the model is put in training mode with every
-    dropout switched off: the numbers stay those of eval mode.
+    Hugging Face recomputes a layer only while that layer is in training mode, and training mode is also
+    what switches dropout on: in `nn.Dropout` modules, and in the functional dropout T5Attention applies
+    to its attention weights with a plain float rate copied from the config at construction (so zeroing
+    `nn.Dropout.p` and `config.dropout_rate` is not enough). So the model stays in eval mode, and only the
+    checkpointing layers themselves get `training = True` — not their children: every attention,
+    feed-forward and dropout inside them runs in eval mode, whatever its dropout is called. A forward
+    pass then checks that the numbers are those of eval mode (`check_checkpointing_keeps_eval_numbers`).
     """
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    if hasattr(model.config, "dropout_rate"):
-        model.config.dropout_rate = 0.0
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 (gradient_checkpointing_enable deprecated)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.eval()
+    layers = _checkpointing_layers(model)
+    if not layers:
+        raise BmtptError(
+            f"--grad-checkpointing: no checkpointing layers found in {type(model).__name__} with this "
+            f"transformers version: drop --grad-checkpointing"
+        )
+    for layer in layers:
+        layer.training = True  # this module's flag only (not `.train()`, which recurses into the children)
+    check_checkpointing_keeps_eval_numbers(model)
+
+
+@torch.enable_grad()
+def check_checkpointing_keeps_eval_numbers(model, *, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """Raise `BmtptError` unless the model, as it stands, gives the logits of pure eval mode.
+
+    One short forward pass (6 input vectors, 3 decoder tokens) with gradients on — the path a training
+    step takes through the checkpointed layers — against the same pass with every module in eval mode.
+    Any dropout still active (p > 0), whatever the module or attribute that holds it, makes them differ.
+    """
+    weight = model.get_input_embeddings().weight
+    inputs = torch.randn(1, 6, weight.shape[1], generator=torch.Generator().manual_seed(0)).to(weight)
+    inputs.requires_grad_(True)
+    start = model.config.decoder_start_token_id or 0
+    decoder_input_ids = torch.full((1, 3), start, dtype=torch.long, device=weight.device)
+
+    def logits():
+        return model(inputs_embeds=inputs, decoder_input_ids=decoder_input_ids, use_cache=False).logits.detach()
+
+    got = logits()
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        expected = logits()
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        import transformers
+
+        difference = (got - expected).abs().max().item()
+        raise BmtptError(
+            f"--grad-checkpointing would change {type(model).__name__}'s numbers with transformers "
+            f"{transformers.__version__} (dropout still active; max logit difference {difference:.3g}): "
+            f"drop --grad-checkpointing"
+        )
 
 
 def compile_model(model) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bmtpt_cli.runner.prompts import vocab_candidate_ids
+
 IGNORE_INDEX = -100
 
 
@@ -60,6 +62,7 @@ class FrozenT5Runner:
         self.max_source_length = max_source_length
         self.max_target_length = max_target_length
         self.autocast_dtype = autocast_dtype  # e.g. torch.bfloat16: the LM runs in it, prompts stay float32
+        self._vocab_candidates: dict[int, torch.Tensor] = {}
 
     def _autocast(self):
         """Mixed precision for the LM's forward (and so its backward); nothing at all in float32.
@@ -85,6 +88,14 @@ class FrozenT5Runner:
     @property
     def vocab_size(self) -> int:
         return len(self.tokenizer)
+
+    def vocab_candidate_ids(self, top_k: int) -> torch.Tensor:
+        """The token ids a vocabulary-initialised prompt may start from (`prompts.vocab_candidate_ids` of
+        this tokenizer), restricted to rows of the embedding matrix; int64 `(K,)`, on the CPU."""
+        if top_k not in self._vocab_candidates:
+            ids = vocab_candidate_ids(self.tokenizer, top_k)
+            self._vocab_candidates[top_k] = ids[ids < self.vocab_embeddings.shape[0]]
+        return self._vocab_candidates[top_k].clone()
 
     # ----------------------------------------------------------------------------- tokenising
     def encode(self, sources: list[str], targets: list[str] | None = None) -> EncodedBatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import json
 from pathlib import Path
 
 from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
@@ -15,6 +16,7 @@ from bmtpt_cli.runtime.files import main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
+from bmtpt_cli.runtime.provenance import provenance
 from bmtpt_cli.svgd.train import SourceConfig, StepRecord, train_source
 
 
@@ -52,7 +54,8 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
         with on_main(progress, dist.is_main).bar("source", job.svgd.steps) as update:
 
             def show(record: StepRecord) -> None:
-                update(record.step, f"loss {record.loss:.4f} · h {record.bandwidth:.3g} · dist {record.mean_distance:.3g}")
+                update(record.step, f"loss {record.loss:.4f} · kernel bandwidth h {record.bandwidth:.3g} · "
+                                    f"mean particle distance {record.mean_distance:.3g}")
 
             particles = train_source(
                 runner, train_by_task, job.svgd,
@@ -64,6 +67,10 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
                 kind=PARTICLES, model=job.runner.model, d_model=runner.d_model,
                 prompt_length=job.svgd.prompt_length, config=job.settings,
             )
+            metadata |= {
+                "bmtpt.provenance": json.dumps(provenance(device), sort_keys=True),
+                "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
+            }
             save_particles(output.out, particles, tasks=[task.name for task in tasks], metadata=metadata)
             output.checkpoint.unlink(missing_ok=True)  # the run is complete: its artifact replaces the checkpoint
     return output.out

@@ -81,9 +81,8 @@ def init_particles(runner: FrozenT5Runner, config: SourceConfig, generator: torc
         runner.vocab_embeddings,
         count=config.particles,
         length=config.prompt_length,
-        vocab_limit=runner.vocab_size,
+        candidate_ids=runner.vocab_candidate_ids(config.vocab_top_k),
         generator=generator,
-        top_k=config.vocab_top_k,
     )
 
 

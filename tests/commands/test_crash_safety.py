@@ -149,7 +149,8 @@ def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
             "shots": 4, "init": str(tmp_path / "init.safetensors"), "tasks": "demo_rte,demo_review", "seeds": "0,1",
             "steps": 2, "batch_size": 4, "out": tmp_path / "cut.json",
         })
-        run_fewshot(build(FewshotJob, settings, required_length=None, eval_every=None, checkpoint_every=2))
+        run_fewshot(build(FewshotJob, settings, required_length=None, eval_every=None, checkpoint_every=2,
+                          settings=settings.model_dump(mode="json")))
     cells = tmp_path / "cut.cells.jsonl"
     assert len(cells.read_text().splitlines()) == 3 and not (tmp_path / "cut.json").exists()
 

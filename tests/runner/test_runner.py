@@ -109,12 +109,13 @@ def test_model_directory_without_config_is_a_clear_error(tmp_path):
 
 def test_vocab_prompts_are_rows_of_the_embedding_matrix(runner):
     generator = torch.Generator().manual_seed(0)
-    prompts = sample_vocab_prompts(runner.vocab_embeddings, count=3, length=7, vocab_limit=runner.vocab_size, generator=generator)
+    candidates = runner.vocab_candidate_ids(5000)
+    prompts = sample_vocab_prompts(runner.vocab_embeddings, count=3, length=7, candidate_ids=candidates, generator=generator)
     assert prompts.shape == (3, 7, runner.d_model) and prompts.dtype == torch.float32
     table = runner.vocab_embeddings.detach()
     for vector in prompts.reshape(-1, runner.d_model):
         matches = (table == vector).all(dim=1).nonzero().flatten().tolist()
-        assert matches and all(3 <= i < runner.vocab_size for i in matches)  # no pad/eos/unk rows
+        assert matches and all(i in candidates.tolist() for i in matches)  # no pad/eos/unk/sentinel rows
     assert not torch.equal(prompts[0], prompts[1])  # a different draw per prompt
 
 

@@ -1,0 +1,276 @@
+"""Memory a training step needs, memory the process can have, and refusing a run that cannot fit.
+
+A run whose first step needs more memory than there is is killed by the kernel (exit 137) or dies
+with a CUDA out-of-memory error after the model has loaded. The jobs instead estimate the peak of one
+step before allocating anything large (`estimate_training_bytes`), read what is available to this
+process (`available_bytes`) and refuse with one line naming both and the setting to lower
+(`check_fits`). Nothing here knows about the command line: the caller passes its own wording.
+
+The model's weights are not in the estimate: measure `available_bytes` after the model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bmtpt_cli.errors import BmtptError
+
+__all__ = [
+    "FIT_FRACTION",
+    "available_bytes",
+    "check_fits",
+    "estimate_training_bytes",
+    "format_bytes",
+    "t5_dims",
+]
+
+FIT_FRACTION = 0.9
+"""A run is refused when its estimate exceeds this share of the available memory."""
+
+ALLOCATOR_HEADROOM = 1.5
+"""Activations cost this many times the tensors stored for backward: the allocator keeps (part of)
+the forward's freed temporaries — glibc's heap on the CPU, PyTorch's caching allocator on CUDA."""
+
+_UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge number (~2⁶³ rounded to pages)
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+# --------------------------------------------------------------------------------------- estimate
+def estimate_training_bytes(
+    *,
+    d_model: int,
+    num_layers: int,
+    num_decoder_layers: int,
+    num_heads: int,
+    d_ff: int,
+    vocab_size: int,
+    sequences: int,
+    source_length: int,
+    target_length: int,
+    trainable_elements: int,
+    dtype_bytes: int = 4,
+    d_kv: int | None = None,
+    gated: bool = False,
+    particles: int = 1,
+) -> int:
+    """Peak extra memory (bytes) of one training step through a frozen T5, prompts the only trainables.
+
+    One forward and backward of `sequences` sequences (N = M·B for a source step, B for adaptation)
+    of S = `source_length` encoder positions (prompt length l + input tokens) and T = `target_length`
+    decoder positions, with gradients only w.r.t. the input embeddings, so no frozen linear layer
+    keeps its input for backward. With d = `d_model`, k = H·d_kv (the attention width, = d for the
+    T5 checkpoints whose d_kv is None here), f = `d_ff`, H = `num_heads`, V = `vocab_size`, E and D
+    the encoder and decoder layers and b = `dtype_bytes` (4: float32, 2: bf16 autocast), what T5
+    stores for backward is, per sequence (counted element by element with saved-tensor hooks on
+    transformers 5, SDPA attention):
+
+        encoder layer, per position:  2d   (the inputs of its two RMSNorms: the residual stream)
+                                    + 4k   (q, k, v and the attention output, kept by SDPA)
+                                    + H·S  (the (H, S, S) attention mask with the position bias,
+                                            kept by SDPA; the eager path keeps the probabilities)
+                                    + F    (feed-forward: F = f, the ReLU output; F = 6f for the
+                                            gated-GELU of T5 v1.1 / Flan-T5, `gated=True`)
+                                    + H    (the softmax log-sum-exp)
+        decoder layer, per position:  3d + 6k (self q, k, v, output; cross q, output) + F
+                                    + H·T + H·S (self- and cross-attention masks) + 2H
+                    and per source position: 2k (the cross-attention keys and values of the layer)
+        final norms:                  d per encoder and per decoder position
+        inputs:                       d per encoder position (prompts expanded to N and the token
+                                      embeddings, alive until the forward returns)
+        loss:                         12·V bytes per decoder position, in float32: the logits and
+                                      their log-softmax at the end of the forward, then the
+                                      log-softmax with its gradient and the logits' gradient at
+                                      the start of the backward
+
+    so that, in bytes,
+
+        activations = b·N·[S·(E·(2d + 4k + F + H·S + H) + 2d)
+                           + T·(D·(3d + 6k + F + H·T + H·S + 2H) + d) + S·D·2k] + 12·N·T·V
+
+    The trainable tensors (float32) cost 16·P bytes with P = `trainable_elements`: the parameter,
+    its gradient and AdamW's two moments. After the backward the activations are gone and the SVGD
+    update runs: about 6 (M, P/M)-sized float32 temporaries and, for M = `particles` > 1, the
+    (M, M) kernel work (distances, their sort for the median bandwidth with int64 indices, the
+    kernel): 32·M² bytes. The estimate is
+
+        16·P + max(activations, 24·P + 32·M²)
+
+    It is an upper-ish bound: it counts every attention mask per sequence and per layer (a batch
+    without padding shares one), and decoder layer 0's self-attention (it sees no gradient). On the
+    CPU the measured peak RSS growth of a first step is 0.4–0.9 of it (`tests/runtime/test_memory.py`
+    and the calibration in its docstring). Gradient checkpointing is not modelled (it needs less).
+    """
+    counts = {
+        "d_model": d_model, "num_layers": num_layers, "num_decoder_layers": num_decoder_layers,
+        "num_heads": num_heads, "d_ff": d_ff, "vocab_size": vocab_size, "sequences": sequences,
+        "source_length": source_length, "target_length": target_length,
+        "trainable_elements": trainable_elements, "dtype_bytes": dtype_bytes, "particles": particles,
+    }
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    d, h, n, s, t = d_model, num_heads, sequences, source_length, target_length
+    k = num_heads * d_kv if d_kv is not None else d_model
+    ff = 6 * d_ff if gated else d_ff
+    encoder = s * (num_layers * (2 * d + 4 * k + ff + h * s + h) + 2 * d)
+    decoder = t * (num_decoder_layers * (3 * d + 6 * k + ff + h * t + h * s + 2 * h) + d) + s * num_decoder_layers * 2 * k
+    activations = ALLOCATOR_HEADROOM * (dtype_bytes * n * (encoder + decoder) + 12 * n * t * vocab_size)
+    kernel = 32 * particles * particles if particles > 1 else 0
+    update = 24 * trainable_elements + kernel
+    return int(16 * trainable_elements + activations + update)
+
+
+def t5_dims(config: Any) -> dict[str, Any]:
+    """The model-shape keywords of `estimate_training_bytes` read from a (Hugging Face) T5 config."""
+    return {
+        "d_model": config.d_model,
+        "num_layers": config.num_layers,
+        "num_decoder_layers": getattr(config, "num_decoder_layers", None) or config.num_layers,
+        "num_heads": config.num_heads,
+        "d_ff": config.d_ff,
+        "vocab_size": config.vocab_size,
+        "d_kv": getattr(config, "d_kv", None),
+        "gated": bool(getattr(config, "is_gated_act", False)),
+    }
+
+
+# --------------------------------------------------------------------------------------- available
+def available_bytes(device: Any) -> int:
+    """Memory this process can still allocate on `device` (a `torch.device` or a string), in bytes.
+
+    CUDA: the device's free memory (`torch.cuda.mem_get_info`) plus what PyTorch's caching
+    allocator holds reserved but unused. CPU (and anything else): `MemAvailable` of /proc/meminfo,
+    capped by the cgroup (container) limit when one applies — v2 `memory.max − memory.current`, v1
+    `memory.limit_in_bytes − memory.usage_in_bytes`, reclaimable page cache (`inactive_file`) not
+    counted as used — or, without /proc, the free physical pages `os.sysconf` reports.
+    """
+    kind = getattr(device, "type", None) or str(device).split(":", 1)[0]
+    if kind == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(0, cached))
+    return _host_available_bytes()
+
+
+def _host_available_bytes() -> int:
+    candidates = [value for value in (_meminfo_available(), _cgroup_available()) if value is not None]
+    if not candidates:
+        candidates = [value for value in (_sysconf_available(),) if value is not None]
+    if not candidates:
+        return _UNLIMITED  # nothing to read on this platform: do not refuse on a guess
+    return max(0, min(candidates))
+
+
+def _meminfo_available() -> int | None:
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[name.strip()] = int(parts[0]) * (1024 if parts[1:2] == ["kB"] else 1)
+    if "MemAvailable" in fields:
+        return fields["MemAvailable"]
+    if "MemFree" in fields:  # kernels before 3.14
+        return fields["MemFree"] + fields.get("Cached", 0) + fields.get("Buffers", 0)
+    return None
+
+
+def _sysconf_available() -> int | None:
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            continue
+    return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (v2: no limit) → None
+
+
+def _stat_value(path: Path, *names: str) -> int:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in names and parts[1].isdigit():
+            return int(parts[1])
+    return 0
+
+
+def _cgroup_dirs() -> tuple[list[Path], list[Path]]:
+    """The cgroup v2 directories and the v1 memory-controller directories that may limit us."""
+    v2, v1 = [], []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _id, _, rest = line.partition(":")
+        controllers, _, rel = rest.partition(":")
+        rel = rel.strip().lstrip("/")
+        if controllers == "":
+            v2.append(_CGROUP_ROOT / rel)
+        elif "memory" in controllers.split(","):
+            v1.append(_CGROUP_ROOT / "memory" / rel)
+    v2.append(_CGROUP_ROOT)  # inside a container's cgroup namespace the root is our own cgroup
+    v1.append(_CGROUP_ROOT / "memory")
+    return v2, v1
+
+
+def _cgroup_available() -> int | None:
+    """The smallest `limit − (usage − inactive page cache)` over the cgroups that set a limit."""
+    v2, v1 = _cgroup_dirs()
+    found = []
+    for directory in v2:
+        limit = _read_int(directory / "memory.max")
+        usage = _read_int(directory / "memory.current")
+        if limit is not None and usage is not None and limit < _UNLIMITED:
+            found.append(limit - usage + _stat_value(directory / "memory.stat", "inactive_file"))
+    for directory in v1:
+        limit = _read_int(directory / "memory.limit_in_bytes")
+        usage = _read_int(directory / "memory.usage_in_bytes")
+        if limit is not None and usage is not None and limit < _UNLIMITED:
+            found.append(limit - usage + _stat_value(directory / "memory.stat", "total_inactive_file", "inactive_file"))
+    return min(found) if found else None
+
+
+# --------------------------------------------------------------------------------------- refusing
+def format_bytes(count: int | float) -> str:
+    """A size for people: `512 bytes`, `3.0 KiB`, `27.4 GiB` (powers of 1024)."""
+    value = float(count)
+    if abs(value) < 1024:
+        return f"{int(value)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if abs(value) < 1024 or unit == "PiB":
+            return f"{value:,.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def check_fits(estimate: int, available: int, *, what: str, lower: str) -> None:
+    """Refuse a run whose estimate exceeds `FIT_FRACTION` (90 %) of the available memory.
+
+    `what` describes the run's size (e.g. `1,000,000 particles × 12 sequences of 264 tokens`) and
+    `lower` the settings that shrink it (e.g. `--particles or --examples-per-task`); the message is
+    `this run needs about 27.4 GiB (…) but 18.2 GiB are available: lower …`, one line.
+    """
+    if estimate <= FIT_FRACTION * available:
+        return
+    size = f" ({what})" if what else ""
+    message = f"this run needs about {format_bytes(estimate)}{size} but {format_bytes(max(0, available))} are available: lower {lower}"
+    raise BmtptError(" ".join(message.split()))
