@@ -46,7 +46,8 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
     parameters = [_parameter(name, _option(name, settings_cls.model_fields[name])) for name in names]
     parameters.append(_parameter("preset", Annotated[Optional[str], typer.Option(help=PRESET_HELP, rich_help_panel=RUN)]))
     parameters.append(_parameter(
-        "print_config", Annotated[bool, typer.Option("--print-config", help=PRINT_CONFIG_HELP, rich_help_panel=RUN)], False
+        "print_config",
+        Annotated[bool, typer.Option("--print-config", help=PRINT_CONFIG_HELP, rich_help_panel=RUN, metavar="")], False,
     ))
     command_function.__signature__ = inspect.Signature(parameters)
     command_function.__annotations__ = {p.name: p.annotation for p in parameters}
