@@ -23,11 +23,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+quiet() {  # pip's warnings about index locations this machine's config names but lacks: nothing a user can act on
+  "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    "${pip[@]}" install torch
+    quiet "${pip[@]}" install torch
   else
-    "${pip[@]}" install "torch==2.13.0"
+    quiet "${pip[@]}" install "torch==2.13.0"
   fi
 fi
-"${pip[@]}" install -e ".${extra}"
+quiet "${pip[@]}" install -e ".${extra}"

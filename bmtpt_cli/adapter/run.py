@@ -55,9 +55,9 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
     output = job.output
     with data_parallel(resolve_device(job.runner.device)) as (dist, device), main_process_lock(output.out, dist.is_main):
         output.check()
-        train_by_task = job.data.by_task(tasks, "train")  # data problems show before the model loads
-        dev_by_task = job.data.by_task(tasks, "validation")
-        init_file = read_init_file(job.init)  # a wrong init file shows before the model loads
+        init_file = read_init_file(job.init)  # a local file is checked before any data is fetched
+        data = job.data.splits(tasks, "train", "validation")  # data problems show before the model loads
+        train_by_task, dev_by_task = data["train"], data["validation"]
         runner = load_runner(job.runner, device, progress)
         init = resolve_init(
             job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bmtpt_cli.data.task import Task, TextExample
+from bmtpt_cli.errors import BmtptError
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,29 @@ class DataConfig:
 
     def by_task(self, tasks: list[Task], split: str) -> dict[str, list[TextExample]]:
         """Each task's examples of one split, by task name."""
-        return {task.name: self.examples(task, split) for task in tasks}
+        return self.splits(tasks, split)[split]
+
+    def splits(self, tasks: list[Task], *splits: str) -> dict[str, dict[str, list[TextExample]]]:
+        """Each split's examples by task; every task and split that cannot be read is named in one error."""
+        from bmtpt_cli.data.sources import HubUnreachable
+
+        loaded: dict[str, dict[str, list[TextExample]]] = {split: {} for split in splits}
+        problems: list[str] = []
+        for position, task in enumerate(tasks):
+            for split in splits:
+                try:
+                    loaded[split][task.name] = self.examples(task, split)
+                except HubUnreachable as exc:  # the others would wait for the network just the same
+                    others = [t.name for t in tasks[position + 1 :] if t.benchmark != "demo"]
+                    also = f" (so were not tried: {', '.join(others)})" if others else ""
+                    raise BmtptError("; ".join([*problems, str(exc) + also])) from None
+                except BmtptError as exc:
+                    problems.append(str(exc))
+        if len(problems) == 1:
+            raise BmtptError(problems[0])
+        if problems:
+            raise BmtptError(f"{len(problems)} task splits cannot be read: " + "; ".join(problems))
+        return loaded
 
     def provenance(self, tasks: list[Task]) -> dict:
         """Where a run's examples came from: the data folder or each task's hub source, and the format."""

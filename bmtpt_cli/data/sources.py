@@ -23,6 +23,17 @@ from bmtpt_cli.errors import BmtptError
 PARQUET_REVISION = "refs/convert/parquet"  # the hub's parquet conversion of every dataset (SPEC §9)
 
 
+class HubUnreachable(BmtptError):
+    """The hub could not be reached at all (offline mode, no network): trying other tasks is pointless."""
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    """Whether a loading error means no connection to the hub (rather than a missing repo or split)."""
+    text = f"{type(exc).__name__} {exc}"
+    return any(word in text for word in ("Couldn't reach", "OfflineModeIsEnabled", "LocalEntryNotFound", "ConnectError",
+                                         "ConnectionError", "Timeout", "Max retries"))
+
+
 def load_hub_split(
     repo: str, config: str | None, split: str, *, revision: str | None = None, keep: Callable[[dict], bool] | None = None
 ) -> list[dict]:
@@ -49,7 +60,8 @@ def load_hub_split(
             dataset = datasets.load_dataset(repo, config, split=split, revision=PARQUET_REVISION)
     except Exception as exc:  # noqa: BLE001 — network, missing repo, missing split: all user-fixable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BmtptError(
+        error = HubUnreachable if _is_unreachable(exc) else BmtptError
+        raise error(
             f"could not load {repo}{f' ({config})' if config else ''} split '{split}' from the hub: {first} — "
             f"check the network, or pass --data-dir DIR with the task's files"
         ) from None
@@ -76,7 +88,9 @@ def task_file(folder: Path, names: tuple[str, ...], task: str, split: str) -> Pa
     for name in names:
         if (folder / name).is_file():
             return folder / name
-    raise BmtptError(f"task {task} needs {' or '.join(names)} in '{folder}' for its {split} split: add the file")
+    present = sorted(path.name for path in folder.iterdir() if path.is_file()) if folder.is_dir() else []
+    unused = f" (found {', '.join(present)}, which bmtpt does not read)" if present else ""
+    raise BmtptError(f"task {task} needs {' or '.join(names)} in '{folder}' for its {split} split{unused}: add the file")
 
 
 def read_tsv(path: Path, *, header: bool = True) -> Iterator[tuple[int, dict | list]]:

@@ -49,28 +49,55 @@ def _build_tiny():
 
 
 def _load_pretrained(name: str):
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    local = Path(name)
-    if local.exists() and not (local / "config.json").is_file():
+    _check_local_model(name)
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, exc) from exc
+    if not getattr(config, "is_encoder_decoder", False):
         raise BmtptError(
-            f"model directory '{name}' has no config.json: pass a directory saved with save_pretrained(), "
-            f"a hub id such as t5-base, or 'tiny'"
+            f"model '{name}' is not a T5 (encoder-decoder) model: found {type(config).__name__}; "
+            f"bmtpt prompts a frozen T5 — pass t5-base, google/flan-t5-base or another T5 checkpoint"
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForSeq2SeqLM.from_pretrained(name)
     except (OSError, ValueError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = " (HF_HUB_OFFLINE=1 is set: only models already in the local cache load)" if offline else ""
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BmtptError(
-            f"could not load model '{name}'{hint}: {first_line} — pass a hub id reachable from here, "
-            f"a local directory with config.json, or 'tiny'"
-        ) from exc
-    if not getattr(model.config, "is_encoder_decoder", False):
-        raise BmtptError(f"model '{name}' is not an encoder-decoder (T5-style) model: bmtpt prompts a frozen T5")
+        raise _load_error(name, exc) from exc
     return model, tokenizer
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """A --model value meant as a local directory rather than a hub id (`org/name`)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _check_local_model(name: str) -> None:
+    """Refuse a local model path that is missing, a file, or lacks config.json, naming which."""
+    local = Path(name).expanduser()
+    if not local.exists():
+        if _looks_like_a_path(name):
+            raise BmtptError(f"no such model directory '{name}': pass an existing directory saved with save_pretrained(), a hub id such as t5-base, or 'tiny'")
+        return  # a hub id
+    if not local.is_dir():
+        raise BmtptError(f"--model '{name}' is a file, not a model directory: pass the directory save_pretrained() wrote")
+    if not (local / "config.json").is_file():
+        raise BmtptError(
+            f"model directory '{name}' has no config.json: pass a directory saved with save_pretrained(), "
+            f"a hub id such as t5-base, or 'tiny'"
+        )
+
+
+def _load_error(name: str, exc: Exception) -> BmtptError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = " (HF_HUB_OFFLINE=1 is set: only models already in the local cache load)" if offline else ""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return BmtptError(
+        f"could not load model '{name}'{hint}: {first_line} — pass a hub id reachable from here, "
+        f"a local directory with config.json, or 'tiny'"
+    )
 
 
 def load_frozen_t5(name: str, *, device: str | torch.device = "cpu"):

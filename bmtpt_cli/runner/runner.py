@@ -74,6 +74,13 @@ class FrozenT5Runner:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @property
+    def _cache_kwarg(self) -> str:
+        """The decoder cache's keyword: `cache` in transformers ≥ 5.2x, `past_key_values` before."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    @property
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 
@@ -205,7 +212,7 @@ class FrozenT5Runner:
             hidden = self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state  # (B, L, d)
             start = torch.full((len(sources), 1), self.model.config.decoder_start_token_id, device=mask.device)
             first = self.model(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=start, use_cache=True)
-        cache = first.past_key_values
+        cache = first.cache if self._cache_kwarg == "cache" and hasattr(first, "cache") else first.past_key_values
         if not hasattr(cache, "reorder_cache"):  # an older transformers without Cache objects: no sharing
             return self._candidate_log_likelihoods_unshared(hidden, mask, owner, labels, candidates)
         cache.reorder_cache(owner)  # (B → P rows): copies the cached keys and values, no recomputation
@@ -216,7 +223,7 @@ class FrozenT5Runner:
             with self._autocast():
                 rest = self.model(
                     encoder_outputs=(hidden[owner],), attention_mask=mask[owner], decoder_input_ids=rest_inputs,
-                    past_key_values=cache, use_cache=False,
+                    **{self._cache_kwarg: cache}, use_cache=False,
                 ).logits  # (P, t - 1, V)
             nll = token_cross_entropy(rest, labels[:, 1:])
             log_likelihood = log_likelihood - nll.sum(dim=1)

@@ -77,23 +77,31 @@ def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]
 
 
 class StepLog:
-    """JSON-lines log, one record per step; on resume it keeps only the records up to the checkpoint."""
+    """JSON-lines log, one record per step; on resume it keeps only the records up to the checkpoint.
+
+    A fresh run removes an earlier log and creates the file with its first record, so a run that
+    dies before its first step leaves no empty log behind.
+    """
 
     def __init__(self, path: Path | None, *, resume_step: int | None):
         self._handle = None
-        if path is None:  # a data-parallel process other than the main one: logs nothing
+        self.path = None if path is None else Path(path)  # None: a non-main process, logs nothing
+        if self.path is None:
             return
-        self.path = Path(path)
-        kept = ""
         if resume_step is not None and self.path.is_file():
             kept = "".join(json.dumps(r) + "\n" for r in read_jsonl_records(self.path) if r["step"] <= resume_step)
-        write_text_atomic(self.path, kept)
-        self._handle = open(self.path, "a", encoding="utf-8")
+            write_text_atomic(self.path, kept)
+            self._handle = open(self.path, "a", encoding="utf-8")
+        else:
+            self.path.unlink(missing_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._handle is not None:
-            self._handle.write(json.dumps(record) + "\n")
-            self._handle.flush()
+        if self.path is None:
+            return
+        if self._handle is None:
+            self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
 
     def close(self) -> None:
         if self._handle is not None:

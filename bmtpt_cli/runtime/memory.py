@@ -18,7 +18,9 @@ from typing import Any
 from bmtpt_cli.errors import BmtptError
 
 __all__ = [
+    "ALLOCATOR_HEADROOM",
     "FIT_FRACTION",
+    "STEP_OVERHEAD",
     "available_bytes",
     "check_fits",
     "estimate_training_bytes",
@@ -29,9 +31,13 @@ __all__ = [
 FIT_FRACTION = 0.9
 """A run is refused when its estimate exceeds this share of the available memory."""
 
-ALLOCATOR_HEADROOM = 1.5
-"""Activations cost this many times the tensors stored for backward: the allocator keeps (part of)
-the forward's freed temporaries — glibc's heap on the CPU, PyTorch's caching allocator on CUDA."""
+ALLOCATOR_HEADROOM = (3, 2)
+"""Activations cost 3/2 of the tensors stored for backward: the allocator keeps part of the forward's
+freed temporaries (glibc's heap on the CPU, PyTorch's caching allocator on CUDA)."""
+
+STEP_OVERHEAD = 64 * 2**20
+"""A first step's fixed cost beyond its tensors (thread pools, allocator arenas, lazy imports):
+measured 12–18 MiB on the CPU; 64 MiB is counted."""
 
 _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge number (~2⁶³ rounded to pages)
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -60,9 +66,9 @@ def estimate_training_bytes(
     One forward and backward of `sequences` sequences (N = M·B for a source step, B for adaptation)
     of S = `source_length` encoder positions (prompt length l + input tokens) and T = `target_length`
     decoder positions, with gradients only w.r.t. the input embeddings, so no frozen linear layer
-    keeps its input for backward. With d = `d_model`, k = H·d_kv (the attention width, = d for the
-    T5 checkpoints whose d_kv is None here), f = `d_ff`, H = `num_heads`, V = `vocab_size`, E and D
-    the encoder and decoder layers and b = `dtype_bytes` (4: float32, 2: bf16 autocast), what T5
+    keeps its input for backward. With d = `d_model`, H = `num_heads`, k = H·`d_kv` (the attention
+    width; d when `d_kv` is None), f = `d_ff`, V = `vocab_size`, E and D the encoder and decoder
+    layers and b = `dtype_bytes` (4: float32, 2: bf16 autocast), what T5
     stores for backward is, per sequence (counted element by element with saved-tensor hooks on
     transformers 5, SDPA attention):
 
@@ -84,23 +90,29 @@ def estimate_training_bytes(
                                       log-softmax with its gradient and the logits' gradient at
                                       the start of the backward
 
-    so that, in bytes,
+    so that the stored tensors take, in bytes,
 
-        activations = b·N·[S·(E·(2d + 4k + F + H·S + H) + 2d)
-                           + T·(D·(3d + 6k + F + H·T + H·S + 2H) + d) + S·D·2k] + 12·N·T·V
+        stored = b·N·[S·(E·(2d + 4k + F + H·S + H) + 2d)
+                      + T·(D·(3d + 6k + F + H·T + H·S + 2H) + d) + S·D·2k] + 12·N·T·V
 
-    The trainable tensors (float32) cost 16·P bytes with P = `trainable_elements`: the parameter,
-    its gradient and AdamW's two moments. After the backward the activations are gone and the SVGD
-    update runs: about 6 (M, P/M)-sized float32 temporaries and, for M = `particles` > 1, the
-    (M, M) kernel work (distances, their sort for the median bandwidth with int64 indices, the
-    kernel): 32·M² bytes. The estimate is
+    and the activations cost 1.5 × stored (`ALLOCATOR_HEADROOM`): the allocator keeps part of the
+    forward's freed temporaries (norm squares, pre-ReLU values, projections), measured 1.2–1.4 ×
+    stored on the CPU. The trainable tensors (float32) cost 16·P bytes with P = `trainable_elements`:
+    the parameter, its gradient and AdamW's two moments. The SVGD update after the backward adds
+    about 6 (M, P/M)-sized float32 temporaries and, for M = `particles` > 1, the (M, M) kernel work
+    (distances, their sort for the median bandwidth with int64 indices, the kernel): measured
+    30 bytes per M², 32 counted. The memory freed after the backward is not handed back to the
+    system soon enough to be reused by those large blocks, so they add up. The estimate is
 
-        16·P + max(activations, 24·P + 32·M²)
+        64 MiB + 16·P + 1.5·stored + 24·P + 32·M²
 
-    It is an upper-ish bound: it counts every attention mask per sequence and per layer (a batch
-    without padding shares one), and decoder layer 0's self-attention (it sees no gradient). On the
-    CPU the measured peak RSS growth of a first step is 0.4–0.9 of it (`tests/runtime/test_memory.py`
-    and the calibration in its docstring). Gradient checkpointing is not modelled (it needs less).
+    (64 MiB: `STEP_OVERHEAD`, a first step's fixed cost). It is upper-ish: it counts every attention
+    mask per sequence and per layer (a batch without padding shares one) and decoder layer 0's
+    self-attention (which sees no gradient). Calibrated on the CPU against the peak RSS growth of a
+    real first `source_update` (`tiny` and a t5-small-shaped T5, M·B from 8 to 4000 sequences, S
+    from 12 to 411): the estimate is 1.15–1.6 × the measured peak (2 × without padding, 2.5 × at
+    40 MiB where the fixed cost dominates), never below it. Gradient checkpointing (which needs
+    less) is not modelled.
     """
     counts = {
         "d_model": d_model, "num_layers": num_layers, "num_decoder_layers": num_decoder_layers,
@@ -116,10 +128,10 @@ def estimate_training_bytes(
     ff = 6 * d_ff if gated else d_ff
     encoder = s * (num_layers * (2 * d + 4 * k + ff + h * s + h) + 2 * d)
     decoder = t * (num_decoder_layers * (3 * d + 6 * k + ff + h * t + h * s + 2 * h) + d) + s * num_decoder_layers * 2 * k
-    activations = ALLOCATOR_HEADROOM * (dtype_bytes * n * (encoder + decoder) + 12 * n * t * vocab_size)
+    stored = dtype_bytes * n * (encoder + decoder) + 12 * n * t * vocab_size
+    activations = stored * ALLOCATOR_HEADROOM[0] // ALLOCATOR_HEADROOM[1]
     kernel = 32 * particles * particles if particles > 1 else 0
-    update = 24 * trainable_elements + kernel
-    return int(16 * trainable_elements + activations + update)
+    return STEP_OVERHEAD + 16 * trainable_elements + activations + 24 * trainable_elements + kernel
 
 
 def t5_dims(config: Any) -> dict[str, Any]:

@@ -107,3 +107,48 @@ def test_progress_names_the_kernel_figures(tmp_path):
     result = bmtpt("source", *FAST["source"], "--out", tmp_path / "p.safetensors")
     assert result.exit_code == 0
     assert "kernel bandwidth h" in result.stderr and "mean particle distance" in result.stderr
+
+
+def test_local_inputs_are_checked_before_data_and_every_missing_task_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing_init = bmtpt("adapt", "--init", "nothere.safetensors", "--tasks", "rte,cb")  # would need the hub
+    assert missing_init.exit_code == 2 and "init file 'nothere.safetensors' not found" in missing_init.stderr
+    (tmp_path / "data" / "glue" / "MNLI").mkdir(parents=True)
+    (tmp_path / "data" / "glue" / "MNLI" / "train.sample.tsv").write_text("x\n")
+    (tmp_path / "data" / "glue" / "QQP").mkdir()
+    result = bmtpt("source", "--tasks", "mnli,qqp", "--data-dir", "data", "--steps", "2", "--warmup-steps", "0")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "mnli" in message and "qqp" in message and "2 task splits cannot be read" in message
+    assert "found train.sample.tsv, which bmtpt does not read" in message
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "gpt2"])
+def test_model_errors_say_the_real_cause(kind, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if kind == "gpt2":
+        from transformers import GPT2Config
+
+        GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path / "gpt2")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    model = {"missing": "/no/such/model", "file": "weights.bin", "gpt2": "./gpt2"}[kind]
+    expected = {"missing": "no such model directory", "file": "is a file, not a model directory",
+                "gpt2": "not a T5 (encoder-decoder) model: found GPT2Config"}[kind]
+    result = bmtpt("source", "--model", model, "--steps", "2", "--warmup-steps", "0")
+    assert result.exit_code == 2 and expected in " ".join(result.stderr.split())
+
+
+def test_no_library_warnings_in_a_run_and_no_empty_log_when_a_run_fails_early(tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert bmtpt("source", *FAST["source"]).exit_code == 0
+        result = bmtpt("adapt", *FAST["adapt"])
+    assert result.exit_code == 0
+    assert "past_key_values" not in result.stderr
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    failed = bmtpt("source", "--model", "/no/such/model", "--out", "other.safetensors", "--steps", "2", "--warmup-steps", "0")
+    assert failed.exit_code == 2
+    assert not (tmp_path / "other.log.jsonl").exists() and not (tmp_path / "other.safetensors.lock").exists()
