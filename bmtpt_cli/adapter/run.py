@@ -11,7 +11,7 @@ from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord, adapt
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
-from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runner.model import resolve_device
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import main_process_lock
@@ -62,6 +62,14 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         init = resolve_init(
             job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
             seed=job.adapt.seed, init_file=init_file,
+        )
+        length = init.prompt.shape[0]
+        check_step_fits(
+            runner, [e for examples in train_by_task.values() for e in examples[:500]],
+            sequences=job.adapt.batch_size, prompt_length=length,
+            trainable_elements=length * runner.d_model + len(tasks) * (length + runner.d_model),
+            what=f"batches of {job.adapt.batch_size} sequences of {{length}} tokens",
+            lower="--batch-size or --max-source-length (or pass --grad-checkpointing)",
         )
         shown = on_main(progress, dist.is_main)
         if init.model is not None and init.model != job.runner.model:

@@ -56,3 +56,38 @@ def load_runner(config: RunnerConfig, device: torch.device | None = None, progre
         max_target_length=config.max_target_length,
         autocast_dtype=dtype,
     )
+
+
+def check_step_fits(
+    runner: FrozenT5Runner,
+    examples: list,
+    *,
+    sequences: int,
+    prompt_length: int,
+    trainable_elements: int,
+    particles: int = 1,
+    what: str,
+    lower: str,
+) -> None:
+    """Refuse, before anything is allocated, a training step that would not fit in memory.
+
+    The step's peak is estimated from the model's shape, `sequences` prompted sequences per step
+    and the longest source and target among (up to 2,000 of) `examples`, capped at the runner's
+    maximum lengths (`runtime.memory.estimate_training_bytes`). Gradient checkpointing stores far
+    less, so a run with it is not checked.
+    """
+    from bmtpt_cli.runtime.memory import available_bytes, check_fits, estimate_training_bytes, t5_dims
+
+    model = runner.model
+    checkpointing = model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing") else model.is_gradient_checkpointing
+    if checkpointing:
+        return
+    sample = examples[:2000]
+    source = min(runner.max_source_length, max(len(runner.tokenizer(e.source).input_ids) for e in sample))
+    target = min(runner.max_target_length, max(len(runner.tokenizer(e.target).input_ids) for e in sample))
+    dtype_bytes = 2 if runner.autocast_dtype == torch.bfloat16 else 4
+    estimate = estimate_training_bytes(
+        **t5_dims(runner.model.config), sequences=sequences, source_length=prompt_length + source,
+        target_length=target, trainable_elements=trainable_elements, dtype_bytes=dtype_bytes, particles=particles,
+    )
+    check_fits(estimate, available_bytes(runner.device), what=what.format(length=prompt_length + source), lower=lower)

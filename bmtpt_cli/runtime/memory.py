@@ -127,8 +127,9 @@ def estimate_training_bytes(
     k = num_heads * d_kv if d_kv is not None else d_model
     ff = 6 * d_ff if gated else d_ff
     encoder = s * (num_layers * (2 * d + 4 * k + ff + h * s + h) + 2 * d)
-    decoder = t * (num_decoder_layers * (3 * d + 6 * k + ff + h * t + h * s + 2 * h) + d) + s * num_decoder_layers * 2 * k
-    stored = dtype_bytes * n * (encoder + decoder) + 12 * n * t * vocab_size
+    decoder = t * (num_decoder_layers * (3 * d + 6 * k + ff + h * t + h * s + 2 * h) + d)
+    cross_keys_values = s * num_decoder_layers * 2 * k
+    stored = dtype_bytes * n * (encoder + decoder + cross_keys_values) + 12 * n * t * vocab_size
     activations = stored * ALLOCATOR_HEADROOM[0] // ALLOCATOR_HEADROOM[1]
     kernel = 32 * particles * particles if particles > 1 else 0
     return STEP_OVERHEAD + 16 * trainable_elements + activations + 24 * trainable_elements + kernel
@@ -225,7 +226,8 @@ def _stat_value(path: Path, *names: str) -> int:
 
 
 def _cgroup_dirs() -> tuple[list[Path], list[Path]]:
-    """The cgroup v2 directories and the v1 memory-controller directories that may limit us."""
+    """The cgroup v2 directories and the v1 memory-controller directories whose limits apply to us:
+    our own cgroup's and its ancestors' (a limit set on a parent caps its children too)."""
     v2, v1 = [], []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -234,14 +236,19 @@ def _cgroup_dirs() -> tuple[list[Path], list[Path]]:
     for line in lines:
         _id, _, rest = line.partition(":")
         controllers, _, rel = rest.partition(":")
-        rel = rel.strip().lstrip("/")
-        if controllers == "":
-            v2.append(_CGROUP_ROOT / rel)
+        rel = rel.strip().strip("/")
+        if controllers == "":  # v2, mounted at the root (or at unified/ beside v1 controllers)
+            v2 += _with_ancestors(_CGROUP_ROOT, rel) + _with_ancestors(_CGROUP_ROOT / "unified", rel)
         elif "memory" in controllers.split(","):
-            v1.append(_CGROUP_ROOT / "memory" / rel)
+            v1 += _with_ancestors(_CGROUP_ROOT / "memory", rel)
     v2.append(_CGROUP_ROOT)  # inside a container's cgroup namespace the root is our own cgroup
     v1.append(_CGROUP_ROOT / "memory")
-    return v2, v1
+    return list(dict.fromkeys(v2)), list(dict.fromkeys(v1))
+
+
+def _with_ancestors(root: Path, rel: str) -> list[Path]:
+    parts = [part for part in rel.split("/") if part and part != ".."]
+    return [root.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
 
 
 def _cgroup_available() -> int | None:
@@ -284,5 +291,8 @@ def check_fits(estimate: int, available: int, *, what: str, lower: str) -> None:
     if estimate <= FIT_FRACTION * available:
         return
     size = f" ({what})" if what else ""
-    message = f"this run needs about {format_bytes(estimate)}{size} but {format_bytes(max(0, available))} are available: lower {lower}"
+    message = (
+        f"this run needs about {format_bytes(estimate)}{size} but {format_bytes(max(0, available))} are available: "
+        f"lower {lower}"
+    )
     raise BmtptError(" ".join(message.split()))

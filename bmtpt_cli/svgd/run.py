@@ -9,7 +9,7 @@ from pathlib import Path
 from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
-from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runner.model import resolve_device
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import main_process_lock
@@ -44,6 +44,15 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
         output.check()
         train_by_task = job.data.by_task(tasks, "train")  # data problems show before the model loads
         runner = load_runner(job.runner, device, progress)
+        svgd = job.svgd
+        per_step = svgd.examples_per_task * (svgd.sample_tasks or len(tasks))
+        check_step_fits(  # before the particles and their optimizer state exist
+            runner, [e for examples in train_by_task.values() for e in examples[:500]],
+            sequences=svgd.particles * per_step, prompt_length=svgd.prompt_length,
+            trainable_elements=svgd.particles * svgd.prompt_length * runner.d_model, particles=svgd.particles,
+            what=f"{svgd.particles:,} particles × {per_step} sequences of {{length}} tokens",
+            lower="--particles or --examples-per-task (or pass --grad-checkpointing)",
+        )
         fingerprint = {
             **job.svgd.fingerprint(),
             "model": job.runner.model,

@@ -152,3 +152,12 @@ def test_no_library_warnings_in_a_run_and_no_empty_log_when_a_run_fails_early(tm
     failed = bmtpt("source", "--model", "/no/such/model", "--out", "other.safetensors", "--steps", "2", "--warmup-steps", "0")
     assert failed.exit_code == 2
     assert not (tmp_path / "other.log.jsonl").exists() and not (tmp_path / "other.safetensors.lock").exists()
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = bmtpt("source", "--particles", "1000000", "--steps", "2", "--warmup-steps", "0")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "needs about" in message and "are available" in message and "--particles" in message
+    assert list(tmp_path.iterdir()) == []  # no lock, no empty log, no checkpoint
