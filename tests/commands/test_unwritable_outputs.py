@@ -54,18 +54,22 @@ def test_an_output_in_a_read_only_directory_as_an_ordinary_user():
         (workdir / "ro").mkdir()
         os.chmod(workdir, 0o755)
         os.chmod(workdir / "ro", 0o555)
-        # Import everything the command needs first: as `nobody`, root's Python may not be readable.
+        # Everything the command reads must be readable by `nobody`: the preset is copied beside the
+        # output, and the modules are imported (and the settings resolved once) before dropping root.
+        preset = workdir / "demo.toml"
+        preset.write_text((Path(__file__).resolve().parents[2] / "presets" / "demo.toml").read_text())
+        os.chmod(preset, 0o644)
         drop = "os.setgid(65534); os.setuid(65534)\n" if os.geteuid() == 0 else ""
         script = (
             "import os, sys, shutil, bmtpt_cli.svgd.run\n"
             "from bmtpt_cli.app import app\n"
-            "app(['source', '--help'], standalone_mode=False)\n" + drop +
-            "sys.argv = ['bmtpt', 'source', '--out', sys.argv[1]]\n"
+            "app(['source', '--preset', sys.argv[2], '--print-config'], standalone_mode=False)\n" + drop +
+            "sys.argv = ['bmtpt', 'source', '--preset', sys.argv[2], '--out', sys.argv[1]]\n"
             "app()\n"
         )
         env = {**os.environ, "HOME": str(workdir), "HF_HUB_OFFLINE": "1"}
         result = subprocess.run(
-            [sys.executable, "-c", script, str(workdir / "ro" / "p.safetensors")],
+            [sys.executable, "-c", script, str(workdir / "ro" / "p.safetensors"), str(preset)],
             capture_output=True, text=True, timeout=120, env=env, cwd=workdir,
         )
         assert result.returncode == 2, result.stderr
