@@ -21,6 +21,33 @@ from bmtpt_cli.errors import BmtptError
 
 
 PARQUET_REVISION = "refs/convert/parquet"  # the hub's parquet conversion of every dataset (SPEC §9)
+DEFAULT_ENDPOINT = "https://huggingface.co"  # huggingface_hub's default; HF_ENDPOINT overrides it
+PROBE_TIMEOUT_S = 5.0
+
+
+def settle_offline_mode() -> str | None:
+    """Before the first hub load of a process: if the hub cannot be reached, switch to offline mode.
+
+    Without it, `datasets` retries an unreachable hub for about 25 s per split before it falls back
+    to its cache. One short request decides instead: unreachable → `HF_HUB_OFFLINE=1` is set for this
+    process (cached datasets still load, others fail at once). Returns a note for the user, or None.
+    Must run before `datasets` or `huggingface_hub` is imported, which read the variable then.
+    """
+    import os
+    import urllib.error
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or "datasets" in sys.modules or "huggingface_hub" in sys.modules:
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return None  # it answered: reachable
+    except (OSError, ValueError) as exc:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return f"note: the hub ({endpoint}) cannot be reached ({getattr(exc, 'reason', exc)}): using only datasets already in the local cache"
+    return None
 
 
 class HubUnreachable(BmtptError):
@@ -45,6 +72,9 @@ def load_hub_split(
     `datasets` 5 loads data-file repositories only: when the requested revision cannot be loaded
     (a formerly script-based repo), the hub's parquet conversion is tried before giving up.
     """
+    note = settle_offline_mode()
+    if note:
+        print(note, file=sys.stderr)
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a dependency
