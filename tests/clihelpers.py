@@ -1,4 +1,4 @@
-"""Running the bmtpt CLI in-process for tests."""
+"""Helpers the tests share: running the bmtpt CLI in-process, checking one-line errors and what is left on disk."""
 
 from pathlib import Path
 
@@ -20,3 +20,16 @@ def bmtpt(*args: str):
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every file under `directory` with its bytes, to check that nothing changed."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def assert_user_error(excinfo, path: Path) -> str:
+    """The one-line message of a raised BmtptError that names `path`."""
+    message = str(excinfo.value)
+    assert "\n" not in message, f"error message spans several lines: {message!r}"
+    assert str(path) in message, f"error message does not name the file: {message!r}"
+    return message
+
+
+def listing(directory: Path) -> list[str]:
+    """The names in a directory, sorted (to see that nothing was left behind)."""
+    return sorted(p.name for p in directory.iterdir())

@@ -31,6 +31,7 @@ from bmtpt_cli.evaluation.scoring import TaskScore, score_task
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
 from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
 from bmtpt_cli.runtime.files import OutputLock, check_writable
+from bmtpt_cli.runtime.loop import config_fingerprint
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
@@ -61,18 +62,14 @@ class FewshotJob:
     settings: dict
 
     def fingerprint(self, init_sha256: str) -> dict:
-        """The settings a finished cell depends on; a cell is reused only if they all match."""
+        """The settings a finished cell depends on (a cell is reused only if they all match): the
+        adaptation and scoring configs, the data and runner settings, and the probe's own fields."""
+        adapt = config_fingerprint(self.adapt, ignore=("checkpoint_every", "eval_every", "eval_batch_size", "seed"))
+        scoring = config_fingerprint(self.scoring, ignore=("eval_batch_size",))
+        own = {name: getattr(self, name) for name in ("init", "shots", "shot_sampling", "dev_shots", "prompt_length", "seed")}
         return {
-            "model": self.runner.model, "init": self.init, "shots": self.shots, "steps": self.adapt.steps,
-            "batch_size": self.adapt.batch_size, "lr_shared": self.adapt.lr_shared, "lr_scales": self.adapt.lr_scales,
-            "sigma": self.adapt.sigma, "prior": self.adapt.prior, "warmup_steps": self.adapt.warmup_steps,
-            "weight_decay": self.adapt.weight_decay, "mixing_cap": self.adapt.mixing_cap,
-            "decode": self.scoring.decode, "split": self.scoring.split, "taskless": self.data.taskless,
-            "label_style": self.data.label_style, "data_dir": str(self.data.data_dir) if self.data.data_dir else None,
-            "max_source_length": self.runner.max_source_length, "max_target_length": self.runner.max_target_length,
-            "prompt_length": self.prompt_length, "seed": self.seed, "init_sha256": init_sha256,
-            "shot_sampling": self.shot_sampling, "dev_shots": self.dev_shots,
-            "rank_score": self.scoring.rank_score, "invalid_predictions": self.scoring.invalid_predictions,
+            "model": self.runner.model, **own, **adapt, **scoring, **self.data.fingerprint(),
+            **self.runner.fingerprint(), "init_sha256": init_sha256,
         }
 
     @property

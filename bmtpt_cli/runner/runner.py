@@ -7,6 +7,7 @@ examples; `inputs_embeds = concat(prompt, embed(x))` with the attention mask ext
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,10 @@ class FrozenT5Runner:
         self.max_target_length = max_target_length
         self.autocast_dtype = autocast_dtype  # e.g. torch.bfloat16: the LM runs in it, prompts stay float32
         self._vocab_candidates: dict[int, torch.Tensor] = {}
+        # The decoder cache's keyword: `cache` in newer transformers 5, `past_key_values` before. Read
+        # from the class, so a compiled `model.forward` (a generic wrapper) does not hide it.
+        forward = inspect.signature(type(model).forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
 
     def _autocast(self):
         """Mixed precision for the LM's forward (and so its backward); nothing at all in float32.
@@ -72,13 +77,6 @@ class FrozenT5Runner:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    @property
-    def _cache_kwarg(self) -> str:
-        """The decoder cache's keyword: `cache` in transformers ≥ 5.2x, `past_key_values` before."""
-        import inspect
-
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     @property
     def device(self) -> torch.device:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.profiler import record_function
 
 from bmtpt_cli.data.sampling import source_batch
 from bmtpt_cli.data.task import TextExample
@@ -128,8 +129,6 @@ def svgd_step(
     `torch.profiler.record_function` ranges named `bmtpt.encode`, `.forward`, `.backward`,
     `.reduce` and `.svgd`, so a profile of the shipped step shows where its time goes.
     """
-    from torch.profiler import record_function
-
     shard = dist.shard(examples)
     with record_function("bmtpt.encode"):
         batch = runner.encode([e.source for e in shard], [e.target for e in shard])
@@ -173,7 +172,7 @@ def source_update(
     )
     if not torch.isfinite(losses).all():
         raise BmtptError(f"non-finite loss at step {step}: lower --lr; {stopped()}")
-    with torch.profiler.record_function("bmtpt.optimizer"):
+    with record_function("bmtpt.optimizer"):
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         state.scheduler.step()

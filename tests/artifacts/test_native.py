@@ -32,6 +32,7 @@ from bmtpt_cli.artifacts import (
     save_prompts,
 )
 from bmtpt_cli.errors import BmtptError
+from clihelpers import assert_user_error, listing
 
 CONFIG = {"steps": 40, "lr": 0.3, "tasks": ["demo_nli", "demo_topic"], "out": "particles.safetensors"}
 COMMON_KEYS = {
@@ -66,13 +67,6 @@ def _write_prompts(path: Path) -> tuple[torch.Tensor, dict[str, tuple[torch.Tens
     metadata = _metadata(PROMPTS) | {"bmtpt.init": "particles.safetensors", "bmtpt.init_sha256": "0" * 64, "bmtpt.dev_metrics": "{}"}
     save_prompts(path, shared, scales, metadata=metadata)
     return shared, scales
-
-
-def _assert_user_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, f"error message spans several lines: {message!r}"
-    assert str(path) in message, f"error message does not name the file: {message!r}"
-    return message
 
 
 # --------------------------------------------------------------------------------- round trips
@@ -181,7 +175,7 @@ def test_missing_file(tmp_path, loader):
     path = tmp_path / "nowhere.safetensors"
     with pytest.raises(BmtptError) as excinfo:
         loader(path)
-    assert "not found" in _assert_user_error(excinfo, path)
+    assert "not found" in assert_user_error(excinfo, path)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +189,7 @@ def test_not_a_safetensors_file(tmp_path, loader, content):
     path.write_bytes(content)
     with pytest.raises(BmtptError) as excinfo:
         loader(path)
-    assert "safetensors" in _assert_user_error(excinfo, path)
+    assert "safetensors" in assert_user_error(excinfo, path)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4), (4, 16, 32)], ids=["cut-in-header", "cut-in-data"])
@@ -206,7 +200,7 @@ def test_truncated_file(tmp_path, shape):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(BmtptError) as excinfo:
         load_particles(path)
-    _assert_user_error(excinfo, path)
+    assert_user_error(excinfo, path)
 
 
 def test_prompts_file_loaded_as_particles(tmp_path):
@@ -214,7 +208,7 @@ def test_prompts_file_loaded_as_particles(tmp_path):
     _write_prompts(path)
     with pytest.raises(BmtptError) as excinfo:
         load_particles(path)
-    message = _assert_user_error(excinfo, path)
+    message = assert_user_error(excinfo, path)
     assert "prompts" in message and "particles" in message
 
 
@@ -223,7 +217,7 @@ def test_particles_file_loaded_as_prompts(tmp_path):
     _write_particles(path)
     with pytest.raises(BmtptError) as excinfo:
         load_prompts(path)
-    message = _assert_user_error(excinfo, path)
+    message = assert_user_error(excinfo, path)
     assert "prompts" in message and "particles" in message
 
 
@@ -234,7 +228,7 @@ def test_safetensors_without_bmtpt_metadata(tmp_path, loader, metadata):
     save_file({"particles": torch.zeros(2, 3, 4), "shared": torch.zeros(3, 4)}, str(path), metadata=metadata)
     with pytest.raises(BmtptError) as excinfo:
         loader(path)
-    assert "not a bmtpt artifact" in _assert_user_error(excinfo, path)
+    assert "not a bmtpt artifact" in assert_user_error(excinfo, path)
 
 
 def test_other_format_version_is_refused(tmp_path):
@@ -242,7 +236,7 @@ def test_other_format_version_is_refused(tmp_path):
     save_file({"particles": torch.zeros(2, 3, 4)}, str(path), metadata=_metadata(PARTICLES) | {"bmtpt.format": "99"})
     with pytest.raises(BmtptError) as excinfo:
         load_particles(path)
-    assert "99" in _assert_user_error(excinfo, path)
+    assert "99" in assert_user_error(excinfo, path)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
@@ -253,7 +247,7 @@ def test_non_finite_particles_on_disk(tmp_path, bad):
     save_file({"particles": particles}, str(path), metadata=_metadata(PARTICLES))  # bypasses bmtpt's own refusal
     with pytest.raises(BmtptError) as excinfo:
         load_particles(path)
-    assert "NaN or Inf" in _assert_user_error(excinfo, path)
+    assert "NaN or Inf" in assert_user_error(excinfo, path)
 
 
 def test_non_finite_prompt_scale_on_disk(tmp_path):
@@ -264,7 +258,7 @@ def test_non_finite_prompt_scale_on_disk(tmp_path):
     save_file({"shared": torch.ones(3, 4), "tasks.rte.a": torch.ones(3), "tasks.rte.b": b}, str(path), metadata=metadata)
     with pytest.raises(BmtptError) as excinfo:
         load_prompts(path)
-    message = _assert_user_error(excinfo, path)
+    message = assert_user_error(excinfo, path)
     assert "tasks.rte.b" in message
 
 
@@ -273,7 +267,7 @@ def test_prompts_file_with_misshapen_scales(tmp_path):
     save_prompts(path, torch.ones(3, 4), {"rte": (torch.ones(5), torch.ones(4))}, metadata=_metadata(PROMPTS))
     with pytest.raises(BmtptError) as excinfo:
         load_prompts(path)
-    assert "tasks.rte.a/b" in _assert_user_error(excinfo, path)
+    assert "tasks.rte.a/b" in assert_user_error(excinfo, path)
 
 
 def test_particles_file_without_a_three_dimensional_tensor(tmp_path):
@@ -281,7 +275,7 @@ def test_particles_file_without_a_three_dimensional_tensor(tmp_path):
     save_file({"particles": torch.zeros(3, 4)}, str(path), metadata=_metadata(PARTICLES))
     with pytest.raises(BmtptError) as excinfo:
         load_particles(path)
-    _assert_user_error(excinfo, path)
+    assert_user_error(excinfo, path)
 
 
 # --------------------------------------------------------------------------------- check_model_fit
@@ -299,7 +293,7 @@ def test_check_model_fit_other_d_model(tmp_path):
     _, metadata = load_particles(path)
     with pytest.raises(BmtptError) as excinfo:
         check_model_fit(path, metadata, d_model=512, prompt_length=7)
-    message = _assert_user_error(excinfo, path)
+    message = assert_user_error(excinfo, path)
     assert "d_model=13" in message and "d_model=512" in message
     assert "tiny" in message  # names the model the artifact was made for
 
@@ -310,14 +304,12 @@ def test_check_model_fit_other_prompt_length(tmp_path):
     _, metadata = load_particles(path)
     with pytest.raises(BmtptError) as excinfo:
         check_model_fit(path, metadata, d_model=13, prompt_length=100)
-    message = _assert_user_error(excinfo, path)
+    message = assert_user_error(excinfo, path)
     assert re.search(r"\b7\b", message) and re.search(r"\b100\b", message), message
     assert "--prompt-length" in message
 
 
 # --------------------------------------------------------------------------------- refusing to save
-def _listing(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
 
 
 def test_saving_nan_particles_refuses_and_leaves_no_file(tmp_path):
@@ -326,9 +318,9 @@ def test_saving_nan_particles_refuses_and_leaves_no_file(tmp_path):
     particles[0, 0, 0] = float("nan")
     with pytest.raises(BmtptError) as excinfo:
         save_particles(path, particles, tasks=["a"], metadata=_metadata(PARTICLES))
-    assert "NaN or Inf" in _assert_user_error(excinfo, path)
+    assert "NaN or Inf" in assert_user_error(excinfo, path)
     assert not path.exists()
-    assert _listing(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_saving_inf_prompts_keeps_the_previous_file(tmp_path):
@@ -338,7 +330,7 @@ def test_saving_inf_prompts_keeps_the_previous_file(tmp_path):
     with pytest.raises(BmtptError):
         save_prompts(path, torch.ones(3, 4), {"rte": (torch.full((3,), float("inf")), torch.ones(4))}, metadata=_metadata(PROMPTS))
     assert path.read_bytes() == before
-    assert _listing(tmp_path) == ["prompts.safetensors"]
+    assert listing(tmp_path) == ["prompts.safetensors"]
 
 
 # --------------------------------------------------------------------------------- file_sha256

@@ -9,18 +9,8 @@ from pathlib import Path
 import pytest
 
 from bmtpt_cli.errors import BmtptError
+from clihelpers import assert_user_error, listing
 from bmtpt_cli.runtime.files import atomic_write, check_writable, write_text_atomic
-
-
-def _listing(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
-
-
-def _assert_user_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, f"error message spans several lines: {message!r}"
-    assert str(path) in message, f"error message does not name the file: {message!r}"
-    return message
 
 
 # --------------------------------------------------------------------------------- atomic_write
@@ -39,7 +29,7 @@ def test_atomic_write_failing_midway_keeps_the_old_file(tmp_path):
         atomic_write(path, write)
     assert seen, "the write callback was never called"
     assert path.read_bytes() == b"the previous, complete artifact"
-    assert _listing(tmp_path) == ["particles.safetensors"]  # no temporary file left behind
+    assert listing(tmp_path) == ["particles.safetensors"]  # no temporary file left behind
 
 
 def test_atomic_write_replaces_the_content(tmp_path):
@@ -49,7 +39,7 @@ def test_atomic_write_replaces_the_content(tmp_path):
     assert path.read_bytes() == b"new content"
     write_text_atomic(path, "even newer \u03b8\n")
     assert path.read_text(encoding="utf-8") == "even newer \u03b8\n"
-    assert _listing(tmp_path) == ["results.json"]
+    assert listing(tmp_path) == ["results.json"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
@@ -79,7 +69,7 @@ def test_check_writable_refuses_an_existing_file_without_force(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(BmtptError) as excinfo:
         check_writable(path, force=False)
-    assert "--force" in _assert_user_error(excinfo, path)
+    assert "--force" in assert_user_error(excinfo, path)
     check_writable(path, force=True)  # accepted with --force
     check_writable(tmp_path / "new.safetensors", force=False)  # a new file in an existing directory is fine
 
