@@ -6,11 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmtpt_cli.adapter.init import read_init_file, resolve_init
+from bmtpt_cli.adapter.init import RetrievalTarget, check_init_particle, read_init_file, resolve_init
+from bmtpt_cli.adapter.retrieve import is_retrieval, read_sources
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord, adapt
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
+from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runner.model import resolve_device
 from bmtpt_cli.runtime.distributed import data_parallel
@@ -26,11 +28,16 @@ class AdaptJob:
     """Everything an adaptation run needs; `settings` is the resolved configuration recorded in the artifact.
 
     `prompt_length`: the length of a random init (None: 100); `required_length`: a length the user
-    asked for explicitly, which an init file must match.
+    asked for explicitly, which an init file must match; `init_particle`: start from that particle
+    of a particles file instead of the mean; `retrieval_steps`, `retrieval_measure`: how
+    `init = "retrieve:DIR"` computes the target's task embedding and compares it (SPEC §3).
     """
 
     tasks: list[str]
     init: str
+    init_particle: int | None
+    retrieval_steps: int
+    retrieval_measure: str
     prompt_length: int | None
     required_length: int | None
     runner: RunnerConfig
@@ -40,13 +47,33 @@ class AdaptJob:
     settings: dict
 
 
-def prior_description(has_posterior: bool, config: AdaptConfig) -> str:
-    """The prior term the run actually used, in words (the settings alone do not say it for a random init)."""
+def prior_description(has_posterior: bool, config: AdaptConfig, details: dict | None = None) -> str:
+    """The prior term the run actually used, in words (the settings alone do not say it for a random
+    init); `details`: the init's record (`TargetInit.details`), which names a chosen particle or source."""
     if not has_posterior:
         return "none: the init has no source posterior (vanilla prompt tuning)"
     if not config.prior:
         return "none: --no-prior"
-    return f"N(mean of the init, sigma^2 I), sigma = {config.sigma:g}"
+    details = details or {}
+    if "particle" in details:
+        centre = f"particle {details['particle']} of the init (--init-particle)"
+    elif details.get("method") == "retrieve":
+        centre = f"the retrieved source prompt of {details['chosen']}"
+    else:
+        centre = "mean of the init"
+    return f"N({centre}, sigma^2 I), sigma = {config.sigma:g}"
+
+
+def retrieval_line(details: dict) -> str:
+    """One line saying which source prompt retrieval chose, with its similarity and the runner-up."""
+    ranked = sorted(details["similarities"].items(), key=lambda item: -item[1])
+    line = (f"retrieve: {details['chosen']} initialises the target ({details['measure']} similarity "
+            f"{ranked[0][1]:.4f} to {details['embedding']['task']}'s task embedding")
+    if len(ranked) > 1:
+        line += f"; next {ranked[1][0]} {ranked[1][1]:.4f}"
+    if details["excluded"]:
+        line += f"; own prompt {', '.join(details['excluded'])} left out"
+    return line + ")"
 
 
 def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[str, float]]:
@@ -56,13 +83,30 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
     with data_parallel(resolve_device(job.runner.device)) as (dist, device), main_process_lock(output.out, dist.is_main):
         output.check()
         init_file = read_init_file(job.init)  # a local file is checked before any data is fetched
+        check_init_particle(job.init, init_file, job.init_particle)
+        if is_retrieval(job.init):
+            if len(tasks) != 1:
+                raise BmtptError(
+                    f"--init {job.init} retrieves one source prompt for one target task, but --tasks names {len(tasks)}: "
+                    "adapt one task at a time"
+                )
+            read_sources(job.init)  # a missing or empty directory shows before the model loads
         data = job.data.splits(tasks, "train", "validation")  # data problems show before the model loads
         train_by_task, dev_by_task = data["train"], data["validation"]
         runner = load_runner(job.runner, device, progress)
+        shown = on_main(progress, dist.is_main)
+        target = None
+        if is_retrieval(job.init):
+            target = RetrievalTarget(
+                tasks[0].name, train_by_task[tasks[0].name], job.data.label_style, steps=job.retrieval_steps,
+                measure=job.retrieval_measure, config=job.adapt,
+            )
         init = resolve_init(
             job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
-            seed=job.adapt.seed, init_file=init_file,
+            seed=job.adapt.seed, init_file=init_file, particle=job.init_particle, target=target, progress=shown,
         )
+        if target is not None:
+            shown.note(retrieval_line(init.details))
         length = init.prompt.shape[0]
         check_step_fits(
             runner, [e for examples in train_by_task.values() for e in examples[:500]],
@@ -71,7 +115,6 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             what=f"batches of {job.adapt.batch_size} sequences of {{length}} tokens",
             lower="--batch-size or --max-source-length (or pass --grad-checkpointing)",
         )
-        shown = on_main(progress, dist.is_main)
         if init.model is not None and init.model != job.runner.model:
             shown.note(f"warning: '{job.init}' was made with model {init.model}, adapting with {job.runner.model}")
         if init.prior_mean is None and job.adapt.prior:
@@ -82,6 +125,8 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             "tasks": [task.name for task in tasks],
             "init_sha256": init.sha256,
             "init": job.init,
+            **({"init_particle": job.init_particle} if job.init_particle is not None else {}),
+            **({"retrieval_steps": job.retrieval_steps, "retrieval_measure": job.retrieval_measure} if target else {}),
             **job.data.fingerprint(),
             **job.runner.fingerprint(),
         }
@@ -107,10 +152,11 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             metadata |= {
                 "bmtpt.init": job.init,
                 "bmtpt.init_sha256": init.sha256,
+                "bmtpt.init_details": json.dumps(init.details, sort_keys=True),
                 "bmtpt.dev_metrics": json.dumps(result.dev_metrics),
                 "bmtpt.dev_metric_names": json.dumps({task.name: task.metric for task in tasks}),
                 "bmtpt.best_step": str(result.best_step),
-                "bmtpt.prior": prior_description(init.prior_mean is not None, job.adapt),
+                "bmtpt.prior": prior_description(init.prior_mean is not None, job.adapt, init.details),
                 "bmtpt.provenance": json.dumps(provenance(device), sort_keys=True),
                 "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }

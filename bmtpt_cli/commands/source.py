@@ -1,4 +1,5 @@
-"""`bmtpt source`: learn the source posterior's particles and write particles.safetensors."""
+"""`bmtpt source`: learn the source posterior's particles and write particles.safetensors, or with
+--per-task one prompt per source task into a directory."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def run(settings: SourceSettings) -> None:
     from bmtpt_cli.svgd.run import SourceJob, run_source
 
     job = build(SourceJob, settings, settings=settings.model_dump(mode="json"))
-    wrote(run_source(job, RichProgress()))
+    out = run_source(job, RichProgress())
+    wrote(f"{out}/ (one prompt per task: {', '.join(settings.tasks)})" if settings.per_task else out)
 
 
 source_command = settings_command(

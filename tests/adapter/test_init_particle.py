@@ -1,0 +1,50 @@
+"""`--init-particle i`: W and the prior mean are exactly particle i of a particles file; refusals."""
+
+import pytest
+import torch
+
+from bmtpt_cli.adapter.init import read_init_file, resolve_init
+from bmtpt_cli.adapter.run import prior_description
+from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, save_particles, save_prompts
+from bmtpt_cli.errors import BmtptError
+from configs import adapt_config
+
+
+@pytest.fixture(scope="module")
+def particles_file(tmp_path_factory):
+    particles = torch.randn(3, 4, 64, generator=torch.Generator().manual_seed(0))  # (M, l, d)
+    path = tmp_path_factory.mktemp("init") / "particles.safetensors"
+    metadata = common_metadata(kind=PARTICLES, model="tiny", d_model=64, prompt_length=4, config={})
+    save_particles(path, particles, tasks=["demo_nli"], metadata=metadata)
+    return path, particles
+
+
+def test_init_particle_starts_from_exactly_that_particle(runner, particles_file):
+    path, particles = particles_file
+    for i in range(3):
+        init = resolve_init(str(path), runner, prompt_length=None, seed=0, particle=i)
+        assert torch.equal(init.prompt, particles[i]) and torch.equal(init.prior_mean, particles[i])
+        assert init.details == {"particle": i, "num_particles": 3}
+    mean = resolve_init(str(path), runner, prompt_length=None, seed=0)
+    torch.testing.assert_close(mean.prompt, particles.mean(dim=0))
+    assert mean.details == {}
+
+
+def test_prior_description_names_the_particle():
+    config = adapt_config()
+    assert "particle 2 of the init" in prior_description(True, config, {"particle": 2, "num_particles": 5})
+    assert "mean of the init" in prior_description(True, config, {})
+    assert prior_description(True, adapt_config(prior=False), {"particle": 2}) == "none: --no-prior"
+
+
+def test_init_particle_refusals(runner, particles_file, tmp_path):
+    path, _ = particles_file
+    with pytest.raises(BmtptError, match=r"--init-particle 3 is out of range: .* holds M = 3 particles, numbered 0 to 2"):
+        resolve_init(str(path), runner, prompt_length=None, seed=0, particle=3)
+    with pytest.raises(BmtptError, match="--init 'random' has no particles: pass --init PARTICLES.safetensors"):
+        resolve_init("random", runner, prompt_length=4, seed=0, particle=0)
+    prompts = tmp_path / "prompts.safetensors"
+    metadata = common_metadata(kind=PROMPTS, model="tiny", d_model=64, prompt_length=4, config={})
+    save_prompts(prompts, torch.randn(4, 64), {"demo_nli": (torch.ones(4), torch.ones(64))}, metadata=metadata)
+    with pytest.raises(BmtptError, match="is a prompts file: pass --init PARTICLES.safetensors or drop --init-particle"):
+        resolve_init(str(prompts), runner, prompt_length=None, seed=0, particle=0, init_file=read_init_file(str(prompts)))
