@@ -7,28 +7,34 @@ own seed, the learning rates × 1/3 at k = 4, batches of the k examples without 
 last step scored (`dev_shots`: the best of 10 evaluations on that many dev examples per task).
 The protocol is written into the report.
 
-`evaluate --shots K` runs it for one init; each finished (task, seed) cell is appended to
-`<out>.cells.jsonl`, and after an interruption `resume` keeps the finished cells and runs the rest.
+One (task, k, seed) cell is `run_cell`, the function both `evaluate --shots K` (one init, here) and
+`bmtpt fewshot` (a grid of methods × k, `evaluation/grid.py`) call. `evaluate --shots K` appends
+each finished (task, seed) cell to `<out>.cells.jsonl`, and after an interruption `resume` keeps the
+finished cells and runs the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bmtpt_cli.adapter.init import read_init_file, resolve_init
+from bmtpt_cli.adapter.init import TargetInit, read_init_file, resolve_init
 from bmtpt_cli.adapter import train as adapter_train
-from bmtpt_cli.adapter.train import AdaptConfig
+from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
 from bmtpt_cli.artifacts import file_sha256
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.data.sampling import EpochBatches, kshot, kshot_per_class
+from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
 from bmtpt_cli.evaluation.scoring import TaskScore, score_task
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
 from bmtpt_cli.runtime.files import OutputLock, check_writable
 from bmtpt_cli.runtime.loop import config_fingerprint
@@ -37,6 +43,132 @@ from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
 
 
+# ------------------------------------------------------------------------------- one cell
+@dataclass(frozen=True)
+class FewshotProtocol:
+    """How every few-shot cell is trained and scored (SPEC §4), whatever its init."""
+
+    shots: int  # k
+    shot_sampling: str  # task | class
+    dev_shots: int | None  # None: score the last step
+    adapt: AdaptConfig  # the configured hyperparameters, before the k = 4 factor
+    scoring: ScoringConfig
+    label_style: str
+
+    @property
+    def lr_factor(self) -> float:
+        """The paper's learning-rate scale for k = 4 (§6.1.2); 1 otherwise."""
+        return 1 / 3 if self.shots == 4 else 1.0
+
+    @property
+    def eval_every(self) -> int | None:
+        """Dev evaluations for selection: 10 over the run with `dev_shots`, none without."""
+        return max(1, self.adapt.steps // 10) if self.dev_shots else None
+
+    def config(self, seed: int, prior: bool | None = None) -> AdaptConfig:
+        """The cell's adaptation config: lrs × `lr_factor`, its dev schedule, its seed, and `prior`
+        when a method fixes it (None: as configured)."""
+        return dataclasses.replace(
+            self.adapt, lr_shared=self.adapt.lr_shared * self.lr_factor, lr_scales=self.adapt.lr_scales * self.lr_factor,
+            eval_every=self.eval_every, seed=seed, prior=self.adapt.prior if prior is None else prior,
+        )
+
+    def subset(self, train: list[TextExample], seed: int) -> list[TextExample]:
+        """The cell's k training examples: they depend on the seed only, so every method shares them."""
+        return (kshot_per_class if self.shot_sampling == "class" else kshot)(train, self.shots, seed)
+
+    def dev(self, task: Task, validation: list[TextExample], seed: int) -> dict[str, list[TextExample]]:
+        """The dev examples used for selection with `dev_shots` (none without)."""
+        return {task.name: kshot(validation, min(self.dev_shots, len(validation)), seed)} if self.dev_shots else {}
+
+    def selection(self) -> str:
+        """The model-selection rule in words."""
+        if not self.dev_shots:
+            return "last step"
+        return (f"best of {self.adapt.steps // max(1, self.eval_every or 1)} dev evaluations on {self.dev_shots} "
+                "validation examples per task")
+
+    def describe(self) -> dict:
+        """The protocol fields every report records."""
+        return {
+            "shots": self.shots,
+            "per": self.shot_sampling,
+            "subset": "one per seed, shared by every method (seeded permutation of the training split)",
+            "lr_factor": self.lr_factor,
+            "batches": f"the k-shot examples without replacement, {self.adapt.batch_size} at most per step",
+            "steps": self.adapt.steps,
+            "selection": self.selection(),
+        }
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task's examples for the probe: the training split, the scored split, dev (with dev_shots)."""
+
+    train: list[TextExample]
+    test: list[TextExample]
+    validation: list[TextExample]
+
+
+def load_task_data(data: DataConfig, tasks: list[Task], split: str, dev_shots: int | None) -> dict[str, TaskData]:
+    """Every task's probe data; all unreadable task splits are named in one error before a model loads."""
+    splits = ("train", split, "validation") if dev_shots and split != "validation" else ("train", split)
+    loaded = data.splits(tasks, *splits)
+    return {
+        task.name: TaskData(loaded["train"][task.name], loaded[split][task.name],
+                            loaded["validation"][task.name] if dev_shots else [])
+        for task in tasks
+    }
+
+
+@dataclass
+class CellResult:
+    """A finished cell: its test score, the init it started from and the k-shot subset it saw."""
+
+    score: TaskScore
+    init: TargetInit
+    subset: list[TextExample]
+
+
+def subset_sha256(subset: list[TextExample]) -> str:
+    """A fingerprint of a k-shot subset (its inputs and targets in order), to show two cells shared it."""
+    return hashlib.sha256(json.dumps([[e.source, e.target] for e in subset]).encode()).hexdigest()
+
+
+def run_cell(
+    runner: FrozenT5Runner,
+    task: Task,
+    data: TaskData,
+    protocol: FewshotProtocol,
+    seed: int,
+    make_init: Callable[[list[TextExample]], TargetInit],
+    *,
+    prior: bool | None = None,
+    on_step: Callable[[AdaptStepRecord], None] | None = None,
+) -> CellResult:
+    """One few-shot cell (SPEC §4): the seed's k-shot subset → `make_init(subset)` (retrieval may
+    look at the subset) → adapt for `steps` on epochs of the subset → score on the test split."""
+    subset = protocol.subset(data.train, seed)
+    init = make_init(subset)
+    config = protocol.config(seed, prior)
+    result = adapter_train.adapt(
+        runner, [task], {task.name: subset}, protocol.dev(task, data.validation, seed), init.prompt, config,
+        prior_mean=init.prior_mean, label_style=protocol.label_style,
+        batches=EpochBatches(task.name, subset, config.batch_size), on_step=on_step,
+    )
+    score = score_task(
+        runner, result.prompts.compose(0).detach(), task, data.test, label_style=protocol.label_style,
+        **protocol.scoring.options(),
+    )
+    return CellResult(score, init, subset)
+
+
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) over seeds."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+# ------------------------------------------------------------------------------- evaluate --shots
 @dataclass(frozen=True)
 class FewshotJob:
     """One init probed on k-shot subsets of each task, once per seed.
@@ -61,6 +193,11 @@ class FewshotJob:
     output: RunOutput
     settings: dict
 
+    @property
+    def protocol_config(self) -> FewshotProtocol:
+        """The protocol every cell of this probe follows."""
+        return FewshotProtocol(self.shots, self.shot_sampling, self.dev_shots, self.adapt, self.scoring, self.data.label_style)
+
     def fingerprint(self, init_sha256: str) -> dict:
         """The settings a finished cell depends on (a cell is reused only if they all match): the
         adaptation and scoring configs, the data and runner settings, and the probe's own fields."""
@@ -75,26 +212,22 @@ class FewshotJob:
     @property
     def lr_factor(self) -> float:
         """The paper's learning-rate scale for k = 4 (§6.1.2); 1 otherwise."""
-        return 1 / 3 if self.shots == 4 else 1.0
+        return self.protocol_config.lr_factor
 
     @property
     def eval_every(self) -> int | None:
         """Dev evaluations for selection: 10 over the run with `dev_shots`, none without."""
-        return max(1, self.adapt.steps // 10) if self.dev_shots else None
+        return self.protocol_config.eval_every
 
     def protocol(self) -> dict:
         """The protocol as recorded in the report."""
+        described = self.protocol_config.describe()
         return {
-            "shots": self.shots,
-            "per": self.shot_sampling,
+            **{key: described[key] for key in ("shots", "per")},
             "seeds": list(self.seeds),
-            "subset": "one per seed, shared by every method (seeded permutation of the training split)",
+            "subset": described["subset"],
             "init": "random vocabulary draw seeded by each cell's seed" if self.init == "random" else self.init,
-            "lr_factor": self.lr_factor,
-            "batches": f"the k-shot examples without replacement, {self.adapt.batch_size} at most per step",
-            "steps": self.adapt.steps,
-            "selection": (f"best of {self.adapt.steps // max(1, self.eval_every or 1)} dev evaluations on {self.dev_shots} "
-                          "validation examples per task" if self.dev_shots else "last step"),
+            **{key: described[key] for key in ("lr_factor", "batches", "steps", "selection")},
         }
 
 
@@ -109,11 +242,7 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
                 f"an unfinished few-shot probe left its cells in '{output.cells}': pass --resume to keep them or --force to start over"
             )
         init_file = read_init_file(job.init)
-        data = {
-            task.name: (job.data.examples(task, "train"), job.data.examples(task, job.scoring.split),
-                        job.data.examples(task, "validation") if job.dev_shots else [])
-            for task in tasks
-        }
+        data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)
         fingerprint = job.fingerprint(file_sha256(init_file.path) if init_file else "")
         if not output.resume:
             output.cells.unlink(missing_ok=True)  # --force: the earlier probe's cells are discarded
@@ -122,7 +251,7 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
         report = {
             "init": job.init, "init_sha256": fingerprint["init_sha256"], "model": job.runner.model,
             "protocol": job.protocol(),
-            "results": [fewshot_row(job, task, scores[task.name], len(data[task.name][1])) for task in tasks],
+            "results": [fewshot_row(job, task, scores[task.name], len(data[task.name].test)) for task in tasks],
             "settings": job.settings, "data": job.data.provenance(tasks), "provenance": provenance(job.runner.device),
         }
         write_report(output.out, report)
@@ -144,15 +273,10 @@ def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
 def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progress) -> dict[str, list[TaskScore]]:
     """Adapt and score every (task, seed) cell not in `done`; returns each task's scores in seed order."""
     runner = None
-    sample = kshot_per_class if job.shot_sampling == "class" else kshot
-    config = dataclasses.replace(
-        job.adapt, lr_shared=job.adapt.lr_shared * job.lr_factor, lr_scales=job.adapt.lr_scales * job.lr_factor,
-        eval_every=job.eval_every,
-    )
+    protocol = job.protocol_config
     scores: dict[str, list[TaskScore]] = {}
     with open(job.output.cells, "a", encoding="utf-8") as cells:
         for task in tasks:
-            train, test, validation = data[task.name]
             scores[task.name] = []
             for seed in job.seeds:
                 if (task.name, seed) in done:
@@ -160,21 +284,14 @@ def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progr
                     continue
                 if runner is None:  # load the model only when a cell is left to run
                     runner = load_runner(job.runner, progress=progress)
-                init = resolve_init(  # a random init is drawn from this cell's seed
-                    job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
-                    seed=seed, init_file=init_file,
-                )
-                subset = sample(train, job.shots, seed)  # depends on the seed only: the same for every method
-                dev = {task.name: kshot(validation, min(job.dev_shots, len(validation)), seed)} if job.dev_shots else {}
-                result = adapter_train.adapt(
-                    runner, [task], {task.name: subset}, dev, init.prompt, dataclasses.replace(config, seed=seed),
-                    prior_mean=init.prior_mean, label_style=job.data.label_style,
-                    batches=EpochBatches(task.name, subset, config.batch_size),
-                )
-                score = score_task(
-                    runner, result.prompts.compose(0).detach(), task, test, label_style=job.data.label_style,
-                    **job.scoring.options(),
-                )
+
+                def make_init(subset, seed=seed):  # a random init is drawn from this cell's seed
+                    return resolve_init(
+                        job.init, runner, prompt_length=job.prompt_length, required_length=job.required_length,
+                        seed=seed, init_file=init_file,
+                    )
+
+                score = run_cell(runner, task, data[task.name], protocol, seed, make_init).score
                 cells.write(json.dumps({"task": task.name, "seed": seed, "fingerprint": fingerprint, "score": vars(score)}) + "\n")
                 cells.flush()
                 scores[task.name].append(score)
@@ -184,11 +301,12 @@ def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progr
 def fewshot_row(job: FewshotJob, task, scores: list[TaskScore], num_examples: int) -> dict:
     """One task's few-shot result: mean and standard deviation over seeds, and every seed's value."""
     values = [score.value for score in scores]
+    mean, std = mean_and_std(values)
     return {
         "task": task.name,
         "metric": task.metric,
-        "value": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "value": mean,
+        "std": std,
         "per_seed": dict(zip(map(str, job.seeds), values)),
         "metrics": {name: statistics.fmean(score.metrics[name] for score in scores) for name in task.metrics},
         "decode": scores[0].decode,

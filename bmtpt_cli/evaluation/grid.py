@@ -1,0 +1,339 @@
+"""`bmtpt fewshot`: the few-shot grid of SPEC §4 (the paper's Table 2) in one function.
+
+Every cell (method, k, task, seed) is `fewshot.run_cell`, the function `evaluate --shots` runs, with
+the method's init from `adapter.init.resolve_init`:
+
+- `pt`: a random vocabulary init drawn from the cell's seed (vanilla prompt tuning, no prior);
+- `multitask`: the single prompt of a one-particle file (`--multitask`, vanilla multi-task transfer);
+- `bmtpt`: the particle mean of `--particles`, with the prior; `bmtpt-noprior`: the same, no prior;
+- `particle-I`: particle I of `--particles` (init and prior mean);
+- `spot`: `retrieve:DIR` of `--source-prompts`, the target's embedding learnt on the cell's subset.
+
+The k-shot subset depends on (task, k, seed) only, so every method's cell at a seed sees the same
+examples. Each finished cell is one line of `OUT/results.jsonl`, appended and flushed at once; a
+stopped grid resumes with `resume` (rows whose fingerprint matches are kept). At the end the table
+(`table.md`, `table.csv`), `plot.png` and `report.json` are written, each atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bmtpt_cli.adapter.init import RANDOM_INIT, RETRIEVE_PREFIX, RetrievalTarget, read_init_file, resolve_init
+from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
+from bmtpt_cli.artifacts import file_sha256
+from bmtpt_cli.artifacts.task_prompts import read_task_prompts
+from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.registry import resolve_tasks
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.evaluation.fewshot import FewshotProtocol, load_task_data, run_cell, subset_sha256
+from bmtpt_cli.evaluation.plot import write_plot
+from bmtpt_cli.evaluation.run import ScoringConfig, write_report
+from bmtpt_cli.evaluation.tables import build_table, table_csv, table_markdown
+from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
+from bmtpt_cli.runtime.files import OutputLock, check_output_directory, write_text_atomic
+from bmtpt_cli.runtime.loop import config_fingerprint
+from bmtpt_cli.runtime.progress import SILENT, Progress
+from bmtpt_cli.runtime.provenance import provenance
+
+METHODS = ("pt", "multitask", "bmtpt", "bmtpt-noprior", "particle-I", "spot")
+"""The method names `--methods` takes (`particle-I`: particle I of --particles, e.g. particle-0)."""
+RESULTS, TABLE_MD, TABLE_CSV, PLOT, REPORT = "results.jsonl", "table.md", "table.csv", "plot.png", "report.json"
+OUTPUTS = (RESULTS, TABLE_MD, TABLE_CSV, PLOT, REPORT)
+PARTICLE_METHOD = re.compile(r"particle-(\d+)")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the table: the init spec it starts from and what it fixes about the prior."""
+
+    name: str
+    init: str  # the resolve_init spec: random, a file, or retrieve:DIR
+    prior: bool | None  # True/False: fixed by the method; None: as configured (--prior/--no-prior)
+    particle: int | None = None
+    flag: str | None = None  # the option that names its source
+
+    def prior_used(self, configured: bool) -> bool:
+        """Whether the cell's loss has the prior term (random inits have no posterior, so never)."""
+        return self.init != RANDOM_INIT and (configured if self.prior is None else self.prior)
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """The grid: methods × shots × tasks × seeds (`seed` … `seed + seeds − 1`), and where it goes.
+
+    `prompt_length`: the length of `pt`'s random init when no file gives one; `required_length`: a
+    length asked for explicitly, which every file must match. `adapt.seed` is replaced per cell.
+    """
+
+    tasks: list[str]
+    methods: list[str]
+    shots: list[int]
+    seeds: int
+    seed: int
+    particles: Path | None
+    multitask: Path | None
+    source_prompts: Path | None
+    shot_sampling: str
+    dev_shots: int | None
+    retrieval_steps: int
+    retrieval_measure: str
+    prompt_length: int | None
+    required_length: int | None
+    runner: RunnerConfig
+    data: DataConfig
+    adapt: AdaptConfig
+    scoring: ScoringConfig
+    out: Path
+    force: bool
+    resume: bool
+    settings: dict
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+
+    def protocol(self, k: int) -> FewshotProtocol:
+        """The protocol of every k-shot cell."""
+        return FewshotProtocol(k, self.shot_sampling, self.dev_shots, self.adapt, self.scoring, self.data.label_style)
+
+
+def plan_methods(job: GridJob) -> list[Method]:
+    """The methods of `--methods`, each with its init; a method whose source is not given, or given
+    twice, or an unknown name is refused in one line naming the flag."""
+    if len(set(job.methods)) != len(job.methods):
+        raise BmtptError(f"--methods names a method twice ({','.join(job.methods)}): give each method once")
+    if len(set(job.shots)) != len(job.shots):
+        raise BmtptError(f"--shots names a k twice ({','.join(map(str, job.shots))}): give each k once")
+    planned = []
+    for name in job.methods:
+        particle = PARTICLE_METHOD.fullmatch(name)
+        if name == "pt":
+            planned.append(Method(name, RANDOM_INIT, False))
+        elif name == "multitask":
+            planned.append(Method(name, _needs(job.multitask, name, "--multitask", "a one-particle file from `bmtpt source --particles 1 --out FILE`"), None, flag="--multitask"))
+        elif name in ("bmtpt", "bmtpt-noprior") or particle:
+            spec = _needs(job.particles, name, "--particles", "a particles file from `bmtpt source`")
+            index = int(particle.group(1)) if particle else None
+            planned.append(Method(name, spec, {"bmtpt": True, "bmtpt-noprior": False}.get(name), index, "--particles"))
+        elif name == "spot":
+            directory = _needs(job.source_prompts, name, "--source-prompts", "a directory from `bmtpt source --per-task`")
+            planned.append(Method(name, RETRIEVE_PREFIX + directory, None, flag="--source-prompts"))
+        else:
+            raise BmtptError(f"unknown method '{name}' in --methods: use {', '.join(METHODS)} (e.g. particle-0)")
+    return planned
+
+
+def _needs(path: Path | None, method: str, flag: str, what: str) -> str:
+    if path is None:
+        raise BmtptError(f"method '{method}' needs {flag}: pass {flag} with {what}, or drop {method} from --methods")
+    if flag == "--source-prompts" and not Path(path).is_dir():
+        raise BmtptError(f"{flag} '{path}' is not a directory (needed by method '{method}'): run `bmtpt source --per-task --out {path}` first")
+    if flag != "--source-prompts" and not Path(path).is_file():
+        raise BmtptError(f"{flag} '{path}' not found (needed by method '{method}'): make it with {what}, or drop {method} from --methods")
+    return str(path)
+
+
+def read_sources(job: GridJob, methods: list[Method]) -> tuple[dict, dict[str, str], int | None]:
+    """Read every method's source before a model loads: init files by spec, each spec's sha256
+    (a directory's: of its files' hashes), and the prompt length the files share (None: no file)."""
+    files, hashes, lengths = {}, {}, set()
+    for method in methods:
+        if method.init == RANDOM_INIT or method.init in hashes:
+            continue
+        if method.init.startswith(RETRIEVE_PREFIX):
+            prompts = read_task_prompts(Path(method.init[len(RETRIEVE_PREFIX):]), flag="--source-prompts")
+            hashes[method.init] = _sha256_of({task: file_sha256(p.path) for task, p in prompts.items()})
+            lengths |= {p.prompt.shape[0] for p in prompts.values()}
+            continue
+        init_file = read_init_file(method.init)
+        if method.flag == "--multitask" and (init_file.particles is None or init_file.particles.shape[0] != 1):
+            count = "a prompts file" if init_file.particles is None else f"M = {init_file.particles.shape[0]} particles"
+            raise BmtptError(
+                f"--multitask '{method.init}' holds {count}: the multitask baseline is a one-particle file "
+                "(`bmtpt source --particles 1`); give that, or use --particles for a posterior"
+            )
+        files[method.init] = init_file
+        hashes[method.init] = file_sha256(init_file.path)
+        lengths.add(init_file.prompt.shape[0])
+    for method in methods:
+        if method.particle is not None:
+            count = files[method.init].particles.shape[0] if files[method.init].particles is not None else 0
+            if method.particle >= count:
+                raise BmtptError(
+                    f"method '{method.name}' asks for particle {method.particle}, but --particles '{method.init}' holds "
+                    f"M = {count} (particle-0 … particle-{count - 1})"
+                )
+    if len(lengths) > 1:
+        raise BmtptError(
+            f"the methods' source files have different prompt lengths ({', '.join(map(str, sorted(lengths)))}): "
+            "give --particles, --multitask and --source-prompts made with one --prompt-length"
+        )
+    return files, hashes, (lengths.pop() if lengths else None)
+
+
+def _sha256_of(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def cell_fingerprint(job: GridJob, method: Method, source_sha256: str, k: int, task: str, seed: int, pt_length: int) -> dict:
+    """Everything a finished cell depends on; a row is kept on --resume only if all of it matches."""
+    adapt = config_fingerprint(job.adapt, ignore=("checkpoint_every", "eval_every", "eval_batch_size", "seed", "prior"))
+    scoring = config_fingerprint(job.scoring, ignore=("eval_batch_size",))
+    return {
+        "method": method.name, "init": method.init, "init_sha256": source_sha256,
+        "prior": method.prior_used(job.adapt.prior), "particle": method.particle,
+        "prompt_length": pt_length if method.init == RANDOM_INIT else None,
+        "retrieval": [job.retrieval_steps, job.retrieval_measure] if method.init.startswith(RETRIEVE_PREFIX) else None,
+        "shots": k, "task": task, "seed": seed, "shot_sampling": job.shot_sampling, "dev_shots": job.dev_shots,
+        "model": job.runner.model, **adapt, **scoring, **job.data.fingerprint(), **job.runner.fingerprint(),
+    }
+
+
+def check_out(job: GridJob) -> Path:
+    """Refuse an existing, non-empty `out` without --resume or --force, and --resume with no results."""
+    out = Path(job.out)
+    results = out / RESULTS
+    if out.exists() and not out.is_dir():
+        raise BmtptError(f"'{out}' is a file: --out names the folder the grid is written to; choose another --out")
+    if job.resume and not results.is_file():
+        raise BmtptError(f"--resume given but no results at '{results}': run without --resume to start the grid")
+    if out.is_dir() and any(out.iterdir()) and not (job.resume or job.force):
+        raise BmtptError(
+            f"'{out}' already exists: pass --resume to continue its grid, --force to start over, or choose another --out"
+        )
+    check_output_directory(out)
+    return results
+
+
+def read_results(path: Path, expected: dict[tuple, dict]) -> dict[tuple, dict]:
+    """The rows of `results.jsonl` for the grid's cells, by (method, k, task, seed); a row made with
+    other settings is refused, naming the setting (a row of a cell outside the grid is kept as is)."""
+    rows = {}
+    for row in read_jsonl_records(path):
+        key = (row.get("method"), row.get("k"), row.get("task"), row.get("seed"))
+        if key in expected:
+            check_fingerprint(path, row.get("fingerprint", {}), expected[key])
+            rows[key] = row
+    return rows
+
+
+def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
+    """Run every cell of the grid not in `results.jsonl` yet, then write the table, plot and report."""
+    tasks = resolve_tasks(job.tasks)
+    results = check_out(job)
+    methods = plan_methods(job)
+    files, hashes, file_length = read_sources(job, methods)
+    pt_length = job.required_length or file_length or job.prompt_length  # pt at the length the other methods have
+    data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)  # data problems show before any write
+    seeds = job.seed_list
+    cells = [(method, k, task, seed) for k in job.shots for task in tasks for seed in seeds for method in methods]
+    expected = {
+        (m.name, k, t.name, s): cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length)
+        for m, k, t, s in cells
+    }
+    try:
+        Path(job.out).mkdir(exist_ok=True)
+    except OSError as exc:  # e.g. under /proc or on a read-only mount
+        raise BmtptError(f"cannot create files in '{Path(job.out).parent}' ({exc.strerror or exc}): choose another --out") from None
+    with OutputLock(results):
+        if job.force and not job.resume:
+            for name in OUTPUTS:
+                (Path(job.out) / name).unlink(missing_ok=True)
+        done = read_results(results, expected) if job.resume else {}
+        todo = [cell for cell in cells if (cell[0].name, cell[1], cell[2].name, cell[3]) not in done]
+        runner = load_runner(job.runner, progress=progress) if todo else None
+        rows = dict(done)
+        with progress.bar("few-shot grid", len(cells)) as update, open(results, "a", encoding="utf-8") as handle:
+            update(len(done))
+            for method, k, task, seed in todo:
+                key = (method.name, k, task.name, seed)
+                label = f"{method.name} · {k}-shot · {task.name} · seed {seed}"
+                row = _run_one(job, runner, method, k, task, seed, data[task.name], files, pt_length, expected[key],
+                               lambda record: update(len(rows), f"{label} · step {record.step}/{job.adapt.steps}"))
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                rows[key] = row
+                update(len(rows), f"{label} · {row['metric']} {row['value']:.4f}")
+        ordered = [rows[(m.name, k, t.name, s)] for m, k, t, s in cells]
+        report = _write_outputs(job, methods, tasks, seeds, ordered, hashes)
+    return report
+
+
+def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length, fingerprint, on_step) -> dict:
+    """Train and score one cell; its `results.jsonl` row."""
+    protocol = job.protocol(k)
+
+    def make_init(subset):
+        target = None
+        if method.init.startswith(RETRIEVE_PREFIX):  # the target's embedding is learnt on this cell's subset
+            target = RetrievalTarget(task.name, subset, job.data.label_style, job.retrieval_steps, job.retrieval_measure,
+                                     protocol.config(seed, method.prior))
+        return resolve_init(
+            method.init, runner, prompt_length=pt_length, required_length=job.required_length, seed=seed,
+            init_file=files.get(method.init), particle=method.particle, target=target,
+        )
+
+    cell = run_cell(runner, task, data, protocol, seed, make_init, prior=method.prior, on_step=on_step)
+    score = cell.score
+    return {
+        "method": method.name, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,
+        "metric": score.metric, "value": score.value, "metrics": score.metrics,
+        "init": method.init, "init_sha256": cell.init.sha256, "init_details": getattr(cell.init, "details", {}),
+        "prior": method.prior_used(job.adapt.prior) and cell.init.prior_mean is not None,
+        "decode": score.decode, "rules": score.rules, "invalid": score.invalid, "split": job.scoring.split,
+        "examples": score.examples, "steps": job.adapt.steps, "lr_factor": protocol.lr_factor,
+        "shot_sampling": job.shot_sampling, "subset_sha256": subset_sha256(cell.subset),
+        "selection": protocol.selection(), "model": job.runner.model, "fingerprint": fingerprint,
+    }
+
+
+def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes) -> dict:
+    """table.md, table.csv, plot.png and report.json from the grid's rows."""
+    out = Path(job.out)
+    table = build_table(
+        rows, methods=[m.name for m in methods], shots=list(job.shots),
+        tasks=[(t.name, t.benchmark, t.metric) for t in tasks], seeds=seeds,
+    )
+    decode = sorted({row["decode"] for row in rows})
+    notes = [
+        f"model {job.runner.model} · {job.scoring.split} split · decode {', '.join(decode)} · rank score "
+        f"{job.scoring.rank_score} · {job.adapt.steps} steps · lr × 1/3 at k = 4 · {job.shot_sampling.replace('task', 'k per task').replace('class', 'k per class')}",
+        f"mean ± std over seeds {', '.join(map(str, seeds))}, in points (metric × 100); an average is taken per seed, then over seeds.",
+        "methods: " + "; ".join(f"{m.name} = {_describe(m, job)}" for m in methods),
+    ]
+    title = "Few-shot results (bmtpt fewshot)"
+    write_text_atomic(out / TABLE_MD, table_markdown(table, title=title, notes=notes))
+    write_text_atomic(out / TABLE_CSV, table_csv(table))
+    write_plot(out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds")
+    report = {
+        "table": table,
+        "methods": [{"name": m.name, "init": m.init, "init_sha256": hashes.get(m.init, ""), "prior": m.prior_used(job.adapt.prior),
+                     "particle": m.particle, "description": _describe(m, job)} for m in methods],
+        "protocol": {**job.protocol(job.shots[0]).describe(), "shots": list(job.shots), "seeds": seeds,
+                     "lr_factor": {str(k): job.protocol(k).lr_factor for k in job.shots}},
+        "notes": notes, "model": job.runner.model, "cells": len(rows),
+        "settings": job.settings, "data": job.data.provenance(resolve_tasks(job.tasks)),
+        "provenance": provenance(job.runner.device),
+    }
+    write_report(out / REPORT, report)
+    return report
+
+
+def _describe(method: Method, job: GridJob) -> str:
+    prior = "with the prior" if method.prior_used(job.adapt.prior) else "no prior"
+    if method.init == RANDOM_INIT:
+        return "random vocabulary init from each seed, no prior (vanilla prompt tuning)"
+    if method.name == "multitask":
+        return f"the one-particle prompt of {method.init}, {prior} (vanilla multi-task transfer)"
+    if method.particle is not None:
+        return f"particle {method.particle} of {method.init}, {prior}"
+    if method.init.startswith(RETRIEVE_PREFIX):
+        return (f"the prompt in {method.init[len(RETRIEVE_PREFIX):]} nearest to the target's task embedding "
+                f"({job.retrieval_measure} similarity, {job.retrieval_steps} steps on the k-shot subset), {prior} (SPoT-style)")
+    return f"the particle mean of {method.init}, {prior}"
