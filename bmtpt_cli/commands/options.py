@@ -57,9 +57,11 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
 
 
 def _ordered_fields(settings_cls) -> list[str]:
-    """Field names grouped by help panel (in `PANELS` order), declaration order within a panel."""
+    """The fields that get an option (all, or the settings class's `command_line`), grouped by help
+    panel (in `PANELS` order), declaration order within a panel."""
     fields = settings_cls.model_fields
-    return sorted(fields, key=lambda name: PANELS.index(_panel(fields[name])))
+    shown = getattr(settings_cls, "command_line", None) or tuple(fields)  # a command may leave shared settings out
+    return sorted((name for name in fields if name in shown), key=lambda name: PANELS.index(_panel(fields[name])))
 
 
 def _panel(field: FieldInfo) -> str:

@@ -1,0 +1,274 @@
+"""The README.md model card every export carries: what the prompts are, how well and how they were made.
+
+Everything comes from the prompts file's metadata (SPEC §3 output): the base model, the tasks, the
+kept dev metrics and best step, the init and prior, the recorded settings and provenance. A code
+snippet shows how to load the export (with PEFT, or as a plain tensor), for the formats of SPEC §8.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from bmtpt_cli import __version__
+from bmtpt_cli.runner.model import TINY_MODEL, TOY_MODEL
+
+PAPER = "Lee, Jeong, Yun, Kim, *Bayesian Multi-Task Transfer Learning for Soft Prompt Tuning*, Findings of EMNLP 2023"
+BUILT_IN_MODELS = {TINY_MODEL: "bmtpt's offline random-weight test model", TOY_MODEL: "bmtpt's shipped toy T5"}
+LAYOUTS = {
+    "peft": "PEFT prompt tuning (`PROMPT_TUNING`, `SEQ_2_SEQ_LM`), one adapter per task",
+    "peft-multitask": "PEFT multitask prompt tuning (`MULTITASK_PROMPT_TUNING`, rank 1), one adapter for all tasks",
+    "safetensors": "plain safetensors tensors, one composed prompt `prompt_embeddings` (l, d) per task",
+}
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What a model card reports about one export."""
+
+    base_model: str
+    layout: str  # a key of LAYOUTS
+    tasks: list[str]
+    locations: dict[str, str]  # task -> the adapter directory or tensor file, as the user passed --out
+    task_ids: dict[str, int] | None  # multitask: task -> the task_ids value that selects it
+    source: str  # the prompts file exported
+    source_sha256: str
+    metadata: dict[str, str]  # the prompts file's
+    made_by: str | None  # the bmtpt command whose settings the prompts file records (None: not known)
+    exported_with: str  # the `bmtpt export` command line
+    formats: dict[str, tuple[str, tuple[str, ...] | None]]  # task -> (input template, targets; None: free text)
+
+
+def command_line(command: str, config: dict) -> str:
+    """`bmtpt COMMAND --flag value …` with every set value of `config` (a resolved settings dump) as a flag.
+
+    Booleans become `--x` / `--no-x`, lists `a,b`; unset (None) values are left out.
+    """
+    parts = ["bmtpt", command]
+    for name, value in config.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, list):
+            parts += [flag, ",".join(map(str, value))]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def preset_text(command: str, config: dict) -> str:
+    """A preset file holding every set value of `config` under `[command]`: passed with --preset (and no
+    flags or BMTPT_* variables), it resolves to exactly these settings, the unset ones at their defaults."""
+    lines = [f"[{command}]"]
+    for name, value in config.items():
+        if value is not None:
+            lines.append(f"{name} = {_toml(value)}")
+    return "\n".join(lines)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+
+def recorded_command(config: dict, settings_by_command: dict[str, frozenset[str]]) -> str | None:
+    """The bmtpt command whose settings `config` records: the one with exactly these setting names, else
+    the only one that has all of them (an older file lacks newer settings); None when it is unclear."""
+    keys = frozenset(config)
+    exact = [name for name, fields in settings_by_command.items() if fields == keys]
+    covering = [name for name, fields in settings_by_command.items() if keys <= fields]
+    found = exact or covering
+    return found[0] if len(found) == 1 else None
+
+
+def model_card(facts: CardFacts, tasks: list[str] | None = None) -> str:
+    """The README.md text for the export, or for the part of it that holds `tasks`."""
+    tasks = tasks or facts.tasks
+    sections = [
+        _front_matter(facts),
+        _summary(facts, tasks),
+        _metrics(facts, tasks),
+        _making(facts),
+        _inputs(facts, tasks),
+        _loading(facts, tasks),
+    ]
+    return "\n".join(sections).rstrip() + "\n"
+
+
+def _json(meta: dict[str, str], key: str) -> dict:
+    try:
+        value = json.loads(meta.get(key, "{}"))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _is_hub_id(model: str) -> bool:
+    return model not in BUILT_IN_MODELS and not model.startswith(("/", ".", "~")) and model.count("/") <= 1 and not Path(model).exists()
+
+
+def _front_matter(facts: CardFacts) -> str:
+    lines = ["---"]
+    if facts.layout.startswith("peft"):
+        lines.append("library_name: peft")
+    if _is_hub_id(facts.base_model):
+        lines.append(f"base_model: {facts.base_model}")
+    lines += ["tags:", "- bmtpt", "- prompt-tuning", "- soft-prompt", "---", ""]
+    return "\n".join(lines)
+
+
+def _summary(facts: CardFacts, tasks: list[str]) -> str:
+    meta = facts.metadata
+    plural = "s" if len(tasks) > 1 else ""
+    lines = [
+        f"# Soft prompt{plural} for `{facts.base_model}`: {', '.join(tasks)}",
+        "",
+        f"Target prompt{plural} θ_k = W ⊙ (a_k b_kᵀ) trained by bmtpt with Bayesian Multi-Task "
+        f"Prompt Tuning ({PAPER}) on a frozen T5; the model's own weights are unchanged.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| base model | `{facts.base_model}` (frozen)"
+        + (f"; the prompts were trained on `{meta.get('bmtpt.model')}`" if meta.get("bmtpt.model") != facts.base_model else "")
+        + " |",
+        f"| prompt | l = {meta.get('bmtpt.prompt_length')} vectors of width d = {meta.get('bmtpt.d_model')}, prepended to the encoder's input embeddings |",
+        f"| format | {LAYOUTS[facts.layout]} |",
+        f"| exported from | `{facts.source}` (sha256 `{facts.source_sha256}`) |",
+        f"| bmtpt | trained with {meta.get('bmtpt.version', '?')}, exported with {__version__} |",
+        "",
+    ]
+    if meta.get("bmtpt.model") == TINY_MODEL:
+        lines += ["The `tiny` model has random weights: these prompts check the pipeline, not the method.", ""]
+    return "\n".join(lines)
+
+
+def _metrics(facts: CardFacts, tasks: list[str]) -> str:
+    meta = facts.metadata
+    dev, names = _json(meta, "bmtpt.dev_metrics"), _json(meta, "bmtpt.dev_metric_names")
+    header = "| task | task id | where | dev metric | dev value |" if facts.task_ids else "| task | where | dev metric | dev value |"
+    lines = ["## Tasks and dev metrics", "", header, "|" + "---|" * header.count(" | ") + "---|"]
+    for task in tasks:
+        value = dev.get(task)
+        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "not recorded"
+        cells = [task] + ([str(facts.task_ids[task])] if facts.task_ids else []) + [f"`{facts.locations[task]}`", names.get(task, "main metric"), shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if "bmtpt.best_step" in meta:
+        lines += [
+            f"The prompts are those of step {meta['bmtpt.best_step']}, where the mean dev metric of the tasks trained "
+            f"together ({', '.join(t for t in meta.get('bmtpt.tasks', '').split(',') if t)}) was best; "
+            "dev is each task's validation split of the bmtpt protocol (docs/SPEC.md §7), not its test split.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _making(facts: CardFacts) -> str:
+    meta = facts.metadata
+    provenance = _json(meta, "bmtpt.provenance")
+    lines = ["## How it was made", ""]
+    if "bmtpt.init" in meta:
+        init = meta["bmtpt.init"]
+        sha = meta.get("bmtpt.init_sha256")
+        lines.append(f"- init: `{init}`" + (f" (sha256 `{sha}`)" if sha else ""))
+    if "bmtpt.prior" in meta:
+        lines.append(f"- prior: {meta['bmtpt.prior']}")
+    if provenance:
+        versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items() if v)
+        lines.append(f"- trained {provenance.get('created', '?')} on {provenance.get('device', '?')}"
+                     + (f", code {provenance['git']}" if provenance.get("git") else "") + (f" ({versions})" if versions else ""))
+    lines.append("")
+    config = _json(meta, "bmtpt.config")
+    if facts.made_by and config:
+        lines += [
+            f"Every setting the run recorded, as a preset: save it as `{facts.made_by}-run.toml` and "
+            f"`bmtpt {facts.made_by} --preset {facts.made_by}-run.toml` repeats the run (paths are as the run saw them).", "",
+            "```toml", preset_text(facts.made_by, config), "```", "",
+        ]
+    elif config:
+        lines += ["The settings the run recorded (`bmtpt.config`):", "", "```json",
+                  json.dumps(config, indent=2, sort_keys=True), "```", ""]
+    lines += ["Exported with:", "", "```bash", facts.exported_with, "```", ""]
+    return "\n".join(lines)
+
+
+def _inputs(facts: CardFacts, tasks: list[str]) -> str:
+    data = _json(facts.metadata, "bmtpt.data")
+    form = "`field: value` pairs" if data.get("taskless") else "the task name, then `field: value` pairs"
+    lines = [
+        "## Inputs and outputs", "",
+        f"Format inputs as bmtpt did when training ({form}, docs/SPEC.md §7); the prompts were trained to write:", "",
+        "| task | input | target |", "|---|---|---|",
+    ]
+    for task in tasks:
+        template, targets = facts.formats.get(task, ("(not a task this bmtpt knows)", None))
+        shown = " / ".join(f"`{t}`" for t in targets) if targets else "free text"
+        lines.append(f"| {task} | `{template}` | {shown} |")
+    return "\n".join([*lines, ""])
+
+
+def _base_loading(facts: CardFacts) -> list[str]:
+    if facts.base_model in BUILT_IN_MODELS:
+        return [
+            "from bmtpt_cli.runner.model import load_frozen_t5",
+            "",
+            f'base, tokenizer = load_frozen_t5("{facts.base_model}")  # {BUILT_IN_MODELS[facts.base_model]}',
+        ]
+    return [
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+        "",
+        f'base = AutoModelForSeq2SeqLM.from_pretrained("{facts.base_model}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{facts.base_model}")',
+    ]
+
+
+def _loading(facts: CardFacts, tasks: list[str]) -> str:
+    task = tasks[0]
+    template = facts.formats.get(task, (f"{task} …", None))[0]
+    text = f"text = {json.dumps(template, ensure_ascii=False)}  # fill in the fields as above"
+    if facts.layout == "peft":
+        code = [
+            "from peft import PeftModel", *_base_loading(facts),
+            f'model = PeftModel.from_pretrained(base, "{facts.locations[task]}")',
+            text,
+            'inputs = tokenizer([text], return_tensors="pt")',
+            "output = model.generate(**inputs, max_new_tokens=8)",
+            "print(tokenizer.batch_decode(output, skip_special_tokens=True))",
+        ]
+        note = "PEFT (0.10 or later) loads each task's directory as a prompt-tuning adapter:"
+    elif facts.layout == "peft-multitask":
+        ids = ", ".join(f'"{t}": {i}' for t, i in facts.task_ids.items())
+        code = [
+            "import torch", "from peft import PeftModel", *_base_loading(facts),
+            f'model = PeftModel.from_pretrained(base, "{facts.locations[task]}")',
+            f"task_ids = {{{ids}}}  # also in task_ids.json",
+            text,
+            'inputs = tokenizer([text], return_tensors="pt")',
+            f'output = model.generate(**inputs, task_ids=torch.tensor([task_ids["{task}"]]), max_new_tokens=8)',
+            "print(tokenizer.batch_decode(output, skip_special_tokens=True))",
+        ]
+        note = ("PEFT (0.10 or later) loads the directory as one multitask prompt-tuning adapter; each example "
+                "picks its task's prompt W ⊙ (a_k b_kᵀ) by `task_ids` (one id per example, in forward and generate):")
+    else:
+        code = [
+            "import torch", "from safetensors.torch import load_file", *_base_loading(facts),
+            f'prompt = load_file("{facts.locations[task]}")["prompt_embeddings"]  # (l, d)',
+            text,
+            'inputs = tokenizer([text], return_tensors="pt")',
+            "embeds = torch.cat([prompt[None], base.get_input_embeddings()(inputs.input_ids)], dim=1)",
+            "mask = torch.cat([torch.ones(1, prompt.shape[0], dtype=inputs.attention_mask.dtype), inputs.attention_mask], dim=1)",
+            "output = base.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=8)",
+            "print(tokenizer.batch_decode(output, skip_special_tokens=True))",
+        ]
+        note = ("Each file holds one task's composed prompt; prepend it to the input embeddings and extend the "
+                "attention mask by l ones:")
+    return "\n".join(["## Load it", "", note, "", "```python", *code, "```", ""])
