@@ -112,10 +112,21 @@ def _loss_and_gradients(
     shard = dist.shard(pairs)
     batch = runner.encode([e.source for _, e in shard], [e.target for _, e in shard])
     tokens = dist.sum(target_tokens(batch).float())
-    ce_sum = runner.batch_loss_sum(prompts([task_index[name] for name, _ in shard]), batch)
+    shard_ids = [task_index[name] for name, _ in shard]
+    plan = runner.pass_plan(1, batch, prompts.shared.shape[0])  # B sequences, each under its own prompt
     use_prior = config.prior and prior_mean is not None
     prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if use_prior else torch.zeros(())
-    (ce_sum / tokens + prior / dist.world_size).backward()
+    if not plan.chunked:
+        ce_sum = runner.batch_loss_sum(prompts(shard_ids), batch)
+        (ce_sum / tokens + prior / dist.world_size).backward()
+    else:  # passes of the plan's examples, gradients accumulated in .grad (the same sum to round-off)
+        ce_sum = torch.zeros((), device=batch.input_ids.device)
+        for _, rows in plan.chunks():
+            part = runner.batch_loss_sum(prompts(shard_ids[rows]), batch.rows(rows))
+            (part / tokens).backward()
+            ce_sum = ce_sum + part.detach()
+        if use_prior:
+            (prior / dist.world_size).backward()
     sum_gradients(dist, list(prompts.parameters()))
     return dist.sum(ce_sum.detach()) / tokens, prior.detach()
 

@@ -15,7 +15,7 @@ DECODE_MODES = ("rank", "generate")
 RANK_SCORES = ("sum", "mean")
 """Rank scoring's score of a candidate: the sum of its token log-probabilities (EOS included: its
 log-likelihood as a string, which favours short label words), or their mean (length-normalised)."""
-MAX_PAIRS_PER_PASS = 512  # (example, candidate) pairs per forward pass when ranking
+MAX_PAIRS_PER_PASS = 512  # at most this many (example, candidate) pairs per rank-scoring pass
 
 
 @dataclass
@@ -50,15 +50,21 @@ def rank(
     """For each example, the candidate with the highest score (never an invalid label): its
     log-likelihood (`sum`), or that divided by its number of target tokens (`mean`).
 
-    Examples go in chunks of at most MAX_PAIRS_PER_PASS (example, candidate) pairs, sorted by
-    length so a chunk pads little; each example is encoded once for all of its candidates.
+    Examples go in length-sorted chunks sized to a token budget (`runner.eval_chunks`: the
+    runner's `eval_tokens` padded positions, or sized from the device; at most MAX_PAIRS_PER_PASS
+    (example, candidate) pairs), so a chunk pads little; each example is encoded once for all of
+    its candidates.
     """
     choices = [e.candidates or default_candidates for e in examples]
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].source))
     predictions: list[str] = [""] * len(examples)
-    chunk: list[int] = []
-
-    def flush() -> None:
+    decoder_positions = max(
+        (sum(_target_length(runner, c) for c in candidates) for candidates in set(choices)), default=1
+    )  # the candidates of one example, all through the decoder
+    most_candidates = max((len(candidates) for candidates in choices), default=1)
+    for chunk in runner.eval_chunks(
+        [e.source for e in examples], prompt.shape[0], target_length=decoder_positions,
+        cap=max(1, MAX_PAIRS_PER_PASS // most_candidates),
+    ):
         prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (B, l, d)
         scores = runner.candidate_log_likelihoods(prompts, [examples[i].source for i in chunk], [choices[i] for i in chunk])
         for i, example_scores in zip(chunk, scores):
@@ -67,17 +73,6 @@ def rank(
                     [_target_length(runner, c) for c in choices[i]], dtype=example_scores.dtype, device=example_scores.device
                 )
             predictions[i] = choices[i][int(example_scores.argmax())]
-        chunk.clear()
-
-    pairs = 0
-    for i in order:
-        if chunk and pairs + len(choices[i]) > MAX_PAIRS_PER_PASS:
-            flush()
-            pairs = 0
-        chunk.append(i)
-        pairs += len(choices[i])
-    if chunk:
-        flush()
     return predictions
 
 
@@ -99,15 +94,21 @@ def predict(
     """Predicted target strings for `examples` under one prompt `(l, d)`.
 
     `rank` picks each example's best candidate (its own `candidates`, else `candidates`);
-    `generate` decodes greedily and returns the generated text as it is.
+    `generate` decodes greedily and returns the generated text as it is, in length-sorted chunks
+    (`runner.eval_chunks`) of at most `batch_size` examples.
     """
     if decode == "rank":
         return rank(runner, prompt, examples, candidates, rank_score)
-    predictions: list[str] = []
+    predictions: list[str] = [""] * len(examples)
     max_new = max(len(runner.tokenizer(w).input_ids) for w in candidates) if candidates else None
-    for start in range(0, len(examples), batch_size):
-        chunk = [e.source for e in examples[start : start + batch_size]]
-        predictions.extend(runner.generate(prompt.unsqueeze(0).expand(len(chunk), -1, -1), chunk, max_new_tokens=max_new))
+    for chunk in runner.eval_chunks(
+        [e.source for e in examples], prompt.shape[0], target_length=max_new or runner.max_target_length, cap=batch_size
+    ):
+        texts = runner.generate(
+            prompt.unsqueeze(0).expand(len(chunk), -1, -1), [examples[i].source for i in chunk], max_new_tokens=max_new
+        )
+        for i, text in zip(chunk, texts):
+            predictions[i] = text
     return predictions
 
 

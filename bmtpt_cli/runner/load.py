@@ -28,6 +28,8 @@ class RunnerConfig:
     grad_checkpointing: bool
     max_source_length: int
     max_target_length: int
+    chunk_sequences: int | None = None  # sequences per training pass (None: the automatic plan)
+    eval_tokens: int | None = None  # padded tokens per evaluation pass (None: sized from the device)
 
     def fingerprint(self) -> dict:
         """The runner settings that change a run's numbers (beside the model, fingerprinted on its own)."""
@@ -55,6 +57,8 @@ def load_runner(config: RunnerConfig, device: torch.device | None = None, progre
         max_source_length=config.max_source_length,
         max_target_length=config.max_target_length,
         autocast_dtype=dtype,
+        chunk_sequences=config.chunk_sequences,
+        eval_tokens=config.eval_tokens,
     )
 
 
@@ -71,11 +75,14 @@ def check_step_fits(
 ) -> None:
     """Refuse, before anything is allocated, a training step that would not fit in memory.
 
-    The step's peak is estimated from the model's shape, `sequences` prompted sequences per step
-    and the longest source and target among (up to 2,000 of) `examples`, capped at the runner's
-    maximum lengths (`runtime.memory.estimate_training_bytes`). Gradient checkpointing stores far
-    less, so a run with it is not checked.
+    The step's peak is estimated from the model's shape, the sequences of one pass of the step's
+    chunk plan (the runner's `chunk_sequences`, or the automatic plan's chunk of the `sequences`
+    prompted sequences per step: `runner/plan.py`) and the longest source and target among (up to
+    2,000 of) `examples`, capped at the runner's maximum lengths
+    (`runtime.memory.estimate_training_bytes`). Gradient checkpointing stores far less, so a run
+    with it is not checked.
     """
+    from bmtpt_cli.runner.plan import sequences_per_pass
     from bmtpt_cli.runtime.memory import available_bytes, check_fits, estimate_training_bytes, t5_dims
 
     model = runner.model
@@ -86,8 +93,13 @@ def check_step_fits(
     source = min(runner.max_source_length, max(len(runner.tokenizer(e.source).input_ids) for e in sample))
     target = min(runner.max_target_length, max(len(runner.tokenizer(e.target).input_ids) for e in sample))
     dtype_bytes = 2 if runner.autocast_dtype == torch.bfloat16 else 4
-    estimate = estimate_training_bytes(
-        **t5_dims(runner.model.config), sequences=sequences, source_length=prompt_length + source,
-        target_length=target, trainable_elements=trainable_elements, dtype_bytes=dtype_bytes, particles=particles,
-    )
-    check_fits(estimate, available_bytes(runner.device), what=what.format(length=prompt_length + source), lower=lower)
+    dims, available = t5_dims(runner.model.config), available_bytes(runner.device)
+    shape = dict(source_length=prompt_length + source, target_length=target, trainable_elements=trainable_elements,
+                 dtype_bytes=dtype_bytes, particles=particles)
+    if runner.chunk_sequences is not None:
+        per_pass = min(sequences, runner.chunk_sequences)
+    else:  # the automatic plan's chunk at the longest lengths (on a GPU: the largest that fits, at least 1)
+        per_pass, _ = sequences_per_pass(device_type=runner.device.type, memory_bytes=available, dims=dims,
+                                         sequences=sequences, **shape)
+    estimate = estimate_training_bytes(**dims, sequences=per_pass, **shape)
+    check_fits(estimate, available, what=what.format(length=prompt_length + source), lower=lower)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bmtpt_cli.runner.plan import PassPlan, examples_per_eval_pass, length_buckets, plan_step
 from bmtpt_cli.runner.prompts import vocab_candidate_ids
 
 IGNORE_INDEX = -100
+TOKEN_CACHE_SIZE = 200_000  # texts whose token ids the runner keeps (cleared when full)
 
 
 @dataclass
@@ -28,6 +30,11 @@ class EncodedBatch:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def rows(self, index: slice) -> "EncodedBatch":
+        """The examples `index` of this batch (views, the batch's padding kept)."""
+        labels = self.labels[index] if self.labels is not None else None
+        return EncodedBatch(self.input_ids[index], self.attention_mask[index], labels)
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -57,6 +64,8 @@ class FrozenT5Runner:
         max_source_length: int = 256,
         max_target_length: int = 128,
         autocast_dtype: torch.dtype | None = None,
+        chunk_sequences: int | None = None,
+        eval_tokens: int | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -64,6 +73,11 @@ class FrozenT5Runner:
         self.max_target_length = max_target_length
         self.autocast_dtype = autocast_dtype  # e.g. torch.bfloat16: the LM runs in it, prompts stay float32
         self._vocab_candidates: dict[int, torch.Tensor] = {}
+        self._token_cache: dict[tuple[str, int], list[int]] = {}  # (text, max length) → token ids
+        self.chunk_sequences = chunk_sequences  # None: the chunk plan is chosen from device and shapes (`plan`)
+        self.eval_tokens = eval_tokens  # None: evaluation chunks are sized from device and shapes
+        self._memory_bytes: int | None = None  # read once, at the first plan: plans stay deterministic
+        self.last_plan: PassPlan | None = None  # the plan `pass_plan` chose last (a step logs it)
         # The decoder cache's keyword: `cache` in newer transformers 5, `past_key_values` before. Read
         # from the class, so a compiled `model.forward` (a generic wrapper) does not hide it.
         forward = inspect.signature(type(model).forward).parameters
@@ -102,22 +116,85 @@ class FrozenT5Runner:
             self._vocab_candidates[top_k] = ids[ids < self.vocab_embeddings.shape[0]]
         return self._vocab_candidates[top_k].clone()
 
+    # ----------------------------------------------------------------------------- chunk plans
+    @property
+    def memory_bytes(self) -> int:
+        """Memory available to this process on the model's device, read once (at the first plan)."""
+        if self._memory_bytes is None:
+            from bmtpt_cli.runtime.memory import available_bytes
+
+            self._memory_bytes = available_bytes(self.device)
+        return self._memory_bytes
+
+    def _plan_shape(self) -> dict:
+        from bmtpt_cli.runtime.memory import t5_dims
+
+        return {"device_type": self.device.type, "dims": t5_dims(self.model.config),
+                "dtype_bytes": 2 if self.autocast_dtype == torch.bfloat16 else 4}
+
+    def pass_plan(self, particles: int, batch: EncodedBatch, prompt_length: int) -> PassPlan:
+        """How a step of `particles` prompts on `batch` goes through the model (`plan.plan_step`):
+        from the device type, its memory, the model's shape and the batch's padded lengths."""
+        shape = self._plan_shape()
+        memory = self.memory_bytes if shape["device_type"] != "cpu" and self.chunk_sequences is None else 0
+        self.last_plan = plan_step(
+            particles=particles, examples=len(batch), memory_bytes=memory,
+            source_length=prompt_length + batch.input_ids.shape[1], target_length=batch.labels.shape[1],
+            trainable_elements=particles * prompt_length * self.d_model, chunk_sequences=self.chunk_sequences, **shape,
+        )
+        return self.last_plan
+
+    def eval_chunks(self, sources: list[str], prompt_length: int, *, target_length: int = 1, cap: int | None = None) -> list[list[int]]:
+        """The examples of an evaluation in passes: sorted by token length and cut into chunks of at
+        most `eval_tokens` padded (prompt + input) positions, or sized from the device (`plan`), and
+        at most `cap` examples; `target_length`: decoder positions per example (all its candidates)."""
+        lengths = [prompt_length + len(ids) for ids in self._token_ids(list(sources), self.max_source_length)]
+        shape = self._plan_shape()
+        memory = self.memory_bytes if shape["device_type"] != "cpu" and self.eval_tokens is None else 0
+
+        def per_pass(length: int) -> int:
+            return examples_per_eval_pass(length=length, target_length=target_length, memory_bytes=memory,
+                                          eval_tokens=self.eval_tokens, cap=cap, **shape)
+
+        return length_buckets(lengths, per_pass)
+
     # ----------------------------------------------------------------------------- tokenising
     def encode(self, sources: list[str], targets: list[str] | None = None) -> EncodedBatch:
         """Tokenise sources (and targets as labels), padded to the batch's longest, on the model's device."""
-        enc = self.tokenizer(
-            list(sources), max_length=self.max_source_length, truncation=True, padding=True, return_tensors="pt"
-        )
+        input_ids, attention_mask = self._padded(self._token_ids(sources, self.max_source_length))
         labels = self.encode_targets(targets) if targets is not None else None
-        return EncodedBatch(enc.input_ids.to(self.device), enc.attention_mask.to(self.device), labels)
+        return EncodedBatch(input_ids.to(self.device), attention_mask.to(self.device), labels)
 
     def encode_targets(self, targets: list[str]) -> torch.Tensor:
         """Target token ids `(N, t)` with padding set to IGNORE_INDEX, on the model's device."""
-        labels = self.tokenizer(
-            list(targets), max_length=self.max_target_length, truncation=True, padding=True, return_tensors="pt"
-        ).input_ids
-        labels[labels == self.tokenizer.pad_token_id] = IGNORE_INDEX
-        return labels.to(self.device)
+        labels, _ = self._padded(self._token_ids(targets, self.max_target_length))
+        return labels.masked_fill(labels == self.tokenizer.pad_token_id, IGNORE_INDEX).to(self.device)
+
+    def _token_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """Each text's token ids (truncated to `max_length`), tokenised once per text and kept: a
+        training run draws the same examples again and again (benchmark 1: tokenising was the largest
+        part of a tiny step beyond the model's forward and backward)."""
+        cache = self._token_cache
+        missing = [text for text in dict.fromkeys(texts) if (text, max_length) not in cache]
+        if missing:
+            if len(cache) + len(missing) > TOKEN_CACHE_SIZE:
+                cache.clear()
+            ids = self.tokenizer(missing, max_length=max_length, truncation=True).input_ids
+            cache.update(((text, max_length), row) for text, row in zip(missing, ids))
+        return [cache[(text, max_length)] for text in texts]
+
+    def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id rows padded with the pad id to the longest, on the tokenizer's padding side (T5's:
+        the right): ids and mask `(N, n)` int64, what the tokenizer's `padding=True` gives."""
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id
+        if getattr(self.tokenizer, "padding_side", "right") == "left":
+            ids = [[pad] * (width - len(row)) + row for row in rows]
+            mask = [[0] * (width - len(row)) + [1] * len(row) for row in rows]
+        else:
+            ids = [row + [pad] * (width - len(row)) for row in rows]
+            mask = [[1] * len(row) + [0] * (width - len(row)) for row in rows]
+        return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
 
     # ----------------------------------------------------------------------------- forward pieces
     def prompted_inputs(
@@ -143,8 +220,9 @@ class FrozenT5Runner:
     def particle_losses(self, particles: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
         """Mean LM cross-entropy of each particle on the same B examples: `(M, l, d)` → `(M,)`.
 
-        All M·B sequences go through the model in ONE forward pass; particle j's loss is the token mean
-        over its B sequences (the Hugging Face loss of the B examples under prompt j).
+        All M·B sequences go through the model in ONE forward pass (a step cuts them into the passes of
+        `pass_plan`); particle j's loss is the token mean over its B sequences (the Hugging Face loss
+        of the B examples under prompt j).
         """
         return self.particle_loss_sums(particles, batch) / target_tokens(batch)
 

@@ -18,7 +18,8 @@ from bmtpt_cli.data.sampling import source_batch
 from bmtpt_cli.data.task import TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.prompts import sample_vocab_prompts
-from bmtpt_cli.runner.runner import FrozenT5Runner, target_tokens
+from bmtpt_cli.runner.plan import PassPlan
+from bmtpt_cli.runner.runner import EncodedBatch, FrozenT5Runner, target_tokens
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
 from bmtpt_cli.runtime.schedule import linear_schedule
@@ -64,6 +65,8 @@ class StepRecord:
     bandwidth: float
     mean_distance: float
     lr: float
+    passes: int = 1  # passes of the frozen T5 the step's M·B sequences took (the chunk plan)
+    plan: str | None = None  # the chunk plan, logged on the first step and whenever it changes
 
 
 @dataclass
@@ -74,6 +77,7 @@ class SourceState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     damping: float
+    plan: str | None = None  # the last step's chunk plan (logged again only when it changes)
 
 
 def init_particles(runner: FrozenT5Runner, config: SourceConfig, generator: torch.Generator) -> torch.Tensor:
@@ -124,7 +128,8 @@ def svgd_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Set `particles.grad` to −φ_damped for one batch; returns the per-particle losses `(M,)` and h.
 
-    One forward/backward over all M·B sequences (this process's share of them when data-parallel);
+    One forward/backward over all M·B sequences (this process's share of them when data-parallel), or
+    the passes of the runner's chunk plan (`runner.pass_plan`, recorded in `runner.last_plan`);
     scores s_j = −c ∇L_j; φ from `svgd_direction`, identical on every process. The phases run in
     `torch.profiler.record_function` ranges named `bmtpt.encode`, `.forward`, `.backward`,
     `.reduce` and `.svgd`, so a profile of the shipped step shows where its time goes.
@@ -133,11 +138,15 @@ def svgd_step(
     with record_function("bmtpt.encode"):
         batch = runner.encode([e.source for e in shard], [e.target for e in shard])
     per_example = loss_weighting == "examples"
-    with record_function("bmtpt.forward"):
-        sums = runner.particle_loss_sums(particles, batch, per_example=per_example)  # (M,) loss sums over this share
-    with record_function("bmtpt.backward"):
-        # L_j depends on θ_j only, so the gradient of the sum is every particle's own gradient.
-        (grads,) = torch.autograd.grad(sums.sum(), particles)  # (M, l, d)
+    plan = runner.pass_plan(particles.shape[0], batch, particles.shape[1])
+    if plan.chunked:
+        sums, grads = _chunked_sums_and_grads(runner, particles, batch, plan, per_example=per_example)
+    else:
+        with record_function("bmtpt.forward"):
+            sums = runner.particle_loss_sums(particles, batch, per_example=per_example)  # (M,) loss sums over this share
+        with record_function("bmtpt.backward"):
+            # L_j depends on θ_j only, so the gradient of the sum is every particle's own gradient.
+            (grads,) = torch.autograd.grad(sums.sum(), particles)  # (M, l, d)
     with record_function("bmtpt.reduce"):
         count = torch.tensor(len(shard), device=sums.device) if per_example else target_tokens(batch)
         totals = dist.sum(torch.cat([sums.detach(), count.to(sums.dtype).view(1)]))  # (M + 1,)
@@ -151,6 +160,29 @@ def svgd_step(
         phi = svgd_direction(flat, scores.flatten(1), damping=damping, bandwidth=h, kernel=kernel)  # (M, D)
         particles.grad = -phi.view_as(particles)  # the optimizer ascends along φ
     return losses.detach(), h
+
+
+def _chunked_sums_and_grads(
+    runner: FrozenT5Runner, particles: torch.Tensor, batch: EncodedBatch, plan: PassPlan, *, per_example: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss sums `(M,)` and their gradients `(M, l, d)` of `particle_loss_sums`, pass by pass of
+    `plan` (SPEC §2 batch): each pass's graph is freed before the next, so the peak is one pass's.
+
+    The losses are separable — a sequence's loss depends on its own particle only — so accumulating
+    the passes' sums and gradients gives the one-pass result up to float32 summation order.
+    """
+    theta = particles.detach()  # (M, l, d)
+    sums = torch.zeros(theta.shape[0], device=theta.device)  # (M,)
+    grads = torch.zeros_like(theta)  # (M, l, d)
+    for rows, examples in plan.chunks():
+        leaf = theta[rows].requires_grad_(True)  # (m, l, d) this pass's particles
+        with record_function("bmtpt.forward"):
+            part = runner.particle_loss_sums(leaf, batch.rows(examples), per_example=per_example)  # (m,)
+        with record_function("bmtpt.backward"):
+            (grad,) = torch.autograd.grad(part.sum(), leaf)  # (m, l, d)
+        sums[rows] += part.detach().to(sums.dtype)
+        grads[rows] += grad
+    return sums, grads
 
 
 def source_update(
@@ -178,14 +210,20 @@ def source_update(
         state.scheduler.step()
     if not torch.isfinite(state.particles).all():
         raise BmtptError(f"particles became non-finite at step {step}: lower --lr; {stopped()}")
-    return StepRecord(
+    plan = runner.last_plan
+    described = str(plan) if plan is not None else None
+    record = StepRecord(
         step=step,
         loss=losses.mean().item(),
         particle_losses=[round(v, 6) for v in losses.tolist()],
         bandwidth=float(h),
         mean_distance=mean_pairwise_distance(state.particles.detach()),
         lr=lr,
+        passes=plan.passes if plan is not None else 1,
+        plan=described if described != state.plan else None,
     )
+    state.plan = described
+    return record
 
 
 def train_source(

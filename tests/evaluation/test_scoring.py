@@ -4,7 +4,6 @@ import torch
 
 from bmtpt_cli.data.registry import get_task
 from bmtpt_cli.data.task import Task, TextExample
-from bmtpt_cli.evaluation import scoring
 from bmtpt_cli.evaluation.scoring import decode_mode, predict, score_task
 
 
@@ -13,7 +12,7 @@ def _loglik(runner, prompt, source, target):
 
 
 def test_rank_picks_each_examples_most_likely_own_candidate(runner, monkeypatch):
-    monkeypatch.setattr(scoring, "MAX_PAIRS_PER_PASS", 3)  # several passes, pairs split mid-example
+    monkeypatch.setattr(runner, "eval_tokens", 80)  # passes of at most 80 padded positions: 2 + 1 examples
     prompt = torch.randn(4, runner.d_model, generator=torch.Generator().manual_seed(0))
     examples = [
         TextExample("q: who won? passage: Ann beat Bo.", "Ann", None, candidates=("Ann", "Bo")),
