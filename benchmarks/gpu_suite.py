@@ -241,6 +241,7 @@ SECTIONS = {
     "max_fit": "Largest M·B that fits, and where the step stops being launch-bound",
     "adaptation": "Adaptation step (adapter.train.adapt; batch 32 in the full run)",
     "evaluation": "Evaluation throughput: rank scoring vs greedy generation (3-label task)",
+    "peer": "Source step against a loop of M PEFT prompt-tuning models; the chunk plan and --chunk-sequences",
     "compile": "Source step with --compile (torch.compile of the runner's model)",
 }
 """Section keys in run order; compile last: it is the slowest to set up and the likeliest to fail."""
@@ -939,6 +940,56 @@ def section_evaluation(ctx: Context, name: str) -> None:
     ctx.report.save()
 
 
+def section_peer(ctx: Context, name: str) -> None:
+    """The shipped source step (its automatic chunk plan, then --chunk-sequences B: one particle a pass) against
+    `bench_peer.PeftLoop` — M separate PEFT prompt-tuning models, each forward + backward + AdamW on the same B
+    examples, in the runner's autocast — on the main model and precision; time and peak memory of each."""
+    from bench_peer import PeftLoop
+
+    plan = ctx.plan
+    model = ctx.models.get(plan.main)
+    runner = ctx.models.runner(model, ctx.main_precision)
+    batch = plan.tasks
+    shape = workloads.StepShape(plan.main, plan.prompt_length, plan.particles, batch, plan.source_len, plan.target_len)
+    variants = [("bmtpt step, automatic plan", None), (f"bmtpt step, --chunk-sequences {batch}", batch),
+                (f"PEFT loop of {plan.particles} models", "peer")]
+    for label, variant in variants:
+        if not ctx.allows(name, label):
+            return
+        result = {"label": label, "model": plan.main, "precision": ctx.main_precision, "particles": plan.particles,
+                  "batch": batch, "sequences": plan.particles * batch, "oom": False}
+        free_memory(ctx.device)
+        step = fn = None
+        try:
+            runner.chunk_sequences = variant if isinstance(variant, int) else None
+            step = workloads.SourceStep.for_shape(runner, shape, steps=100_000)
+            fn = PeftLoop(step, autocast=runner.autocast_dtype) if variant == "peer" else step
+            baseline = reset_peak(ctx.device)
+            timing = time_calls(fn, ctx.device, warmup=plan.warmup, repeats=plan.repeats)
+            result.update(step_s=timing["median_s"], samples_s=timing["samples_s"], timer=timing["timer"],
+                          baseline_memory_bytes=baseline, peak_memory_bytes=peak_bytes(ctx.device))
+            if variant != "peer":
+                result["plan"] = str(runner.pass_plan(plan.particles, step.batch, plan.prompt_length))
+        except Terminated:
+            raise
+        except Exception as exc:  # noqa: BLE001 — recorded, the suite goes on
+            reraise_if_signalled(exc)
+            result.update(oom=is_oom(exc), error=_first_line(exc), traceback=_traceback_tail(exc))
+        finally:
+            runner.chunk_sequences = None
+        peak = result.get("peak_memory_bytes")
+        result["peak_memory_gib"] = peak / 2**30 if peak is not None else None
+        del step, fn
+        free_memory(ctx.device)
+        ctx.report.add(name, result)
+    results = ctx.report.section(name)["results"]
+    peer = next((r for r in results if str(r.get("label", "")).startswith("PEFT") and r.get("step_s")), None)
+    for r in results:
+        if peer and r is not peer and r.get("step_s"):
+            r["time_vs_peer"] = r["step_s"] / peer["step_s"]
+    ctx.report.save()
+
+
 SECTION_FUNCTIONS: dict[str, Callable[[Context, str], None]] = {
     "source_step": section_source_step,
     "grad_checkpointing": section_grad_checkpointing,
@@ -948,6 +999,7 @@ SECTION_FUNCTIONS: dict[str, Callable[[Context, str], None]] = {
     "max_fit": section_max_fit,
     "adaptation": section_adaptation,
     "evaluation": section_evaluation,
+    "peer": section_peer,
     "compile": section_compile,
 }
 assert list(SECTION_FUNCTIONS) == list(SECTIONS)
@@ -1160,6 +1212,11 @@ def _render_section(name: str, section: dict) -> str:
                  _outcome(r)] for r in results]
         return _table("Measurements", ["decode", "examples", "time", "examples/s", "time ÷ rank", "peak memory",
                                           "valid labels", "note"], rows)
+    if name == "peer":
+        rows = [[r.get("label", "?"), r.get("plan", "—"), _fmt_s(r.get("step_s")), _fmt_x(r.get("time_vs_peer")),
+                 _fmt_gib(r.get("peak_memory_gib")), _outcome(r)] for r in results]
+        return _table("Measurements", ["what", "chunk plan", "step (median)", "time ÷ PEFT loop", "peak memory", "note"],
+                      rows)
     return "```json\n" + json.dumps(results, indent=2, default=_json_default) + "\n```"  # pragma: no cover
 
 

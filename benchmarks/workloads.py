@@ -282,6 +282,11 @@ class _QuadraticLikelihood:
         ids = torch.ones(1, 1, dtype=torch.long)
         return EncodedBatch(ids, ids, ids.clone())
 
+    def pass_plan(self, particles, batch, prompt_length):  # one pass, as the shipped step's unchunked path
+        from bmtpt_cli.runner.plan import PassPlan
+
+        return PassPlan(particles, len(batch), particles, len(batch), "stand-in")
+
     def particle_loss_sums(self, particles, batch, **options):  # options of the runner's (e.g. per_example): moot here
         return 0.5 * particles.square().flatten(1).sum(dim=1)  # (M,)
 
