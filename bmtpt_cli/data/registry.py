@@ -15,6 +15,7 @@ from bmtpt_cli.data.mrqa import MRQA_TASKS
 from bmtpt_cli.data.others import OTHER_TASKS
 from bmtpt_cli.data.superglue import SUPERGLUE_TASKS
 from bmtpt_cli.data.task import Task
+from bmtpt_cli.data.toyworld import TOY_TASKS
 from bmtpt_cli.errors import BmtptError
 
 TASKS: dict[str, Task] = {
@@ -23,10 +24,14 @@ TASKS: dict[str, Task] = {
     **SUPERGLUE_TASKS,
     **MRQA_TASKS,
     **OTHER_TASKS,
+    **TOY_TASKS,
 }
 
-BENCHMARK_TASKS = [name for name, task in TASKS.items() if task.benchmark != "demo"]
-"""The 28 tasks of SPEC §6-7 (the demo tasks aside)."""
+GENERATED_BENCHMARKS = ("demo", "toyworld")
+"""Families bmtpt generates itself (no files, no hub)."""
+
+BENCHMARK_TASKS = [name for name, task in TASKS.items() if task.benchmark not in GENERATED_BENCHMARKS]
+"""The 28 tasks of SPEC §6-7 (the generated demo and toy-world tasks aside)."""
 
 
 def available_tasks() -> list[str]:

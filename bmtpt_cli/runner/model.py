@@ -15,6 +15,9 @@ from bmtpt_cli.errors import BmtptError
 
 TINY_MODEL = "tiny"
 TINY_SEED = 20231206  # fixed so the random `tiny` weights are the same on every machine
+TOY_MODEL = "toy"
+TOY_DIR = Path(__file__).resolve().parent.parent / "models" / "toy"
+"""The shipped toy T5 (docs/toyworld.md), pretrained by scripts/pretrain_toy.py on the toy world's sources."""
 
 
 def tiny_t5_config():
@@ -38,6 +41,27 @@ def tiny_t5_config():
     )
 
 
+def model_config(name: str):
+    """The configuration of `--model` (hub id, local directory or `tiny`) without loading any weights.
+
+    What an export needs to describe the model (d_model, layers, heads: SPEC §8); a hub id is
+    read from the local cache when HF_HUB_OFFLINE=1 is set.
+    """
+    if name == TINY_MODEL:
+        return tiny_t5_config()
+    if name == TOY_MODEL:
+        from transformers import T5Config
+
+        return T5Config.from_pretrained(TOY_DIR, local_files_only=True)
+    from transformers import AutoConfig
+
+    _check_local_model(name)
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, exc) from exc
+
+
 def _build_tiny():
     from transformers import ByT5Tokenizer, T5ForConditionalGeneration
 
@@ -45,6 +69,20 @@ def _build_tiny():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         model = T5ForConditionalGeneration(tiny_t5_config())
+    return model, tokenizer
+
+
+def _load_toy():
+    """The shipped toy T5 and its word-level tokenizer, read from the package directory (never the hub)."""
+    from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
+
+    if not (TOY_DIR / "model.safetensors").is_file():
+        raise BmtptError(
+            f"the toy model is missing from this install ({TOY_DIR / 'model.safetensors'}): reinstall bmtpt, "
+            f"or rebuild it with scripts/pretrain_toy.py"
+        )
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(TOY_DIR, local_files_only=True)
+    model = T5ForConditionalGeneration.from_pretrained(TOY_DIR, local_files_only=True)
     return model, tokenizer
 
 
@@ -101,11 +139,16 @@ def _load_error(name: str, exc: Exception) -> BmtptError:
 
 
 def load_frozen_t5(name: str, *, device: str | torch.device = "cpu"):
-    """Load model and tokenizer by hub id, local directory or `tiny`; freeze every weight; eval mode.
+    """Load model and tokenizer by hub id, local directory, `tiny` or `toy`; freeze every weight; eval mode.
 
     Returns `(model, tokenizer)`. The model never receives gradients: prompts are the only trainables.
     """
-    model, tokenizer = _build_tiny() if name == TINY_MODEL else _load_pretrained(name)
+    if name == TINY_MODEL:
+        model, tokenizer = _build_tiny()
+    elif name == TOY_MODEL:
+        model, tokenizer = _load_toy()
+    else:
+        model, tokenizer = _load_pretrained(name)
     model.requires_grad_(False)
     model.eval()
     return model.to(device), tokenizer
