@@ -8,14 +8,20 @@ import typer
 
 from bmtpt_cli.commands.adapt import adapt_command
 from bmtpt_cli.commands.evaluate import evaluate_command
+from bmtpt_cli.commands.export import export_command
+from bmtpt_cli.commands.fewshot import fewshot_command
 from bmtpt_cli.commands.source import source_command
 from bmtpt_cli.commands.tasks import tasks_command
+from bmtpt_cli.commands.transfer_matrix import transfer_matrix_command
 
 COMMANDS = {
     "source": source_command,
     "adapt": adapt_command,
     "evaluate": evaluate_command,
+    "fewshot": fewshot_command,
     "tasks": tasks_command,
+    "transfer-matrix": transfer_matrix_command,
+    "export": export_command,
 }
 
 app = typer.Typer(

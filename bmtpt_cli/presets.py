@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = "demo"
-COMMAND_TABLES = ("source", "adapt", "evaluate")
+COMMAND_TABLES = ("source", "adapt", "evaluate", "transfer-matrix", "export", "fewshot")
 
 
 def available_presets() -> list[str]:

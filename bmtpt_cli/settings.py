@@ -15,7 +15,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
@@ -47,7 +47,7 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True)
 
-    model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, or 'tiny' (offline random-weight test model).")
+    model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, 'tiny' (offline random-weight test model) or 'toy' (the shipped toy T5 pretrained on the toy world, docs/toyworld.md).")
     prompt_length: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
     seed: int = Field(0, json_schema_extra=panel(RUN), description="Random seed; the same seed gives the same result.")
     device: str = Field("auto", json_schema_extra=panel(MODEL), description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
@@ -60,6 +60,8 @@ class CommonSettings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", json_schema_extra=panel(MODEL), description="LM precision: bf16 autocast (prompts stay float32), fp32, or auto (bf16 on CUDA where supported, else fp32).")
     compile: bool = Field(False, json_schema_extra=panel(MODEL), description="torch.compile the frozen LM (slow first step, faster later ones).")
     grad_checkpointing: bool = Field(False, json_schema_extra=panel(MODEL), description="Recompute LM activations in the backward pass: less memory, more time.")
+    chunk_sequences: int | None = Field(None, gt=0, json_schema_extra=panel(MODEL), description="Sequences per forward/backward pass of a training step: a source step's M·B sequences (an adaptation batch's B) go through the LM in chunks of this many, gradients accumulated (the same result to float32 round-off; lower it to cap memory). Unset: one pass on a GPU while it fits, passes whose largest activation stays within 32 MiB on a CPU; the step log records the plan.")
+    eval_tokens: int | None = Field(None, gt=0, json_schema_extra=panel(MODEL), description="Padded (prompt + input) tokens per evaluation pass: examples are sorted by length and scored (rank scoring and generation) in chunks of at most this many positions. Unset: sized from the device and shapes (on a CPU: the largest activation within 32 MiB).")
 
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
     _flags: frozenset[str] = PrivateAttr(default_factory=frozenset)
@@ -146,11 +148,39 @@ class SourceSettings(TrainingSettings):
     loss_weighting: Literal["tokens", "examples"] = Field("tokens", json_schema_extra=panel(METHOD), description="Each particle's loss L_j: tokens = the batch's token mean (the LM loss the paper and the baselines use; long targets weigh more), examples = the mean of per-example token means (every example weighs the same).")
     bandwidth: float | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
     vocab_top_k: int = Field(5000, gt=0, json_schema_extra=panel(METHOD), description="Particles start from embeddings of tokens drawn from the K most frequent.")
+    per_task: bool = Field(False, json_schema_extra=panel(METHOD), description="Train one prompt per source task instead (one particle each, the same seed for every task; SPoT-style source prompts) and write --out/<task>.safetensors (default --out: source-prompts), the input of adapt --init retrieve:DIR and transfer-matrix.")
     def check_combination(self, flags: frozenset[str]) -> None:
         super().check_combination(flags)
         self._refuse_together(flags, "damping", "damping_c", "--damping-c only shapes the default λ; give one of them")
+        if self.per_task:
+            self._resolve_per_task()
 
-    out: Path = Field(Path("particles.safetensors"), json_schema_extra=panel(RUN), description="Where to write the particles; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
+    def _resolve_per_task(self) -> None:
+        """--per-task (SPEC §3): one particle per task, every step on that task alone, `out` a directory.
+
+        --particles > 1 or --sample-tasks given by flag or BMTPT_* is refused; a preset's or the
+        default value is replaced (its origin says so); the default `out` becomes `source-prompts`.
+        """
+        for name, value, wanted, why in (
+            ("particles", self.particles, 1, "one particle per task"),
+            ("sample_tasks", self.sample_tasks, None, "each task alone"),
+        ):
+            if value == wanted:
+                continue
+            if name in self._explicit:
+                fix = "pass --particles 1 or drop it" if name == "particles" else "drop it"
+                raise BmtptError(f"--per-task trains {why}, but {self.origin(name)} asks for {name.replace('_', ' ')} = {value}: {fix}")
+            setattr(self, name, wanted)
+            self._origins[name] = f"--per-task ({why}; {self.origin(name)} gave {value})"
+        if self.origin("out") == "the default":
+            self.out = Path(PER_TASK_OUT)
+            self._origins["out"] = "--per-task (the default directory)"
+
+    out: Path = Field(Path("particles.safetensors"), json_schema_extra=panel(RUN), description="Where to write the particles; checkpoint (.ckpt) and step log (.log.jsonl) go beside it. With --per-task: the directory of per-task prompts (default source-prompts), each task's checkpoint and log beside its file.")
+
+
+PER_TASK_OUT = "source-prompts"
+"""`bmtpt source --per-task`'s output directory when --out is left at its default."""
 
 
 class AdaptHyperparameters(BaseModel):
@@ -163,8 +193,10 @@ class AdaptHyperparameters(BaseModel):
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
     rank_score: Literal["sum", "mean"] = Field("sum", json_schema_extra=panel(METHOD), description="Rank scoring picks the label with the highest sum of token log-probabilities, EOS included (its log-likelihood; favours short labels), or the highest mean (length-normalised).")
     invalid_predictions: Literal["wrong", "negative"] = Field("wrong", json_schema_extra=panel(METHOD), description="With --decode generate, binary F1 counts a prediction that is no label word as the wrong class (the baselines') or as the negative class.")
-    eval_batch_size: int = Field(32, gt=0, json_schema_extra=panel(RUN), description="Examples per evaluation pass.")
+    eval_batch_size: int = Field(32, gt=0, json_schema_extra=panel(RUN), description="At most this many examples per generation pass (--eval-tokens sizes the passes; rank scoring takes at most 512 example-candidate pairs a pass).")
     mixing_cap: int | None = Field(None, gt=0, json_schema_extra=panel(DATA), description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
+    retrieval_steps: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="With --init retrieve:DIR: prompt-tuning steps on the target's training examples (random init from --seed, no prior) whose prompt is the target's task embedding.")
+    retrieval_measure: Literal["mean", "tokens"] = Field("mean", json_schema_extra=panel(METHOD), description="With --init retrieve:DIR: task-embedding similarity, mean = cosine of the average tokens, tokens = average token-pair cosine (SPEC §5c).")
 
 
 class AdaptSettings(AdaptHyperparameters, TrainingSettings):
@@ -177,7 +209,8 @@ class AdaptSettings(AdaptHyperparameters, TrainingSettings):
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (several: one shared W, a and b per task).")
     prompt_length: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Prompt length l for --init random (unset: 100); an init file brings its own, which a value given by flag must match.")
-    init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="Initialisation: a particles file (the mean), a prompts file, or 'random' (vanilla prompt tuning).")
+    init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="Initialisation: a particles file (the mean), a prompts file, 'random' (vanilla prompt tuning), or retrieve:DIR (the prompt in DIR, from source --per-task, whose task embedding is most similar to the target's; SPoT-style).")
+    init_particle: int | None = Field(None, ge=0, json_schema_extra=panel(METHOD), description="Start W at particle i (from 0) of the --init particles file, and centre the prior on it, instead of the particle mean.")
     steps: int = Field(30_000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of adaptation steps.")
     eval_every: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Evaluate on dev every N steps and keep the best.")
     out: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(RUN), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
@@ -233,15 +266,111 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
 
 SHOTS_ONLY = (
     "init", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
-    "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots",
+    "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots", "retrieval_steps", "retrieval_measure",
 )
 """`evaluate` options that only the few-shot probe (`--shots`) uses."""
+
+
+class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
+    """`bmtpt transfer-matrix`: zero-shot transfer, transfer with tuning and task similarity (SPEC §5)."""
+
+    prompts_dir: Path = Field(Path("source-prompts"), json_schema_extra=panel(DATA), description="Directory of per-task prompts, one bmtpt prompts file per task (written by bmtpt source --per-task, or bmtpt adapt --out DIR/TASK.safetensors).")
+    tasks: TaskList | None = Field(None, min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated; each needs its own prompt in --prompts-dir (unset: every task there).")
+    sources: TaskList | None = Field(None, min_length=1, json_schema_extra=panel(DATA), description="Source prompts, comma-separated task names in --prompts-dir (unset: every task there).")
+    decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
+    split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split the targets are scored on.")
+    tune: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Also transfer with tuning: adapt each target for this many steps from each source prompt and from a random init, and report the relative error reduction over random-init prompt tuning (unset: skipped).")
+    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --tune: AdamW weight decay of W, a and b.")
+    out: Path = Field(Path("transfer"), json_schema_extra=panel(RUN), description="Folder to write the matrices to (CSV, JSON and a heatmap PNG each); an existing one is replaced only with --force.")
+
+    @field_validator("tasks", "sources", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_tasks(value)
+
+    def check_combination(self, flags: frozenset[str]) -> None:
+        never = [name for name in ("retrieval_steps", "retrieval_measure") if name in flags]
+        if never:
+            raise BmtptError(
+                f"{', '.join(map(_flag, never))} only {'applies' if len(never) == 1 else 'apply'} to adapt --init "
+                f"retrieve:DIR; transfer-matrix starts from each source prompt itself: drop {'it' if len(never) == 1 else 'them'}"
+            )
+        if self.tune is None:
+            unused = [name for name in TUNE_ONLY if name in flags]
+            if unused:
+                raise BmtptError(
+                    f"{', '.join(map(_flag, unused))} only {'applies' if len(unused) == 1 else 'apply'} to transfer with "
+                    f"tuning: add --tune STEPS, or drop {'it' if len(unused) == 1 else 'them'}"
+                )
+
+
+TUNE_ONLY = ("batch_size", "lr_shared", "lr_scales", "sigma", "prior", "weight_decay", "mixing_cap")
+"""`transfer-matrix` options that only transfer with tuning (`--tune`) uses."""
+
+
+class ExportSettings(CommonSettings):
+    """`bmtpt export`: target prompts in the serving formats, PEFT adapters or plain tensors (SPEC §8)."""
+
+    prompts: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(METHOD), description="Prompts file to export (written by bmtpt adapt).")
+    format: Literal["peft", "safetensors"] = Field("peft", json_schema_extra=panel(METHOD), description="peft: a PEFT prompt-tuning adapter directory per task (PeftModel.from_pretrained loads it); safetensors: each task's composed prompt (l, d) as a plain tensor file.")
+    tasks: TaskList | None = Field(None, min_length=1, json_schema_extra=panel(DATA), description="Tasks of the prompts file to export, comma-separated (unset: all of them).")
+    multitask: bool = Field(False, json_schema_extra=panel(METHOD), description="With --format peft: one PEFT multitask prompt-tuning adapter (rank 1: the shared W, each task's a and b, chosen by task_ids) instead of one adapter per task.")
+    out: Path = Field(Path("export"), json_schema_extra=panel(RUN), description="Directory to write the export into (each adapter or file with a README.md model card); an existing non-empty one is replaced only with --force.")
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_tasks(value)
+
+    command_line: ClassVar[tuple[str, ...]] = ("prompts", "format", "tasks", "multitask", "out", "model", "force")
+    """The options `export` shows: it runs no model, so the other shared settings have no flag here."""
+
+    def check_combination(self, flags: frozenset[str]) -> None:
+        if self.multitask and self.format != "peft":
+            raise BmtptError("--multitask builds one PEFT multitask adapter, but --format safetensors writes plain tensors: use --format peft or drop --multitask")
+
+
+class FewshotSettings(AdaptHyperparameters, CommonSettings):
+    """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
+
+    tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
+    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), particle-I (particle I of --particles), spot (retrieval from --source-prompts).")
+    shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
+    seeds: int = Field(3, gt=0, json_schema_extra=panel(METHOD), description="Number of seeds N (a count, unlike evaluate --seeds): cells use seeds --seed … --seed + N - 1; each seed has its own k-shot subset, shared by every method, and its own random init.")
+    particles: Path | None = Field(Path("particles.safetensors"), json_schema_extra=panel(METHOD), description="Particles file (bmtpt source) for the methods bmtpt, bmtpt-noprior and particle-I.")
+    multitask: Path | None = Field(None, json_schema_extra=panel(METHOD), description="One-particle file (bmtpt source --particles 1) for the method multitask (vanilla multi-task transfer).")
+    source_prompts: Path | None = Field(None, json_schema_extra=panel(METHOD), description="Directory of per-task prompts (bmtpt source --per-task) for the method spot.")
+    prior: bool = Field(True, json_schema_extra=panel(METHOD), description="The prior term for multitask, particle-I and spot (bmtpt always keeps it, bmtpt-noprior always drops it, pt has none).")
+    decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
+    split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split every cell is scored on.")
+    steps: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Adaptation steps per cell.")
+    warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="Steps of linear learning-rate warm-up per cell.")
+    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b.")
+    shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="Draw k examples per task (the paper's protocol) or k per class.")
+    dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Keep each cell's best of 10 evaluations on this many dev examples (unset: score the last step, as the paper).")
+    out: Path = Field(Path("fewshot"), json_schema_extra=panel(RUN), description="Folder for results.jsonl (one row per cell), table.md, table.csv, plot.png and report.json.")
+    resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue the grid in --out: cells already in its results.jsonl are not run again.")
+
+    @field_validator("tasks", "methods", "shots", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_tasks(value)
+
+    @field_validator("shots")
+    @classmethod
+    def _positive_shots(cls, value: list[int]) -> list[int]:
+        if any(k <= 0 for k in value):
+            raise ValueError("every k must be a positive number of examples")
+        return value
 
 
 SETTINGS_BY_COMMAND: dict[str, type[CommonSettings]] = {
     "source": SourceSettings,
     "adapt": AdaptSettings,
     "evaluate": EvaluateSettings,
+    "transfer-matrix": TransferMatrixSettings,
+    "export": ExportSettings,
+    "fewshot": FewshotSettings,
 }
 assert set(SETTINGS_BY_COMMAND) == set(COMMAND_TABLES)
 
@@ -328,7 +457,7 @@ def _check_preset_keys(path: Path, data: dict[str, Any]) -> None:
         elif key not in common:
             raise BmtptError(
                 f"preset '{path}' has an unknown top-level key '{key}': top-level keys are {', '.join(sorted(common))}; "
-                f"command keys go under [source], [adapt] or [evaluate]"
+                f"command keys go under {', '.join(f'[{name}]' for name in SETTINGS_BY_COMMAND)}"
             )
 
 

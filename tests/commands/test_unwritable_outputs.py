@@ -12,7 +12,7 @@ import pytest
 
 from clihelpers import bmtpt, snapshot
 
-COMMANDS = (["source"], ["adapt", "--init", "random"], ["evaluate"])
+COMMANDS = (["source"], ["adapt", "--init", "random"], ["evaluate"], ["transfer-matrix"], ["fewshot", "--methods", "pt"])
 
 
 def _assert_refused(result, *words: str) -> None:
