@@ -18,7 +18,7 @@ from bmtpt_cli import __version__
 from bmtpt_cli.artifacts.native import PARTICLES, PromptArtifact, file_sha256, load_prompts, read_kind
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.export.card import CardFacts, command_line, model_card, recorded_command
-from bmtpt_cli.export.directory import check_export_directory, staged_directory
+from bmtpt_cli.runtime.files import check_replaceable_directory, staged_directory
 from bmtpt_cli.export.peft import (
     BaseModelShape,
     multitask_config,
@@ -72,7 +72,7 @@ def run_export(job: ExportJob, progress: Progress = SILENT) -> ExportReport:
     """Export the prompts file's tasks in the asked format into `job.out` (written whole or not at all)."""
     artifact = read_prompts(job.prompts)
     tasks = select_tasks(artifact, job.tasks, job.prompts)
-    check_export_directory(job.out, force=job.force)
+    check_replaceable_directory(job.out, force=job.force)
     if Path(job.out).resolve() in Path(job.prompts).resolve().parents:
         raise BmtptError(f"--prompts '{job.prompts}' is inside --out '{job.out}', which the export replaces: choose another --out")
     name = job.base_model or artifact.metadata.get("bmtpt.model", "")

@@ -1,6 +1,6 @@
 """Writing the transfer matrices: `NAME.csv`, `NAME.json` and `NAME.png` per matrix, in one output folder.
 
-The folder is filled as a hidden sibling (`.NAME.partial/`) and renamed into place when every file is
+The folder is filled as a hidden sibling (`.NAME.*.partial/`) and renamed into place when every file is
 written, so a stopped run leaves the old folder or the new one, never a half-written one; an
 existing folder is replaced only with `force`. `.NAME.run.lock` beside it keeps a second run off it.
 """
@@ -12,13 +12,11 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.runtime.files import OutputLock, check_output_directory, write_text_atomic
+from bmtpt_cli.runtime.files import OutputLock, check_output_directory, staged_directory, write_text_atomic
 from bmtpt_cli.transfer.matrix import Matrix
 
 
@@ -34,28 +32,13 @@ def check_out_folder(out: Path, *, force: bool) -> None:
 
 @contextlib.contextmanager
 def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
-    """A fresh hidden folder beside `out` to write into; on success it replaces `out`.
-
-    On an error the staging folder is removed and `out` is left as it was.
-    """
+    """A fresh hidden folder beside `out` to write into; on success it replaces `out`
+    (`runtime.files.staged_directory`), while `.NAME.run.lock` keeps a second run off it."""
     out = Path(out)
-    staging = out.with_name(f".{out.name}.partial")
     with OutputLock(out.with_name(f".{out.name}.run")):  # a lock file, never a folder
         check_out_folder(out, force=force)
-        if staging.exists():  # left by a killed run (we hold the lock, so nobody is writing it)
-            shutil.rmtree(staging)
-        staging.mkdir()
-        try:
+        with staged_directory(out, force=force) as staging:
             yield staging
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            if out.exists():
-                os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def csv_text(matrix: Matrix) -> str:
