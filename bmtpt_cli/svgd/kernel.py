@@ -124,17 +124,18 @@ def _as_bandwidth(bandwidth: Union[float, Tensor], like: Tensor) -> Tensor:
     return h
 
 
-def rbf_kernel(particles: Tensor, *, bandwidth: Bandwidth = None) -> Tuple[Tensor, Tensor]:
+def rbf_kernel(particles: Tensor, *, bandwidth: Bandwidth = None, sq_dists: Tensor | None = None) -> Tuple[Tensor, Tensor]:
     """RBF kernel matrix ``k_ij = exp(−D²_ij / h)`` and its bandwidth (SPEC §2).
 
     ``particles`` is ``(M, D)`` (or ``(M, ...)``, flattened). Returns
     ``(K, h)`` with ``K`` of shape ``(M, M)`` (symmetric, ones on the
     diagonal) and ``h`` a 0-dim tensor: the median heuristic of
     :func:`median_bandwidth` (Liu & Wang 2016), unless ``bandwidth`` (a
-    positive float or scalar tensor) overrides it.
+    positive float or scalar tensor) overrides it. ``sq_dists``: the particles'
+    :func:`pairwise_sq_dists`, when the caller has computed them already.
     """
     theta = _flatten_particles(particles)  # (M, D)
-    sq = pairwise_sq_dists(theta)  # (M, M)
+    sq = pairwise_sq_dists(theta) if sq_dists is None else sq_dists  # (M, M)
     h = median_bandwidth(sq) if bandwidth is None else _as_bandwidth(bandwidth, theta)  # ()
     return torch.exp(-sq / h), h  # (M, M), ()
 
@@ -225,16 +226,17 @@ def damping_lambda(num_particles: int, dim: int, c: float = 1.0) -> float:
     return min(1.0, math.exp(-1.0) * (c + num_particles / dim))
 
 
-def mean_pairwise_distance(particles: Tensor) -> float:
+def mean_pairwise_distance(particles: Tensor, *, sq_dists: Tensor | None = None) -> float:
     """Mean Euclidean (not squared) distance ``||θ_i − θ_j||`` over pairs ``i < j``.
 
     Particles ``(M, ...)`` are flattened to ``(M, D)``; returns 0.0 for
     ``M = 1``. A diagnostic of particle spread for progress display.
+    ``sq_dists``: their :func:`pairwise_sq_dists`, when the caller has it already.
     """
     theta = _flatten_particles(particles).detach()  # (M, D)
     m = theta.shape[0]
     if m < 2:
         return 0.0
-    sq = pairwise_sq_dists(theta)  # (M, M)
+    sq = pairwise_sq_dists(theta) if sq_dists is None else sq_dists.detach()  # (M, M)
     iu = torch.triu_indices(m, m, offset=1, device=theta.device)  # (2, M(M-1)/2)
     return float(sq[iu[0], iu[1]].sqrt().mean().item())

@@ -9,10 +9,10 @@ step log and Ctrl-C are `runtime.loop.TrainingLoop`'s.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.profiler import record_function
 
 from bmtpt_cli.data.sampling import source_batch
 from bmtpt_cli.data.task import TextExample
@@ -22,8 +22,9 @@ from bmtpt_cli.runner.plan import PassPlan
 from bmtpt_cli.runner.runner import EncodedBatch, FrozenT5Runner, target_tokens
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
+from bmtpt_cli.runtime.profiling import phase
 from bmtpt_cli.runtime.schedule import linear_schedule
-from bmtpt_cli.svgd.kernel import damping_lambda, mean_pairwise_distance, rbf_kernel, svgd_direction
+from bmtpt_cli.svgd.kernel import damping_lambda, mean_pairwise_distance, pairwise_sq_dists, rbf_kernel, svgd_direction
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ class StepRecord:
     step: int
     loss: float  # mean over particles
     particle_losses: list[float]
-    bandwidth: float
-    mean_distance: float
+    bandwidth: float  # the kernel's h at this step
+    mean_distance: float  # the same particles' mean pairwise distance (before this step's update)
     lr: float
     passes: int = 1  # passes of the frozen T5 the step's M·B sequences took (the chunk plan)
     plan: str | None = None  # the chunk plan, logged on the first step and whenever it changes
@@ -115,6 +116,14 @@ def start_source(runner: FrozenT5Runner, config: SourceConfig) -> tuple[SourceSt
     return SourceState(particles, optimizer, scheduler, resolved_damping(config, runner.d_model)), generator
 
 
+class SVGDStep(NamedTuple):
+    """What `svgd_step` measured on the particles it moved (all before the optimizer's update)."""
+
+    losses: torch.Tensor  # (M,) each particle's mean loss over the batch
+    bandwidth: torch.Tensor  # () the kernel's h
+    mean_distance: float  # mean pairwise particle distance, from the kernel's own squared distances
+
+
 def svgd_step(
     runner: FrozenT5Runner,
     particles: torch.nn.Parameter,
@@ -125,41 +134,44 @@ def svgd_step(
     bandwidth: float | None,
     loss_weighting: str = "tokens",
     dist: Distributed = SINGLE,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Set `particles.grad` to −φ_damped for one batch; returns the per-particle losses `(M,)` and h.
+) -> SVGDStep:
+    """Set `particles.grad` to −φ_damped for one batch; returns the per-particle losses `(M,)`, h and
+    the particles' mean pairwise distance (the kernel's particles, before the update).
 
     One forward/backward over all M·B sequences (this process's share of them when data-parallel), or
     the passes of the runner's chunk plan (`runner.pass_plan`, recorded in `runner.last_plan`);
     scores s_j = −c ∇L_j; φ from `svgd_direction`, identical on every process. The phases run in
-    `torch.profiler.record_function` ranges named `bmtpt.encode`, `.forward`, `.backward`,
+    `torch.profiler.record_function` ranges (`runtime.profiling.phase`, entered only while a profiler
+    records) named `bmtpt.encode`, `.forward`, `.backward`,
     `.reduce` and `.svgd`, so a profile of the shipped step shows where its time goes.
     """
     shard = dist.shard(examples)
-    with record_function("bmtpt.encode"):
+    with phase("bmtpt.encode"):
         batch = runner.encode([e.source for e in shard], [e.target for e in shard])
     per_example = loss_weighting == "examples"
     plan = runner.pass_plan(particles.shape[0], batch, particles.shape[1])
     if plan.chunked:
         sums, grads = _chunked_sums_and_grads(runner, particles, batch, plan, per_example=per_example)
     else:
-        with record_function("bmtpt.forward"):
+        with phase("bmtpt.forward"):
             sums = runner.particle_loss_sums(particles, batch, per_example=per_example)  # (M,) loss sums over this share
-        with record_function("bmtpt.backward"):
+        with phase("bmtpt.backward"):
             # L_j depends on θ_j only, so the gradient of the sum is every particle's own gradient.
             (grads,) = torch.autograd.grad(sums.sum(), particles)  # (M, l, d)
-    with record_function("bmtpt.reduce"):
+    with phase("bmtpt.reduce"):
         count = torch.tensor(len(shard), device=sums.device) if per_example else target_tokens(batch)
         totals = dist.sum(torch.cat([sums.detach(), count.to(sums.dtype).view(1)]))  # (M + 1,)
         units = totals[-1]  # target tokens (or examples) of the whole batch
         losses = totals[:-1] / units  # (M,) mean loss of each particle over the whole batch
         grads = dist.sum(grads) / units  # (M, l, d) ∇L_j
-    with record_function("bmtpt.svgd"):
+    with phase("bmtpt.svgd"):
         scores = -likelihood_scale * grads
         flat = particles.detach().flatten(1)  # (M, D)
-        kernel, h = rbf_kernel(flat, bandwidth=bandwidth)  # built once: h for the record, K for φ
+        sq = pairwise_sq_dists(flat)  # (M, M), once: for the kernel and the spread in the record
+        kernel, h = rbf_kernel(flat, bandwidth=bandwidth, sq_dists=sq)  # built once: h for the record, K for φ
         phi = svgd_direction(flat, scores.flatten(1), damping=damping, bandwidth=h, kernel=kernel)  # (M, D)
         particles.grad = -phi.view_as(particles)  # the optimizer ascends along φ
-    return losses.detach(), h
+    return SVGDStep(losses.detach(), h, mean_pairwise_distance(flat, sq_dists=sq))
 
 
 def _chunked_sums_and_grads(
@@ -176,9 +188,9 @@ def _chunked_sums_and_grads(
     grads = torch.zeros_like(theta)  # (M, l, d)
     for rows, examples in plan.chunks():
         leaf = theta[rows].requires_grad_(True)  # (m, l, d) this pass's particles
-        with record_function("bmtpt.forward"):
+        with phase("bmtpt.forward"):
             part = runner.particle_loss_sums(leaf, batch.rows(examples), per_example=per_example)  # (m,)
-        with record_function("bmtpt.backward"):
+        with phase("bmtpt.backward"):
             (grad,) = torch.autograd.grad(part.sum(), leaf)  # (m, l, d)
         sums[rows] += part.detach().to(sums.dtype)
         grads[rows] += grad
@@ -198,13 +210,13 @@ def source_update(
     """Step `step` of a source run on one batch: `svgd_step`, the optimizer and schedule, finiteness
     checks; returns the step's record. `stopped()` says where a failed run can be resumed from."""
     lr = state.scheduler.get_last_lr()[0]
-    losses, h = svgd_step(
+    losses, h, spread = svgd_step(
         runner, state.particles, examples, damping=state.damping, likelihood_scale=config.likelihood_scale,
         bandwidth=config.bandwidth, loss_weighting=config.loss_weighting, dist=dist,
     )
     if not torch.isfinite(losses).all():
         raise BmtptError(f"non-finite loss at step {step}: lower --lr; {stopped()}")
-    with record_function("bmtpt.optimizer"):
+    with phase("bmtpt.optimizer"):
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         state.scheduler.step()
@@ -217,7 +229,7 @@ def source_update(
         loss=losses.mean().item(),
         particle_losses=[round(v, 6) for v in losses.tolist()],
         bandwidth=float(h),
-        mean_distance=mean_pairwise_distance(state.particles.detach()),
+        mean_distance=spread,
         lr=lr,
         passes=plan.passes if plan is not None else 1,
         plan=described if described != state.plan else None,

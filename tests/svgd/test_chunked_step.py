@@ -30,7 +30,7 @@ def _examples(demo_examples):
 
 def _step(runner, start, examples, weighting):
     particles = torch.nn.Parameter(start.clone())
-    losses, _ = svgd_step(runner, particles, examples, damping=0.5, likelihood_scale=2.0, bandwidth=None,
+    losses, *_ = svgd_step(runner, particles, examples, damping=0.5, likelihood_scale=2.0, bandwidth=None,
                           loss_weighting=weighting)
     return losses, particles.grad
 
@@ -70,3 +70,14 @@ def test_the_step_record_logs_the_plan_when_it_changes(runner, demo_examples, mo
     assert (first.passes, second.passes, third.passes) == (1, 1, 3)
     assert "one pass" in first.plan and second.plan is None  # unchanged: not repeated in the log
     assert third.plan.startswith("3 × 4 = 12 sequences in 3 passes of 1 × 4") and "--chunk-sequences 4" in third.plan
+
+
+def test_the_step_record_reports_the_spread_of_the_particles_the_kernel_used(runner, demo_examples):
+    from bmtpt_cli.svgd.kernel import mean_pairwise_distance
+
+    config = source_config(particles=3, prompt_length=4, steps=10)
+    state, _ = start_source(runner, config)
+    before = state.particles.detach().clone()
+    record = source_update(runner, state, _examples(demo_examples), config, step=1)
+    assert record.mean_distance == mean_pairwise_distance(before)  # the bandwidth's particles, before the update
+    assert not torch.equal(before, state.particles.detach())

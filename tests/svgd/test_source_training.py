@@ -125,9 +125,9 @@ def test_example_weighting_averages_each_examples_own_token_mean(runner, demo_ex
     examples = [*demo_examples["demo_sentiment"][:2], *demo_examples["demo_nli"][:2]]  # targets of different lengths
     assert len({len(e.target) for e in examples}) > 1
     start = torch.randn(2, 4, runner.d_model, generator=torch.Generator().manual_seed(2))
-    by_example, _ = svgd_step(runner, torch.nn.Parameter(start.clone()), examples, damping=1.0, likelihood_scale=1.0,
+    by_example, *_ = svgd_step(runner, torch.nn.Parameter(start.clone()), examples, damping=1.0, likelihood_scale=1.0,
                               bandwidth=None, loss_weighting="examples")
-    by_token, _ = svgd_step(runner, torch.nn.Parameter(start.clone()), examples, damping=1.0, likelihood_scale=1.0,
+    by_token, *_ = svgd_step(runner, torch.nn.Parameter(start.clone()), examples, damping=1.0, likelihood_scale=1.0,
                             bandwidth=None)
     singles = torch.stack([runner.particle_losses(start, runner.encode([e.source], [e.target])) for e in examples])  # (B, M)
     torch.testing.assert_close(by_example, singles.mean(dim=0), rtol=1e-5, atol=1e-6)

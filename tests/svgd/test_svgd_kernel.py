@@ -267,6 +267,17 @@ def test_mean_pairwise_distance_matches_loop(shape: Tuple[int, ...]) -> None:
     assert result == pytest.approx(sum(dists) / len(dists), rel=1e-12)
 
 
+def test_precomputed_squared_distances_give_the_same_kernel_and_spread() -> None:
+    from bmtpt_cli.svgd.kernel import pairwise_sq_dists
+
+    theta = _rand(5, 6, seed=91)
+    sq = pairwise_sq_dists(theta)
+    k, h = rbf_kernel(theta)
+    k_pre, h_pre = rbf_kernel(theta, sq_dists=sq)
+    assert torch.equal(k, k_pre) and torch.equal(h, h_pre)
+    assert mean_pairwise_distance(theta, sq_dists=sq) == mean_pairwise_distance(theta)
+
+
 # --------------------------------------------------------------------------- 8. dtype / shapes
 
 
