@@ -6,6 +6,7 @@ per command (`[source]`, `[adapt]`, `[evaluate]`) with that command's keys.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = "demo"
+PRESET_VARIABLE = "BMTPT_PRESET"  # names the preset used when --preset is not given
 COMMAND_TABLES = ("source", "adapt", "evaluate", "transfer-matrix", "export", "fewshot")
 
 
@@ -27,8 +29,11 @@ def available_presets() -> list[str]:
 
 
 def preset_path(preset: str | None) -> Path:
-    """The file a `--preset` value names: a shipped preset's name, or a path to a TOML file."""
-    preset = preset or DEFAULT_PRESET
+    """The file a `--preset` value names: a shipped preset's name, or a path to a TOML file.
+
+    Without one, `$BMTPT_PRESET` if set, else `demo`.
+    """
+    preset = preset or os.environ.get(PRESET_VARIABLE) or DEFAULT_PRESET
     shipped = PRESETS_DIR / f"{preset}.toml"
     if "/" not in preset and not preset.endswith(".toml") and shipped.is_file():
         return shipped

@@ -381,7 +381,7 @@ def help_for(settings_cls: type[BaseModel], name: str) -> str:
 
 
 def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) -> CommonSettings:
-    """Resolve a command's settings: flags > BMTPT_* environment > preset (default `demo`) > defaults.
+    """Resolve a command's settings: flags > BMTPT_* environment > preset (default `$BMTPT_PRESET`, else `demo`) > defaults.
 
     `flags` holds only the options given on the command line. Unknown keys and wrong types in any
     layer are reported in one line naming the key, where it came from, and what was expected.

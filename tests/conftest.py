@@ -4,8 +4,12 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported anywhere: nothing may try the network
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Without --preset the tests run on `tiny` (the random-weight model and the demo tasks, seconds per chain),
+# in this process and in the CLI subprocesses some tests start; a user's default, `demo`, is the toy world.
+os.environ["BMTPT_PRESET"] = "tiny"
 
 import pytest  # noqa: E402
+
 
 
 @pytest.fixture(scope="session")

@@ -25,12 +25,13 @@ COMMANDS = ("source", "adapt", "evaluate")
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
-    """No BMTPT_* variable of the developer's shell may leak into these tests."""
+    """No BMTPT_* variable of the developer's shell may leak into these tests (but conftest's BMTPT_PRESET=tiny)."""
     import os
 
     for name in list(os.environ):
         if name.upper().startswith("BMTPT_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("BMTPT_PRESET", "tiny")
 
 
 @pytest.fixture
@@ -125,16 +126,26 @@ def test_preset_path_is_read_as_a_file(preset):
     assert resolve_settings("evaluate", path, {}).model == "from-a-path"
 
 
-def test_no_preset_means_demo():
+def test_no_preset_means_demo_on_the_toy_world(monkeypatch):
+    monkeypatch.delenv("BMTPT_PRESET")  # conftest makes the tests' default `tiny`
     assert preset_path(None) == PRESETS_DIR / "demo.toml"
     settings = resolve_settings("source", None, {})
-    assert settings.model == "tiny"
-    assert settings.device == "cpu"
-    assert settings.steps == 40
+    assert settings.model == "toy" and settings.device == "cpu"
+    assert settings.tasks and all(task.startswith("toy_") for task in settings.tasks)
+    assert all(task.startswith("toy_") for task in resolve_settings("adapt", None, {}).tasks)
+
+
+def test_bmtpt_preset_names_the_default_preset(monkeypatch):
+    assert preset_path(None) == PRESETS_DIR / "tiny.toml"  # conftest sets BMTPT_PRESET=tiny
+    monkeypatch.setenv("BMTPT_PRESET", "glue6")
+    assert preset_path(None) == PRESETS_DIR / "glue6.toml" and preset_path("demo") == PRESETS_DIR / "demo.toml"
+    monkeypatch.setenv("BMTPT_PRESET", "tiny")
+    settings = resolve_settings("source", None, {})
+    assert settings.model == "tiny" and settings.steps == 40
 
 
 def test_unknown_preset_lists_the_available_ones():
-    assert {"demo", "glue6"} <= set(available_presets())
+    assert {"demo", "glue6", "tiny", "toyworld"} <= set(available_presets())
     with pytest.raises(BmtptError) as excinfo:
         resolve_settings("source", "no-such-preset", {})
     message = _one_line(excinfo)

@@ -22,7 +22,7 @@ from bmtpt_cli.commands.display import user_errors
 from bmtpt_cli.console import err_console
 from bmtpt_cli.settings import PANELS, RUN, SETTINGS_BY_COMMAND, CommonSettings, resolve_settings
 
-PRESET_HELP = "Preset: a name from presets/ (demo, glue6, …) or a path to a .toml file. Default: demo."
+PRESET_HELP = "Preset: a name from presets/ (demo, tiny, glue6, …) or a path to a .toml file. Default: $BMTPT_PRESET, else demo."
 PRINT_CONFIG_HELP = "Print the settings this run resolves to (flags > BMTPT_* > preset > defaults), each with its origin, as TOML, and exit."
 
 

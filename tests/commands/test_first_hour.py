@@ -52,7 +52,7 @@ def test_print_config_names_each_values_origin_and_is_a_usable_preset(tmp_path, 
     lines = shown.stdout.splitlines()
     assert "particles = 2  # --particles" in lines
     assert "lr = 0.2  # BMTPT_LR" in lines
-    assert "steps = 40  # preset 'demo' key [source].steps" in lines
+    assert "steps = 40  # preset 'tiny' key [source].steps" in lines
     assert "bandwidth" in shown.stdout and not list(tmp_path.iterdir())  # nothing run, nothing written
     monkeypatch.delenv("BMTPT_LR")
     (tmp_path / "mine.toml").write_text(shown.stdout)
