@@ -1,17 +1,20 @@
 """Build the toy world's tokenizer and pretrain the shipped `toy` T5 on the world's source tasks.
 
-    .venv/bin/python scripts/pretrain_toy.py                     # → bmtpt_cli/models/toy/ (~30 min, 2 CPU threads)
+    .venv/bin/python scripts/pretrain_toy.py                     # → bmtpt_cli/models/toy/ (~18 min, 1 CPU thread)
     .venv/bin/python scripts/pretrain_toy.py --steps 300 --out /tmp/toy-pilot   # a pilot
 
-The model reads each source task's training records with the task's instruction written as text in
-front (`does the text mention a tool ? answer right or wrong . text: ...`) and learns to write the
-label word. The target tasks, and their instructions, are never shown (docs/toyworld.md). Every
-`--eval-every` steps it prints each source family's dev accuracy (rank scoring of the two label
-words, with the instruction) and, as a diagnostic only, the targets' accuracy with their unseen
-instructions. Seeded and deterministic on CPU with 2 threads; `<out>/pretrain.ckpt` (model,
-optimizer, step, RNG states, written atomically) lets an interrupted run continue with the same
-numbers. At the end the checkpoint (safetensors + config + tokenizer) is written into `<out>`,
+The model reads each source task's training records with the task's instruction in front, half of
+each batch as text (`does the text mention a tool ? answer right or wrong . text: ...`) and half as
+a soft instruction (learned vectors where a bmtpt prompt goes: an operation code, then a label-pair
+code; `SoftInstructions`), and learns to write the label word. The target tasks, and their
+instructions, are never shown (docs/toyworld.md). Every `--eval-every` steps it prints each source
+family's dev accuracy (rank scoring of the two label words, with the instruction) and, as
+diagnostics only, the targets' accuracy with their unseen instructions and the sources' and
+targets' accuracy with soft codes. Seeded and deterministic on CPU; `<out>/pretrain.ckpt` (model,
+codes, optimizer, step, RNG states, written atomically) lets an interrupted run continue with the
+same numbers. At the end the checkpoint (safetensors + config + tokenizer) is written into `<out>`,
 file by file atomically, with `SHA256` recording the weights' hash (tests/runner/test_toy_model.py).
+The codes are not shipped.
 """
 
 from __future__ import annotations
@@ -109,11 +112,95 @@ class TrainStream:
 
     def __init__(self, tokenizer, name: str):
         examples = toyworld.TOY_TASKS[name].examples("train", taskless=True)
+        self.name = name
         self.texts = tokenizer([e.source for e in examples], add_special_tokens=True).input_ids  # each ends in </s>
         self.labels = [e.label for e in examples]
         self.variants = tokenizer(instruction_variants(name), add_special_tokens=False).input_ids
         words = toyworld.DESIGN[name].label_words
         self.word_ids = tokenizer.convert_tokens_to_ids(list(words))
+
+
+CODE_HALF = 4  # vectors per half of a soft instruction: operation half, label half (8 = the toy presets' l)
+OPERATIONS = toyworld.ATTRIBUTES
+PAIRS = tuple(toyworld.LABEL_PAIRS)
+
+
+class SoftInstructions(torch.nn.Module):
+    """Learned soft instructions, trained with the model: one code per operation, one per label pair.
+
+    A source's soft instruction is `concat(operation code, label code)` (2 x CODE_HALF vectors), put
+    where a soft prompt goes (before `text: ...`). Each half is shared by every source with that
+    operation or that label pair, so the model learns to read a prompt's vectors for *what to
+    compute* and *which words to write*, and a target (a pair of halves never seen together) is
+    reachable by a soft prompt. Codes start as random vocabulary embeddings, as bmtpt's prompts do;
+    Gaussian noise (`noise` x the codes' RMS) is added in training so the region around them works too.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, generator: torch.Generator, noise: float, dropout: float = 0.0):
+        super().__init__()
+        d = embeddings.shape[1]
+
+        def draw(rows: int) -> torch.Tensor:
+            picks = torch.randint(3, embeddings.shape[0], (rows * CODE_HALF,), generator=generator)
+            return embeddings.detach()[picks].clone().view(rows, CODE_HALF, d)
+
+        self.operations = torch.nn.Parameter(draw(len(OPERATIONS)))  # (6, CODE_HALF, d)
+        self.pairs = torch.nn.Parameter(draw(len(PAIRS)))  # (4, CODE_HALF, d)
+        self.noise, self.dropout = noise, dropout
+        self.mix, self.mix_low = False, 0.25  # set on by the training loop after --mix-from of the steps
+
+    def forward(self, names: list[str], generator: torch.Generator | None = None,
+                vocabulary: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2 x CODE_HALF, d) soft instructions for task names.
+
+        In training (a generator given): Gaussian noise; with `mix` on, each code moved a random
+        share (up to 1 - `mix_low`) of the way toward a prompt of random token embeddings; and each
+        vector replaced with probability `dropout` by a random row of `vocabulary`. The last two
+        teach the model to answer to a prompt that is still partly its random vocabulary init, where
+        prompt tuning starts, so the gradient there points toward the operation it asks for.
+        """
+        ops = torch.tensor([OPERATIONS.index(toyworld.DESIGN[n].operation) for n in names])
+        pairs = torch.tensor([PAIRS.index(toyworld.DESIGN[n].labels) for n in names])
+        codes = torch.cat([self.operations[ops], self.pairs[pairs]], dim=1)
+        if generator is not None and self.noise > 0:
+            scale = codes.detach().pow(2).mean().sqrt() * self.noise
+            codes = codes + scale * torch.randn(codes.shape, generator=generator)
+        if generator is not None and self.mix and vocabulary is not None:
+            # a straight path from a random vocabulary prompt (where prompt tuning starts) to the code
+            alpha = self.mix_low + (1 - self.mix_low) * torch.rand(codes.shape[0], 1, 1, generator=generator)
+            rows = torch.randint(3, vocabulary.shape[0], codes.shape[:2], generator=generator)
+            codes = alpha * codes + (1 - alpha) * vocabulary.detach()[rows]
+        if generator is not None and self.dropout > 0 and vocabulary is not None:
+            drop = torch.rand(codes.shape[:2], generator=generator) < self.dropout  # (B, 2 x CODE_HALF)
+            rows = torch.randint(3, vocabulary.shape[0], codes.shape[:2], generator=generator)
+            codes = torch.where(drop.unsqueeze(-1), vocabulary.detach()[rows], codes)
+        return codes
+
+
+def sample_soft_batch(streams: list[TrainStream], batch_size: int, generator: torch.Generator):
+    """A batch of text only (the soft instruction goes in front): task names, ids, mask, labels."""
+    def draw(n: int) -> int:
+        return int(torch.randint(n, (1,), generator=generator))
+
+    names, rows, targets = [], [], []
+    for _ in range(batch_size):
+        stream = streams[draw(len(streams))]
+        i = draw(len(stream.labels))
+        names.append(stream.name)
+        rows.append(stream.texts[i])
+        targets.append([stream.word_ids[stream.labels[i]], 1])
+    length = max(map(len, rows))
+    ids = torch.tensor([row + [0] * (length - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (length - len(row)) for row in rows])
+    return names, ids, mask, torch.tensor(targets)
+
+
+def soft_loss(model, soft: SoftInstructions, names, ids, mask, labels, generator=None):
+    """Loss (or logits) with soft instructions prepended to the token embeddings, as bmtpt's runner does."""
+    codes = soft(names, generator, model.get_input_embeddings().weight)
+    embeds = torch.cat([codes, model.get_input_embeddings()(ids)], dim=1)
+    full_mask = torch.cat([torch.ones(len(ids), codes.shape[1], dtype=mask.dtype), mask], dim=1)
+    return model(inputs_embeds=embeds, attention_mask=full_mask, labels=labels)
 
 
 def sample_batch(streams: list[TrainStream], distractors: list[int], batch_size: int, generator: torch.Generator):
@@ -157,7 +244,35 @@ def accuracy(model, data: Encoded, batch: int = 200) -> float:
     return correct / len(data.labels)
 
 
-def report(model, evals: dict[str, Encoded], step: int, loss: float, started: float) -> dict[str, float]:
+@torch.no_grad()
+def soft_accuracy(model, soft: SoftInstructions, data: "Plain", batch: int = 200) -> float:
+    """Rank-scoring accuracy with the task's composed soft instruction in front of `text: ...`."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(data.labels), batch):
+        ids, mask = data.input_ids[start:start + batch], data.mask[start:start + batch]
+        scores = []
+        for word in data.word_ids.tolist():
+            labels = torch.tensor([[word, 1]]).repeat(len(ids), 1)
+            logp = soft_loss(model, soft, [data.name] * len(ids), ids, mask, labels).logits.log_softmax(-1)
+            scores.append(logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).sum(-1))
+        correct += (torch.stack(scores, 1).argmax(1) == data.labels[start:start + batch]).sum().item()
+    return correct / len(data.labels)
+
+
+class Plain:
+    """One task split without instruction (`text: ...`), tokenised: ids, mask, labels, label-word ids."""
+
+    def __init__(self, tokenizer, name: str, split: str, limit: int | None = None):
+        examples = toyworld.TOY_TASKS[name].examples(split, taskless=True)[:limit]
+        enc = tokenizer([e.source for e in examples], padding=True, return_tensors="pt")
+        self.name, self.input_ids, self.mask = name, enc.input_ids, enc.attention_mask
+        self.labels = torch.tensor([e.label for e in examples])
+        self.word_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(toyworld.DESIGN[name].label_words)))
+
+
+def report(model, evals: dict[str, Encoded], step: int, loss: float, started: float,
+           soft=None, plain=None) -> dict[str, float]:
     scores = {name: accuracy(model, data) for name, data in evals.items()}
     families: dict[str, list[float]] = {}
     for name, score in scores.items():
@@ -166,11 +281,17 @@ def report(model, evals: dict[str, Encoded], step: int, loss: float, started: fl
         families.setdefault(key, []).append(score)
     cells = "  ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in families.items())
     print(f"step {step:5d}  loss {loss:.4f}  {time.time() - started:6.0f}s  dev acc  {cells}", flush=True)
+    if soft is not None:
+        soft_scores = {name: soft_accuracy(model, soft, data) for name, data in plain.items()}
+        src = [v for k, v in soft_scores.items() if toyworld.DESIGN[k].role == "source"]
+        cells = "  ".join(f"{k[4:]} {v:.2f}" for k, v in soft_scores.items() if toyworld.DESIGN[k].role == "target")
+        print(f"           soft codes: sources {sum(src) / len(src):.2f} (min {min(src):.2f})  targets {cells}", flush=True)
     return scores
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, generator: torch.Generator) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, generator: torch.Generator, soft=None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "soft": soft.state_dict() if soft is not None else None,
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -191,7 +312,7 @@ def write_model(out: Path, model, tokenizer, meta: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bmtpt_cli" / "models" / "toy")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
@@ -199,6 +320,14 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--eval-examples", type=int, default=60, help="dev examples per task at each report")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--soft-fraction", type=float, default=0.5,
+                        help="share of each batch read with soft instructions instead of text (0 = the first design)")
+    parser.add_argument("--code-noise", type=float, default=0.3, help="noise on soft instructions, x their RMS")
+    parser.add_argument("--code-lr", type=float, default=5e-3)
+    parser.add_argument("--mix-from", type=float, default=0.4,
+                        help="share of the steps after which soft instructions are mixed with random prompts (1: never)")
+    parser.add_argument("--code-dropout", type=float, default=0.0,
+                        help="chance that a soft-instruction vector is replaced by a random token embedding in training")
     # One thread: on a shared, loaded 2-core machine two OpenMP threads made a step 5-15x slower.
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -211,15 +340,20 @@ def main(argv=None) -> None:
     tokenizer = build_tokenizer()
     torch.manual_seed(args.seed)
     model = T5ForConditionalGeneration(toy_config(len(tokenizer)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(args.seed)
+    soft = SoftInstructions(model.get_input_embeddings().weight, generator, args.code_noise, args.code_dropout)
+    optimizer = torch.optim.AdamW([{"params": list(model.parameters())},
+                                   {"params": list(soft.parameters()), "lr": args.code_lr, "weight_decay": 0.0}],
+                                  lr=args.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / args.warmup)
                                                  * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
-    generator = torch.Generator().manual_seed(args.seed)
     step = 0
     ckpt = args.out / "pretrain.ckpt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
+        if state.get("soft") is not None:
+            soft.load_state_dict(state["soft"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         generator.set_state(state["generator"])
@@ -231,30 +365,40 @@ def main(argv=None) -> None:
     streams = [TrainStream(tokenizer, name) for name in toyworld.SOURCE_NAMES]
     distractors = tokenizer.convert_tokens_to_ids(list(DISTRACTORS))
     evals = {name: Encoded(tokenizer, name, "validation", args.eval_examples) for name in toyworld.DESIGN}
+    plain = {name: Plain(tokenizer, name, "validation", args.eval_examples) for name in toyworld.DESIGN}
+    n_soft = round(args.batch_size * args.soft_fraction)
     started, losses = time.time(), []
     model.train()
     while step < args.steps:
-        ids, mask, labels = sample_batch(streams, distractors, args.batch_size, generator)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        soft.mix = step >= args.mix_from * args.steps
+        ids, mask, labels = sample_batch(streams, distractors, args.batch_size - n_soft, generator)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss * (args.batch_size - n_soft)
+        if n_soft:
+            names, ids, mask, labels = sample_soft_batch(streams, n_soft, generator)
+            loss = loss + soft_loss(model, soft, names, ids, mask, labels, generator).loss * n_soft
+        loss = loss / args.batch_size
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([*model.parameters(), *soft.parameters()], 1.0)
         optimizer.step()
         schedule.step()
         step += 1
         losses.append(loss.item())
         if step % args.eval_every == 0 or step == args.steps:
-            report(model, evals, step, sum(losses) / len(losses), started)
+            report(model, evals, step, sum(losses) / len(losses), started, soft if n_soft else None, plain)
             losses = []
             model.train()
         if step % args.checkpoint_every == 0 and step < args.steps:
-            save_checkpoint(ckpt, model, optimizer, step, generator)
+            save_checkpoint(ckpt, model, optimizer, step, generator, soft)
 
     model.eval()
     scores = {name: accuracy(model, Encoded(tokenizer, name, "validation")) for name in toyworld.DESIGN}
+    soft_scores = ({name: soft_accuracy(model, soft, Plain(tokenizer, name, "validation")) for name in toyworld.DESIGN}
+                   if n_soft else {})
     meta = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
-            "seed": args.seed, "threads": args.threads, "torch": torch.__version__,
-            "dev_accuracy_with_instruction": scores}
+            "seed": args.seed, "threads": args.threads, "soft_fraction": args.soft_fraction,
+            "code_noise": args.code_noise, "code_lr": args.code_lr, "code_dropout": args.code_dropout, "mix_from": args.mix_from, "torch": torch.__version__,
+            "dev_accuracy_with_instruction": scores, "dev_accuracy_with_soft_instruction": soft_scores}
     digest = write_model(args.out, model, tokenizer, meta)
     ckpt.unlink(missing_ok=True)
     print(f"wrote {args.out} (model.safetensors sha256 {digest})", flush=True)
