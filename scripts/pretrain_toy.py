@@ -94,14 +94,22 @@ def instruction_variants(name: str) -> list[str]:
 
 
 class Encoded:
-    """One task split, tokenised once: ids (N, n) padded, mask, label ids, label-word token ids."""
+    """One task split, tokenised once: ids (N, n) padded, mask, label ids, label-word token ids.
 
-    def __init__(self, tokenizer, name: str, split: str, limit: int | None = None):
-        sources, labels = instructed(name, split)
+    With `with_instruction`, each input starts with the task's instruction as text; without, it is the
+    taskless input alone (`text: ...`), for a soft instruction to go in front.
+    """
+
+    def __init__(self, tokenizer, name: str, split: str, limit: int | None = None, *, with_instruction: bool = True):
+        if with_instruction:
+            sources, labels = instructed(name, split)
+        else:
+            examples = toyworld.TOY_TASKS[name].examples(split, taskless=True)
+            sources, labels = [e.source for e in examples], [e.label for e in examples]
         sources, labels = sources[:limit], labels[:limit]
-        enc = tokenizer(sources, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt")
+        enc = tokenizer(sources, padding=True, return_tensors="pt")
         assert int(enc.attention_mask.sum(1).max()) < MAX_LENGTH, f"{name}: an input is longer than {MAX_LENGTH}"
-        self.input_ids, self.mask = enc.input_ids, enc.attention_mask
+        self.name, self.input_ids, self.mask = name, enc.input_ids, enc.attention_mask
         self.labels = torch.tensor(labels)
         words = toyworld.DESIGN[name].label_words
         self.word_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(words)))  # (2,)
@@ -136,7 +144,7 @@ class SoftInstructions(torch.nn.Module):
     Gaussian noise (`noise` x the codes' RMS) is added in training so the region around them works too.
     """
 
-    def __init__(self, embeddings: torch.Tensor, generator: torch.Generator, noise: float, dropout: float = 0.0):
+    def __init__(self, embeddings: torch.Tensor, generator: torch.Generator, noise: float):
         super().__init__()
         d = embeddings.shape[1]
 
@@ -146,18 +154,18 @@ class SoftInstructions(torch.nn.Module):
 
         self.operations = torch.nn.Parameter(draw(len(OPERATIONS)))  # (6, CODE_HALF, d)
         self.pairs = torch.nn.Parameter(draw(len(PAIRS)))  # (4, CODE_HALF, d)
-        self.noise, self.dropout = noise, dropout
+        self.noise = noise
         self.mix, self.mix_low = False, 0.25  # set on by the training loop after --mix-from of the steps
 
     def forward(self, names: list[str], generator: torch.Generator | None = None,
                 vocabulary: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 2 x CODE_HALF, d) soft instructions for task names.
 
-        In training (a generator given): Gaussian noise; with `mix` on, each code moved a random
-        share (up to 1 - `mix_low`) of the way toward a prompt of random token embeddings; and each
-        vector replaced with probability `dropout` by a random row of `vocabulary`. The last two
-        teach the model to answer to a prompt that is still partly its random vocabulary init, where
-        prompt tuning starts, so the gradient there points toward the operation it asks for.
+        In training (a generator given): Gaussian noise, and with `mix` on each code moved a random
+        share (up to 1 - `mix_low`) of the way toward a prompt of random rows of `vocabulary` (the
+        token embeddings). The mixing teaches the model to answer to a prompt that is still partly
+        its random vocabulary init, where prompt tuning starts, so the gradient there points toward
+        the operation it asks for.
         """
         ops = torch.tensor([OPERATIONS.index(toyworld.DESIGN[n].operation) for n in names])
         pairs = torch.tensor([PAIRS.index(toyworld.DESIGN[n].labels) for n in names])
@@ -170,10 +178,6 @@ class SoftInstructions(torch.nn.Module):
             alpha = self.mix_low + (1 - self.mix_low) * torch.rand(codes.shape[0], 1, 1, generator=generator)
             rows = torch.randint(3, vocabulary.shape[0], codes.shape[:2], generator=generator)
             codes = alpha * codes + (1 - alpha) * vocabulary.detach()[rows]
-        if generator is not None and self.dropout > 0 and vocabulary is not None:
-            drop = torch.rand(codes.shape[:2], generator=generator) < self.dropout  # (B, 2 x CODE_HALF)
-            rows = torch.randint(3, vocabulary.shape[0], codes.shape[:2], generator=generator)
-            codes = torch.where(drop.unsqueeze(-1), vocabulary.detach()[rows], codes)
         return codes
 
 
@@ -226,8 +230,11 @@ def sample_batch(streams: list[TrainStream], distractors: list[int], batch_size:
 
 
 @torch.no_grad()
-def accuracy(model, data: Encoded, batch: int = 200) -> float:
-    """Rank-scoring accuracy: the label word (then </s>) with the higher log-likelihood wins."""
+def accuracy(model, data: Encoded, soft: "SoftInstructions | None" = None, batch: int = 200) -> float:
+    """Rank-scoring accuracy: the label word (then </s>) with the higher log-likelihood wins.
+
+    With `soft`, the task's (noise-free) soft instruction goes in front of each input.
+    """
     model.eval()
     correct = 0
     for start in range(0, len(data.labels), batch):
@@ -237,42 +244,19 @@ def accuracy(model, data: Encoded, batch: int = 200) -> float:
         scores = []
         for word in data.word_ids.tolist():
             labels = torch.tensor([[word, 1]]).repeat(len(ids), 1)  # (N, 2): the word, </s>
-            logp = model(input_ids=ids, attention_mask=mask, labels=labels).logits.log_softmax(-1)
+            if soft is None:
+                output = model(input_ids=ids, attention_mask=mask, labels=labels)
+            else:
+                output = soft_loss(model, soft, [data.name] * len(ids), ids, mask, labels)
+            logp = output.logits.log_softmax(-1)
             scores.append(logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).sum(-1))
         pred = torch.stack(scores, dim=1).argmax(dim=1)
         correct += (pred == data.labels[start:start + batch]).sum().item()
     return correct / len(data.labels)
 
 
-@torch.no_grad()
-def soft_accuracy(model, soft: SoftInstructions, data: "Plain", batch: int = 200) -> float:
-    """Rank-scoring accuracy with the task's composed soft instruction in front of `text: ...`."""
-    model.eval()
-    correct = 0
-    for start in range(0, len(data.labels), batch):
-        ids, mask = data.input_ids[start:start + batch], data.mask[start:start + batch]
-        scores = []
-        for word in data.word_ids.tolist():
-            labels = torch.tensor([[word, 1]]).repeat(len(ids), 1)
-            logp = soft_loss(model, soft, [data.name] * len(ids), ids, mask, labels).logits.log_softmax(-1)
-            scores.append(logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).sum(-1))
-        correct += (torch.stack(scores, 1).argmax(1) == data.labels[start:start + batch]).sum().item()
-    return correct / len(data.labels)
-
-
-class Plain:
-    """One task split without instruction (`text: ...`), tokenised: ids, mask, labels, label-word ids."""
-
-    def __init__(self, tokenizer, name: str, split: str, limit: int | None = None):
-        examples = toyworld.TOY_TASKS[name].examples(split, taskless=True)[:limit]
-        enc = tokenizer([e.source for e in examples], padding=True, return_tensors="pt")
-        self.name, self.input_ids, self.mask = name, enc.input_ids, enc.attention_mask
-        self.labels = torch.tensor([e.label for e in examples])
-        self.word_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(toyworld.DESIGN[name].label_words)))
-
-
 def report(model, evals: dict[str, Encoded], step: int, loss: float, started: float,
-           soft=None, plain=None) -> dict[str, float]:
+           soft=None, plain: dict[str, Encoded] | None = None) -> dict[str, float]:
     scores = {name: accuracy(model, data) for name, data in evals.items()}
     families: dict[str, list[float]] = {}
     for name, score in scores.items():
@@ -282,7 +266,7 @@ def report(model, evals: dict[str, Encoded], step: int, loss: float, started: fl
     cells = "  ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in families.items())
     print(f"step {step:5d}  loss {loss:.4f}  {time.time() - started:6.0f}s  dev acc  {cells}", flush=True)
     if soft is not None:
-        soft_scores = {name: soft_accuracy(model, soft, data) for name, data in plain.items()}
+        soft_scores = {name: accuracy(model, data, soft) for name, data in plain.items()}
         src = [v for k, v in soft_scores.items() if toyworld.DESIGN[k].role == "source"]
         cells = "  ".join(f"{k[4:]} {v:.2f}" for k, v in soft_scores.items() if toyworld.DESIGN[k].role == "target")
         print(f"           soft codes: sources {sum(src) / len(src):.2f} (min {min(src):.2f})  targets {cells}", flush=True)
@@ -326,8 +310,6 @@ def main(argv=None) -> None:
     parser.add_argument("--code-lr", type=float, default=5e-3)
     parser.add_argument("--mix-from", type=float, default=0.4,
                         help="share of the steps after which soft instructions are mixed with random prompts (1: never)")
-    parser.add_argument("--code-dropout", type=float, default=0.0,
-                        help="chance that a soft-instruction vector is replaced by a random token embedding in training")
     # One thread: on a shared, loaded 2-core machine two OpenMP threads made a step 5-15x slower.
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -341,7 +323,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     model = T5ForConditionalGeneration(toy_config(len(tokenizer)))
     generator = torch.Generator().manual_seed(args.seed)
-    soft = SoftInstructions(model.get_input_embeddings().weight, generator, args.code_noise, args.code_dropout)
+    soft = SoftInstructions(model.get_input_embeddings().weight, generator, args.code_noise)
     optimizer = torch.optim.AdamW([{"params": list(model.parameters())},
                                    {"params": list(soft.parameters()), "lr": args.code_lr, "weight_decay": 0.0}],
                                   lr=args.lr, weight_decay=0.01)
@@ -365,7 +347,7 @@ def main(argv=None) -> None:
     streams = [TrainStream(tokenizer, name) for name in toyworld.SOURCE_NAMES]
     distractors = tokenizer.convert_tokens_to_ids(list(DISTRACTORS))
     evals = {name: Encoded(tokenizer, name, "validation", args.eval_examples) for name in toyworld.DESIGN}
-    plain = {name: Plain(tokenizer, name, "validation", args.eval_examples) for name in toyworld.DESIGN}
+    plain = {name: Encoded(tokenizer, name, "validation", args.eval_examples, with_instruction=False) for name in toyworld.DESIGN}
     n_soft = round(args.batch_size * args.soft_fraction)
     started, losses = time.time(), []
     model.train()
@@ -393,11 +375,12 @@ def main(argv=None) -> None:
 
     model.eval()
     scores = {name: accuracy(model, Encoded(tokenizer, name, "validation")) for name in toyworld.DESIGN}
-    soft_scores = ({name: soft_accuracy(model, soft, Plain(tokenizer, name, "validation")) for name in toyworld.DESIGN}
+    soft_scores = ({name: accuracy(model, Encoded(tokenizer, name, "validation", with_instruction=False), soft)
+                    for name in toyworld.DESIGN}
                    if n_soft else {})
     meta = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
             "seed": args.seed, "threads": args.threads, "soft_fraction": args.soft_fraction,
-            "code_noise": args.code_noise, "code_lr": args.code_lr, "code_dropout": args.code_dropout, "mix_from": args.mix_from, "torch": torch.__version__,
+            "code_noise": args.code_noise, "code_lr": args.code_lr, "mix_from": args.mix_from, "torch": torch.__version__,
             "dev_accuracy_with_instruction": scores, "dev_accuracy_with_soft_instruction": soft_scores}
     digest = write_model(args.out, model, tokenizer, meta)
     ckpt.unlink(missing_ok=True)

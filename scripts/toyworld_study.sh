@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Every measurement in docs/toyworld.md, from the shipped CLI on the shipped toy model, in one run.
 #
-#   bash scripts/toyworld_study.sh [OUT]          # OUT defaults to toyworld-study/; ~30 min on 2 CPU cores
+#   bash scripts/toyworld_study.sh [OUT]          # OUT defaults to toyworld-study/; ~40 min on 2 CPU cores
 #   MODEL=/tmp/candidate bash scripts/toyworld_study.sh OUT    # the same on another toy checkpoint
 #
 # Two commands run at a time, one thread each (on a shared 2-core machine two OpenMP threads per
-# process were 5-15x slower). Each step skips its output when it exists, so a stopped run continues.
+# process were 5-15x slower). A finished step leaves OUT/logs/NAME.done and is skipped by a rerun, so a
+# stopped run continues.
 # The tables in docs/toyworld.md are printed from OUT by scripts/toyworld_tables.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,8 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
 
-TARGETS=(toy_animal_right toy_mood_true toy_tool_yes toy_time_right)
-SOURCES=(toy_animal_yes toy_animal_true toy_food_true toy_food_right toy_tool_right toy_tool_on
-         toy_mood_on toy_mood_yes toy_place_yes toy_place_right toy_time_true toy_time_on)
+read -ra TARGETS <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.TARGET_NAMES)')"
+read -ra SOURCES <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.SOURCE_NAMES)')"
 join() { local IFS=,; echo "$*"; }
 ALL_TARGETS=$(join "${TARGETS[@]}")
 ALL_SOURCES=$(join "${SOURCES[@]}")

@@ -37,14 +37,14 @@ def points(values: list[float]) -> str:
     return f"{mean:.1f} ± {std:.1f}"
 
 
-def zero_shot(out: Path) -> tuple[dict[tuple[str, str], float], dict]:
-    """{(prompt's task, scored task): test accuracy} from the transfer matrix, and its JSON record."""
+def zero_shot(out: Path) -> dict[tuple[str, str], float]:
+    """{(prompt's task, scored task): test accuracy} from the transfer matrix's JSON record."""
     record = json.loads((out / "transfer" / "zero_shot.json").read_text())
     cells = {}
     for row, values in zip(record["rows"], record["values"]):
         for column, value in zip(record["columns"], values):
             cells[(row, column)] = value
-    return cells, record
+    return cells
 
 
 def seed_values(path: Path) -> list[float]:
@@ -66,7 +66,7 @@ def property2(out: Path) -> str:
 
 
 def own_task(out: Path) -> str:
-    cells, _ = zero_shot(out)
+    cells = zero_shot(out)
     lines = ["| prompt (M = 1, 300 steps) | accuracy on its own task (test) |", "|---|---|"]
     for name in [*toyworld.SOURCE_NAMES, *TARGETS]:
         lines.append(f"| {name} ({toyworld.DESIGN[name].role}) | {cells[(name, name)]:.3f} |")
@@ -80,7 +80,7 @@ def probe(path: Path) -> list[float]:
 
 
 def property3(out: Path) -> str:
-    cells, _ = zero_shot(out)
+    cells = zero_shot(out)
     lrs = ("0.3", "0.03")
     lines = ["| target | init | step 0 | 30 steps, lr 0.3 | 30 steps, lr 0.03 |", "|---|---|---|---|---|"]
     summary = {kind: {key: [] for key in ("0", *lrs)} for kind in ("related", "unrelated", "random")}

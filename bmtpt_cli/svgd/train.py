@@ -9,8 +9,8 @@ step log and Ctrl-C are `runtime.loop.TrainingLoop`'s.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 
