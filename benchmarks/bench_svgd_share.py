@@ -105,16 +105,15 @@ def main() -> None:
         "All times are torch.profiler CPU times of the shipped code's record_function ranges (the step's "
         "`bmtpt.svgd` and the whole `source_update` call, in the same profile), so share = ratio within one "
         "profile; the profiler's small per-op cost makes the many small SVGD ops, if anything, look dearer.",
-        "`svgd_step` builds the kernel once: `rbf_kernel` gives K and h, and `svgd_direction(..., kernel=K)` "
-        "reuses K (one `cdist` on (M, l·d)). The SVGD-alone rows run the same `svgd_step` with a quadratic "
+        "`svgd_step` builds the kernel once: `particle_kernel` gives K, h and the record's mean pairwise distance "
+        "from one `cdist` on (M, l·d) and one host copy of the (M, M) distances, and `svgd_direction(..., kernel=K)` "
+        "reuses K. The SVGD-alone rows run the same `svgd_step` with a quadratic "
         "likelihood instead of the LM (`benchmarks/workloads.py::SvgdAlone`); only its `bmtpt.svgd` range is read.",
         "CPU contention: the SVGD update is dozens of small ATen ops, each a parallel region over the 2 intra-op "
         "threads; when other processes hold the cores, each region likely waits for a descheduled thread (a "
         "scheduler time slice, milliseconds), so in busy rounds the update takes tens of times its quiet time "
         "while the model's large matrix multiplies slow down 2–3×. The median over rounds is the figure judged; "
         "the per-round table shows the spread.",
-        "`source_update` also calls `mean_pairwise_distance` (another cdist) per step for its record, outside the "
-        "`bmtpt.svgd` range; see benchmark 1's 'rest of source_update' row.",
     ]
     details = []
     if not met:

@@ -17,14 +17,16 @@ have more than two dims (e.g. soft prompts ``(M, l, d)``); they are flattened
 to ``(M, D)`` with ``D = l·d`` for the kernel, exactly as SPEC §2 prescribes.
 
 The functions are autograd-transparent (they neither detach nor enter
-``torch.no_grad``); a trainer that only wants the direction should call them
-under ``torch.no_grad()`` or pass detached tensors.
+``torch.no_grad``) except for the median bandwidth, which is computed on the
+host and so is a constant to autograd, as SVGD treats it; a trainer that only
+wants the direction should call them under ``torch.no_grad()`` or pass
+detached tensors.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -34,6 +36,7 @@ __all__ = [
     "mean_pairwise_distance",
     "median_bandwidth",
     "pairwise_sq_dists",
+    "particle_kernel",
     "rbf_kernel",
     "svgd_direction",
 ]
@@ -61,19 +64,42 @@ def pairwise_sq_dists(particles: Tensor) -> Tensor:
     """Squared Euclidean distances ``D²_ij = ||θ_i − θ_j||²`` (SPEC §2).
 
     ``particles`` is ``(M, D)`` (or ``(M, ...)``, flattened). Returns the
-    ``(M, M)`` matrix, clamped at 0, with exact zeros on the diagonal. The
+    ``(M, M)`` matrix, with exact zeros on the diagonal. The
     distances are computed from the coordinate differences (``torch.cdist``
     without the matrix-multiply shortcut), so there is no catastrophic
     cancellation of ``||a||² + ||b||² − 2 a·b`` when particles are close.
     """
     theta = _flatten_particles(particles)  # (M, D)
-    m = theta.shape[0]
     dist = torch.cdist(
         theta.unsqueeze(0), theta.unsqueeze(0), p=2.0, compute_mode="donot_use_mm_for_euclid_dist"
     ).squeeze(0)  # (M, M)
-    sq = dist.square().clamp_min(0.0)  # (M, M)
-    eye = torch.eye(m, dtype=torch.bool, device=theta.device)  # (M, M)
-    return torch.where(eye, torch.zeros((), dtype=sq.dtype, device=sq.device), sq)  # (M, M)
+    return dist.square().fill_diagonal_(0.0)  # (M, M); a square is never negative
+
+
+def _off_diagonal(sq_dists: Tensor) -> list[float]:
+    """The ``M(M − 1)`` off-diagonal entries of an ``(M, M)`` matrix, row by row, as Python floats
+    (one copy to the host)."""
+    rows = sq_dists.tolist()  # (M, M) as lists: one copy
+    return [value for i, row in enumerate(rows) for j, value in enumerate(row) if i != j]
+
+
+def _median_heuristic(off_diagonal: list[float], m: int) -> float:
+    """``median / log(M + 1)`` of the off-diagonal squared distances, or 1.0 where that is not
+    finite and positive (see :func:`median_bandwidth`)."""
+    if m < 2:
+        return 1.0
+    values = sorted(off_diagonal)
+    n = len(values)  # M(M − 1): always even
+    h = 0.5 * (values[n // 2 - 1] + values[n // 2]) / math.log(m + 1)
+    return h if math.isfinite(h) and h > 0 else 1.0
+
+
+def _mean_distance(off_diagonal: list[float]) -> float:
+    """Mean of the square roots of the off-diagonal squared distances (each pair counted twice,
+    which leaves the mean over pairs ``i < j`` unchanged); 0.0 without pairs."""
+    if not off_diagonal:
+        return 0.0
+    return math.fsum(map(math.sqrt, off_diagonal)) / len(off_diagonal)
 
 
 def median_bandwidth(sq_dists: Tensor) -> Tensor:
@@ -94,34 +120,48 @@ def median_bandwidth(sq_dists: Tensor) -> Tensor:
     """
     if sq_dists.dim() != 2 or sq_dists.shape[0] != sq_dists.shape[1]:
         raise ValueError(f"sq_dists must be a square (M, M) matrix, got shape {tuple(sq_dists.shape)}")
-    m = sq_dists.shape[0]
-    one = torch.ones((), dtype=sq_dists.dtype, device=sq_dists.device)  # ()
-    if m < 2:
-        return one
-    off = ~torch.eye(m, dtype=torch.bool, device=sq_dists.device)  # (M, M)
-    values, _ = torch.sort(sq_dists[off])  # (M(M-1),)
-    n = values.numel()  # always even: M(M-1)
-    if n % 2 == 1:
-        med = values[n // 2]
-    else:
-        med = 0.5 * (values[n // 2 - 1] + values[n // 2])  # ()
-    h = med / math.log(m + 1)  # ()
-    if not bool(torch.isfinite(h)) or not bool(h > 0):
-        return one
-    return h
+    h = _median_heuristic(_off_diagonal(sq_dists), sq_dists.shape[0])
+    return torch.tensor(h, dtype=sq_dists.dtype, device=sq_dists.device)  # ()
+
+
+def _bandwidth_value(bandwidth: Union[float, Tensor]) -> float:
+    """Validate a user-supplied bandwidth (a positive float or scalar tensor) and return it as a float."""
+    if isinstance(bandwidth, Tensor):
+        if bandwidth.numel() != 1:
+            raise ValueError(f"bandwidth must be a scalar, got shape {tuple(bandwidth.shape)}")
+    value = float(bandwidth)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"bandwidth must be finite and > 0, got {value}")
+    return value
 
 
 def _as_bandwidth(bandwidth: Union[float, Tensor], like: Tensor) -> Tensor:
     """Validate a user-supplied bandwidth and return it as a 0-dim tensor like ``like``."""
-    if isinstance(bandwidth, Tensor):
-        if bandwidth.numel() != 1:
-            raise ValueError(f"bandwidth must be a scalar, got shape {tuple(bandwidth.shape)}")
-        h = bandwidth.reshape(()).to(dtype=like.dtype, device=like.device)
-    else:
-        h = torch.tensor(float(bandwidth), dtype=like.dtype, device=like.device)
-    if not bool(torch.isfinite(h)) or not bool(h > 0):
-        raise ValueError(f"bandwidth must be finite and > 0, got {float(h)}")
-    return h
+    return torch.tensor(_bandwidth_value(bandwidth), dtype=like.dtype, device=like.device)
+
+
+def _kernel_matrix(sq_dists: Tensor, h: Union[float, Tensor]) -> Tensor:
+    """``k_ij = exp(−D²_ij / h)`` from the squared distances ``(M, M)``."""
+    return torch.exp(sq_dists / -h)  # (M, M)
+
+
+class ParticleKernel(NamedTuple):
+    """What one SVGD step needs of its particles' geometry (:func:`particle_kernel`)."""
+
+    matrix: Tensor  # (M, M) k_ij = exp(−D²_ij / h)
+    bandwidth: float  # h
+    mean_distance: float  # mean ||θ_i − θ_j|| over pairs i < j (0.0 for M = 1)
+
+
+def particle_kernel(particles: Tensor, *, bandwidth: Bandwidth = None) -> ParticleKernel:
+    """The RBF kernel of :func:`rbf_kernel`, its bandwidth and :func:`mean_pairwise_distance`, from
+    one distance matrix and one host copy of its off-diagonal (SPEC §2) — a step's kernel, h and
+    spread for the price of one ``cdist``; ``bandwidth`` overrides the median heuristic."""
+    theta = _flatten_particles(particles)  # (M, D)
+    sq = pairwise_sq_dists(theta)  # (M, M)
+    off = _off_diagonal(sq)  # M(M − 1) floats
+    h = _median_heuristic(off, theta.shape[0]) if bandwidth is None else _bandwidth_value(bandwidth)
+    return ParticleKernel(_kernel_matrix(sq, h), h, _mean_distance(off))
 
 
 def rbf_kernel(particles: Tensor, *, bandwidth: Bandwidth = None, sq_dists: Tensor | None = None) -> Tuple[Tensor, Tensor]:
@@ -137,7 +177,7 @@ def rbf_kernel(particles: Tensor, *, bandwidth: Bandwidth = None, sq_dists: Tens
     theta = _flatten_particles(particles)  # (M, D)
     sq = pairwise_sq_dists(theta) if sq_dists is None else sq_dists  # (M, M)
     h = median_bandwidth(sq) if bandwidth is None else _as_bandwidth(bandwidth, theta)  # ()
-    return torch.exp(-sq / h), h  # (M, M), ()
+    return _kernel_matrix(sq, h), h  # (M, M), ()
 
 
 def svgd_direction(
@@ -196,18 +236,19 @@ def svgd_direction(
 
     if kernel is None:
         k, h = rbf_kernel(theta, bandwidth=bandwidth)  # (M, M), ()
+        h = float(h)
     else:
         if bandwidth is None or kernel.shape != (m, m):
             raise ValueError(f"a precomputed kernel needs its bandwidth and shape ({m}, {m}), got {tuple(kernel.shape)}")
-        k, h = kernel.to(theta.dtype), _as_bandwidth(bandwidth, theta)
-    drive = k @ s  # (M, D); K symmetric, so (K S)_i = Σ_j k_ji s_j
+        k, h = kernel.to(theta.dtype), _bandwidth_value(bandwidth)
     # (diag(K1) − K) Θ is invariant to translating all particles; centring first
     # avoids cancellation when the particles are close relative to their norm.
     centred = theta - theta.mean(dim=0, keepdim=True)  # (M, D)
-    repulse = k.sum(dim=1, keepdim=True) * centred - k @ centred  # (M, D)
-    phi = (drive + (2.0 / h) * repulse) / m  # (M, D)
+    repulse = torch.addmm(k.sum(dim=1, keepdim=True) * centred, k, centred, alpha=-1.0)  # (M, D) (diag(K1) − K) Θ
+    phi = torch.addmm(repulse, k, s, beta=2.0 / h)  # (M, D) K S + (2/h) repulse; K symmetric, so (K S)_i = Σ_j k_ji s_j
     if damping != 1.0:
-        phi = phi - ((1.0 - damping) / m) * s  # (M, D)
+        phi = phi.sub_(s, alpha=1.0 - damping)  # the self term k_ii s_i = s_i scaled by λ
+    phi = phi.div_(m)  # (M, D)
     return phi.reshape(shape)
 
 
@@ -238,5 +279,4 @@ def mean_pairwise_distance(particles: Tensor, *, sq_dists: Tensor | None = None)
     if m < 2:
         return 0.0
     sq = pairwise_sq_dists(theta) if sq_dists is None else sq_dists.detach()  # (M, M)
-    iu = torch.triu_indices(m, m, offset=1, device=theta.device)  # (2, M(M-1)/2)
-    return float(sq[iu[0], iu[1]].sqrt().mean().item())
+    return _mean_distance(_off_diagonal(sq))

@@ -330,3 +330,26 @@ def test_bad_input_raises_value_error() -> None:
         svgd_direction(theta[0], scores[0])  # 1-D: no particle axis
     with pytest.raises(ValueError):
         damping_lambda(0, 10)
+
+
+# --------------------------------------------------------------------------- 9. one step's kernel
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 8])
+def test_particle_kernel_is_rbf_kernel_its_bandwidth_and_the_spread(m: int) -> None:
+    from bmtpt_cli.svgd.kernel import particle_kernel
+
+    theta = _rand(m, 7, seed=100 + m, scale=2.0) + 5.0
+    got = particle_kernel(theta)
+    k, h = rbf_kernel(theta)
+    bf_k, bf_h = _bf_kernel(theta.tolist())
+    assert isinstance(got.bandwidth, float) and got.bandwidth == pytest.approx(bf_h, rel=1e-12) == float(h)
+    torch.testing.assert_close(got.matrix, torch.tensor(bf_k, dtype=torch.float64), rtol=1e-10, atol=1e-300)
+    torch.testing.assert_close(got.matrix, k, rtol=1e-14, atol=0.0)
+    assert got.mean_distance == mean_pairwise_distance(theta)
+    fixed = particle_kernel(theta, bandwidth=2.5)
+    assert fixed.bandwidth == 2.5
+    torch.testing.assert_close(fixed.matrix, torch.exp(-pairwise_sq_dists(theta) / 2.5), rtol=1e-14, atol=0.0)
+    for bad in (0.0, -1.0, float("nan"), torch.ones(2)):
+        with pytest.raises(ValueError, match="bandwidth"):
+            particle_kernel(theta, bandwidth=bad)
