@@ -27,6 +27,7 @@ class EncodedBatch:
     input_ids: torch.Tensor  # (B, n)
     attention_mask: torch.Tensor  # (B, n)
     labels: torch.Tensor | None  # (B, t), padding set to IGNORE_INDEX
+    target_count: int | None = None  # labels that are not IGNORE_INDEX, counted while encoding (None: not counted)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -51,6 +52,12 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 def target_tokens(batch: EncodedBatch) -> torch.Tensor:
     """Number of target tokens in a batch (labels that are not padding)."""
     return (batch.labels != IGNORE_INDEX).sum()
+
+
+def target_units(batch: EncodedBatch) -> int | torch.Tensor:
+    """`target_tokens` as the int counted while encoding where there is one (no tensor work, no
+    device sync), else as the tensor."""
+    return batch.target_count if batch.target_count is not None else target_tokens(batch)
 
 
 class FrozenT5Runner:
@@ -78,6 +85,7 @@ class FrozenT5Runner:
         self.eval_tokens = eval_tokens  # None: evaluation chunks are sized from device and shapes
         self._memory_bytes: int | None = None  # read once, at the first plan: plans stay deterministic
         self.last_plan: PassPlan | None = None  # the plan `pass_plan` chose last (a step logs it)
+        self._plans: dict[tuple, PassPlan] = {}  # `pass_plan`'s plans by shape
         # The decoder cache's keyword: `cache` in newer transformers 5, `past_key_values` before. Read
         # from the class, so a compiled `model.forward` (a generic wrapper) does not hide it.
         forward = inspect.signature(type(model).forward).parameters
@@ -134,14 +142,19 @@ class FrozenT5Runner:
 
     def pass_plan(self, particles: int, batch: EncodedBatch, prompt_length: int) -> PassPlan:
         """How a step of `particles` prompts on `batch` goes through the model (`plan.plan_step`):
-        from the device type, its memory, the model's shape and the batch's padded lengths."""
-        shape = self._plan_shape()
-        memory = self.memory_bytes if shape["device_type"] != "cpu" and self.chunk_sequences is None else 0
-        self.last_plan = plan_step(
-            particles=particles, examples=len(batch), memory_bytes=memory,
-            source_length=prompt_length + batch.input_ids.shape[1], target_length=batch.labels.shape[1],
-            trainable_elements=particles * prompt_length * self.d_model, chunk_sequences=self.chunk_sequences, **shape,
-        )
+        from the device type, its memory, the model's shape and the batch's padded lengths. A plan
+        depends on nothing else (the memory is read once), so each shape's plan is made once."""
+        key = (particles, len(batch), prompt_length + batch.input_ids.shape[1], batch.labels.shape[1], prompt_length,
+               self.chunk_sequences, self.autocast_dtype, self.device)
+        if key not in self._plans:
+            shape = self._plan_shape()
+            memory = self.memory_bytes if shape["device_type"] != "cpu" and self.chunk_sequences is None else 0
+            self._plans[key] = plan_step(
+                particles=particles, examples=len(batch), memory_bytes=memory, source_length=key[2],
+                target_length=key[3], trainable_elements=particles * prompt_length * self.d_model,
+                chunk_sequences=self.chunk_sequences, **shape,
+            )
+        self.last_plan = self._plans[key]
         return self.last_plan
 
     def eval_chunks(self, sources: list[str], prompt_length: int, *, target_length: int = 1, cap: int | None = None) -> list[list[int]]:
@@ -161,14 +174,24 @@ class FrozenT5Runner:
     # ----------------------------------------------------------------------------- tokenising
     def encode(self, sources: list[str], targets: list[str] | None = None) -> EncodedBatch:
         """Tokenise sources (and targets as labels), padded to the batch's longest, on the model's device."""
-        input_ids, attention_mask = self._padded(self._token_ids(sources, self.max_source_length))
-        labels = self.encode_targets(targets) if targets is not None else None
-        return EncodedBatch(input_ids.to(self.device), attention_mask.to(self.device), labels)
+        rows = self._token_ids(sources, self.max_source_length)
+        input_ids = self._padded(rows, self.tokenizer.pad_token_id)
+        attention_mask = self._padded([[1] * len(row) for row in rows], 0)
+        if targets is None:
+            return EncodedBatch(input_ids, attention_mask, None)
+        labels = self._target_rows(targets)
+        count = sum(len(row) - row.count(IGNORE_INDEX) for row in labels)  # what `target_tokens` counts
+        return EncodedBatch(input_ids, attention_mask, self._padded(labels, IGNORE_INDEX), count)
 
     def encode_targets(self, targets: list[str]) -> torch.Tensor:
-        """Target token ids `(N, t)` with padding set to IGNORE_INDEX, on the model's device."""
-        labels, _ = self._padded(self._token_ids(targets, self.max_target_length))
-        return labels.masked_fill(labels == self.tokenizer.pad_token_id, IGNORE_INDEX).to(self.device)
+        """Target token ids `(N, t)` with padding (and any pad id) set to IGNORE_INDEX, on the model's device."""
+        return self._padded(self._target_rows(targets), IGNORE_INDEX)
+
+    def _target_rows(self, targets: list[str]) -> list[list[int]]:
+        """Each target's token ids with any pad id set to IGNORE_INDEX (unpadded)."""
+        pad = self.tokenizer.pad_token_id
+        return [row if pad not in row else [IGNORE_INDEX if t == pad else t for t in row]
+                for row in self._token_ids(targets, self.max_target_length)]
 
     def _token_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
         """Each text's token ids (truncated to `max_length`), tokenised once per text and kept: a
@@ -183,18 +206,16 @@ class FrozenT5Runner:
             cache.update(((text, max_length), row) for text, row in zip(missing, ids))
         return [cache[(text, max_length)] for text in texts]
 
-    def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token id rows padded with the pad id to the longest, on the tokenizer's padding side (T5's:
-        the right): ids and mask `(N, n)` int64, what the tokenizer's `padding=True` gives."""
+    def _padded(self, rows: list[list[int]], value: int) -> torch.Tensor:
+        """Rows padded with `value` to the longest, on the tokenizer's padding side (T5's: the right),
+        as one int64 tensor `(N, n)` made on the model's device — what the tokenizer's `padding=True`
+        gives, without its per-batch Python work."""
         width = max(len(row) for row in rows)
-        pad = self.tokenizer.pad_token_id
         if getattr(self.tokenizer, "padding_side", "right") == "left":
-            ids = [[pad] * (width - len(row)) + row for row in rows]
-            mask = [[0] * (width - len(row)) + [1] * len(row) for row in rows]
+            padded = [[value] * (width - len(row)) + row for row in rows]
         else:
-            ids = [row + [pad] * (width - len(row)) for row in rows]
-            mask = [[1] * len(row) + [0] * (width - len(row)) for row in rows]
-        return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+            padded = [row + [value] * (width - len(row)) for row in rows]
+        return torch.tensor(padded, dtype=torch.long, device=self.device)
 
     # ----------------------------------------------------------------------------- forward pieces
     def prompted_inputs(

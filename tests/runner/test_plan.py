@@ -6,6 +6,7 @@ import torch
 from bmtpt_cli.runner.plan import (
     CPU_BLOCK_BYTES, PassPlan, examples_per_eval_pass, length_buckets, plan_step, sequences_per_pass,
 )
+from bmtpt_cli.runner.runner import target_tokens
 from bmtpt_cli.runtime.memory import FIT_FRACTION, estimate_training_bytes
 
 # t5-small's shape (runtime.memory.t5_dims of its config)
@@ -92,6 +93,19 @@ def test_cached_tokenising_gives_the_tokenizers_padded_batch(runner):
         labels[labels == runner.tokenizer.pad_token_id] = -100
         assert torch.equal(batch.input_ids, want.input_ids) and torch.equal(batch.attention_mask, want.attention_mask)
         assert torch.equal(batch.labels, labels)
+        assert batch.target_count == int((labels != -100).sum()) == int(target_tokens(batch))  # counted on the host
+        assert batch.rows(slice(0, 3)).target_count is None  # a slice is counted by target_tokens
+    pad = runner.tokenizer.pad_token_id
+    runner._token_cache[("has a pad", runner.max_target_length)] = [7, pad, 9]  # a target whose ids hold the pad id
+    batch = runner.encode(["a", "b"], ["has a pad", "yes"])
+    assert batch.labels[0].tolist()[:3] == [7, -100, 9] and batch.target_count == int(target_tokens(batch))
+
+
+def test_a_step_shape_is_planned_once_and_the_same_plan_comes_back(runner):
+    batch = runner.encode(["one", "two", "three"], ["a", "b", "c"])
+    first = runner.pass_plan(5, batch, 8)
+    assert runner.pass_plan(5, batch, 8) is first and runner.last_plan is first
+    assert runner.pass_plan(4, batch, 8) is not first and runner.pass_plan(4, batch, 8).particles == 4
 
 
 def test_gpu_evaluation_chunks_count_the_decoder_cache_in_half_the_memory():
