@@ -100,11 +100,12 @@ def estimate_training_bytes(
     stored on the CPU. The trainable tensors (float32) cost 16·P bytes with P = `trainable_elements`:
     the parameter, its gradient and AdamW's two moments. The SVGD update after the backward adds
     about 6 (M, P/M)-sized float32 temporaries and, for M = `particles` > 1, the (M, M) kernel work
-    (distances, their sort for the median bandwidth with int64 indices, the kernel): measured
-    30 bytes per M², 32 counted. The memory freed after the backward is not handed back to the
+    (distances and the kernel on the device, ~12 bytes per M², and the distances' host copy as
+    Python floats for the median bandwidth and the spread, 44.5 bytes per M² measured by
+    tracemalloc at M = 100–2000): 64 bytes per M² counted. The memory freed after the backward is not handed back to the
     system soon enough to be reused by those large blocks, so they add up. The estimate is
 
-        64 MiB + 16·P + 1.5·stored + 24·P + 32·M²
+        64 MiB + 16·P + 1.5·stored + 24·P + 64·M²
 
     (64 MiB: `STEP_OVERHEAD`, a first step's fixed cost). It is upper-ish: it counts every attention
     mask per sequence and per layer (a batch without padding shares one) and decoder layer 0's
@@ -131,7 +132,7 @@ def estimate_training_bytes(
     cross_keys_values = s * num_decoder_layers * 2 * k
     stored = dtype_bytes * n * (encoder + decoder + cross_keys_values) + 12 * n * t * vocab_size
     activations = stored * ALLOCATOR_HEADROOM[0] // ALLOCATOR_HEADROOM[1]
-    kernel = 32 * particles * particles if particles > 1 else 0
+    kernel = 64 * particles * particles if particles > 1 else 0
     return STEP_OVERHEAD + 16 * trainable_elements + activations + 24 * trainable_elements + kernel
 
 

@@ -8,6 +8,7 @@ step log and Ctrl-C are `runtime.loop.TrainingLoop`'s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -19,12 +20,12 @@ from bmtpt_cli.data.task import TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.prompts import sample_vocab_prompts
 from bmtpt_cli.runner.plan import PassPlan
-from bmtpt_cli.runner.runner import EncodedBatch, FrozenT5Runner, target_tokens
+from bmtpt_cli.runner.runner import EncodedBatch, FrozenT5Runner, target_units
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
 from bmtpt_cli.runtime.profiling import phase
 from bmtpt_cli.runtime.schedule import linear_schedule
-from bmtpt_cli.svgd.kernel import damping_lambda, mean_pairwise_distance, pairwise_sq_dists, rbf_kernel, svgd_direction
+from bmtpt_cli.svgd.kernel import damping_lambda, particle_kernel, svgd_direction
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,23 @@ def resolved_damping(config: SourceConfig, d_model: int) -> float:
     return damping_lambda(config.particles, config.prompt_length * d_model, c=config.damping_c)
 
 
+def adamw(params: list[torch.nn.Parameter], **options) -> torch.optim.AdamW:
+    """torch's AdamW, in its fused single-kernel form where the installed torch has one for the
+    parameters' device (CPU and CUDA since torch 2.4): the same update in one kernel instead of a
+    dozen, which is most of the optimizer's cost at small prompt shapes (benchmark 1)."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or torch
+        return torch.optim.AdamW(params, **options)
+
+
 def start_source(runner: FrozenT5Runner, config: SourceConfig) -> tuple[SourceState, torch.Generator]:
     """Seed everything, draw the initial particles, build AdamW and the schedule; returns the state
     and the data generator (which also drew the particles)."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     particles = torch.nn.Parameter(init_particles(runner, config, generator).to(runner.device))
-    optimizer = torch.optim.AdamW([particles], lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw([particles], lr=config.lr, weight_decay=config.weight_decay)
     scheduler = linear_schedule(optimizer, warmup_steps=config.warmup_steps, total_steps=config.steps)
     return SourceState(particles, optimizer, scheduler, resolved_damping(config, runner.d_model)), generator
 
@@ -120,7 +131,7 @@ class SVGDStep(NamedTuple):
     """What `svgd_step` measured on the particles it moved (all before the optimizer's update)."""
 
     losses: torch.Tensor  # (M,) each particle's mean loss over the batch
-    bandwidth: torch.Tensor  # () the kernel's h
+    bandwidth: float  # the kernel's h
     mean_distance: float  # mean pairwise particle distance, from the kernel's own squared distances
 
 
@@ -159,19 +170,21 @@ def svgd_step(
             # L_j depends on θ_j only, so the gradient of the sum is every particle's own gradient.
             (grads,) = torch.autograd.grad(sums.sum(), particles)  # (M, l, d)
     with phase("bmtpt.reduce"):
-        count = torch.tensor(len(shard), device=sums.device) if per_example else target_tokens(batch)
-        totals = dist.sum(torch.cat([sums.detach(), count.to(sums.dtype).view(1)]))  # (M + 1,)
-        units = totals[-1]  # target tokens (or examples) of the whole batch
-        losses = totals[:-1] / units  # (M,) mean loss of each particle over the whole batch
-        grads = dist.sum(grads) / units  # (M, l, d) ∇L_j
+        units = len(shard) if per_example else target_units(batch)  # this share's target tokens (or examples)
+        sums = sums.detach()
+        if dist.enabled:  # one all-reduce for the loss sums and the units, one for the gradients
+            totals = dist.sum(torch.cat([sums, torch.as_tensor(units, dtype=sums.dtype, device=sums.device).view(1)]))
+            sums, units, grads = totals[:-1], totals[-1], dist.sum(grads)  # (M,), () of the whole batch
+        losses = sums / units  # (M,) mean loss of each particle over the whole batch
+        grads = grads / units  # (M, l, d) ∇L_j
     with phase("bmtpt.svgd"):
         scores = -likelihood_scale * grads
         flat = particles.detach().flatten(1)  # (M, D)
-        sq = pairwise_sq_dists(flat)  # (M, M), once: for the kernel and the spread in the record
-        kernel, h = rbf_kernel(flat, bandwidth=bandwidth, sq_dists=sq)  # built once: h for the record, K for φ
-        phi = svgd_direction(flat, scores.flatten(1), damping=damping, bandwidth=h, kernel=kernel)  # (M, D)
+        kernel = particle_kernel(flat, bandwidth=bandwidth)  # K, h and the spread from one distance matrix
+        phi = svgd_direction(flat, scores.flatten(1), damping=damping, bandwidth=kernel.bandwidth,
+                             kernel=kernel.matrix)  # (M, D)
         particles.grad = -phi.view_as(particles)  # the optimizer ascends along φ
-    return SVGDStep(losses.detach(), h, mean_pairwise_distance(flat, sq_dists=sq))
+    return SVGDStep(losses, kernel.bandwidth, kernel.mean_distance)
 
 
 def _chunked_sums_and_grads(
@@ -214,21 +227,22 @@ def source_update(
         runner, state.particles, examples, damping=state.damping, likelihood_scale=config.likelihood_scale,
         bandwidth=config.bandwidth, loss_weighting=config.loss_weighting, dist=dist,
     )
-    if not torch.isfinite(losses).all():
+    values = losses.tolist()  # the record's, and the finiteness check's, in one copy
+    if not all(map(math.isfinite, values)):
         raise BmtptError(f"non-finite loss at step {step}: lower --lr; {stopped()}")
     with phase("bmtpt.optimizer"):
         state.optimizer.step()
-        state.optimizer.zero_grad(set_to_none=True)
+        state.particles.grad = None  # zero_grad(set_to_none=True) of the optimizer's one parameter
         state.scheduler.step()
-    if not torch.isfinite(state.particles).all():
+    if not bool(state.particles.isfinite().all()):
         raise BmtptError(f"particles became non-finite at step {step}: lower --lr; {stopped()}")
     plan = runner.last_plan
     described = str(plan) if plan is not None else None
     record = StepRecord(
         step=step,
-        loss=losses.mean().item(),
-        particle_losses=[round(v, 6) for v in losses.tolist()],
-        bandwidth=float(h),
+        loss=math.fsum(values) / len(values),
+        particle_losses=[round(v, 6) for v in values],
+        bandwidth=h,
         mean_distance=spread,
         lr=lr,
         passes=plan.passes if plan is not None else 1,

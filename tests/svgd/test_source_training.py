@@ -134,3 +134,21 @@ def test_example_weighting_averages_each_examples_own_token_mean(runner, demo_ex
     batch = runner.encode([e.source for e in examples], [e.target for e in examples])
     torch.testing.assert_close(by_token, runner.particle_losses(start, batch), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(by_example, by_token)
+
+
+def test_the_particles_optimizer_is_torch_adamw_in_its_fused_form():
+    from bmtpt_cli.svgd.train import adamw
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(5, 8, 16, generator=g)
+    grads = [torch.randn(5, 8, 16, generator=g) for _ in range(10)]
+    ours, ref = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    fused = adamw([ours], lr=0.3, weight_decay=1e-5)
+    plain = torch.optim.AdamW([ref], lr=0.3, weight_decay=1e-5, foreach=False, fused=False)
+    assert fused.defaults["fused"] is True  # CPU has a fused AdamW since torch 2.4
+    for grad in grads:
+        for param, optimizer in ((ours, fused), (ref, plain)):
+            param.grad = grad.clone()
+            optimizer.step()
+    assert not torch.equal(ours.detach(), start)
+    torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-5, atol=1e-6)
