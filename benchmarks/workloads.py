@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -223,6 +224,21 @@ class SourceStep:
         for name in alongside or {}:
             parts[name] = ranges.get(f"bench.{name}", float("nan"))
         return parts
+
+    def wall_clock_split(self, steps: int) -> list[dict[str, float]]:
+        """Per step, unprofiled: the wall-clock seconds of each `bmtpt.*` phase (`runtime.profiling.
+        wall_clock_phases`), `total` (the whole `source_update` call) and `rest` (total minus the phases)."""
+        from bmtpt_cli.runtime.profiling import wall_clock_phases
+
+        rows = []
+        for _ in range(steps):
+            with wall_clock_phases() as phases:
+                started = time.perf_counter()
+                self()
+                total = time.perf_counter() - started
+            row = {name.removeprefix("bmtpt."): seconds for name, seconds in phases.items()}
+            rows.append({**row, "rest": total - sum(row.values()), "total": total})
+        return rows
 
     @staticmethod
     def breakdown(ranges: dict[str, float], key: str = "bench.source_update") -> dict[str, float]:
