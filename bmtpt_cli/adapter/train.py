@@ -18,7 +18,7 @@ from bmtpt_cli.data.sampling import mixed_batch
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.scoring import score_task
-from bmtpt_cli.runner.runner import FrozenT5Runner, target_tokens
+from bmtpt_cli.runner.runner import FrozenT5Runner, target_units
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed, sum_gradients
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
 from bmtpt_cli.runtime.schedule import linear_schedule
@@ -111,7 +111,7 @@ def _loss_and_gradients(
     task_ids = [task_index[name] for name, _ in pairs]
     shard = dist.shard(pairs)
     batch = runner.encode([e.source for _, e in shard], [e.target for _, e in shard])
-    tokens = dist.sum(target_tokens(batch).float())
+    tokens = dist.sum(torch.as_tensor(target_units(batch), dtype=torch.float32, device=batch.labels.device))
     shard_ids = [task_index[name] for name, _ in shard]
     plan = runner.pass_plan(1, batch, prompts.shared.shape[0])  # B sequences, each under its own prompt
     use_prior = config.prior and prior_mean is not None

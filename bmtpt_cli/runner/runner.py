@@ -27,7 +27,7 @@ class EncodedBatch:
     input_ids: torch.Tensor  # (B, n)
     attention_mask: torch.Tensor  # (B, n)
     labels: torch.Tensor | None  # (B, t), padding set to IGNORE_INDEX
-    target_count: int | None = None  # labels that are not IGNORE_INDEX, counted while encoding (None: not counted)
+    target_count: int | None = None  # labels that are not IGNORE_INDEX, counted by `encode` (None: not counted)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -55,8 +55,8 @@ def target_tokens(batch: EncodedBatch) -> torch.Tensor:
 
 
 def target_units(batch: EncodedBatch) -> int | torch.Tensor:
-    """`target_tokens` as the int counted while encoding where there is one (no tensor work, no
-    device sync), else as the tensor."""
+    """`target_tokens` as the int `encode` counted where there is one (no tensor work, no device
+    sync), else as the tensor (a slice, or a batch built by other code)."""
     return batch.target_count if batch.target_count is not None else target_tokens(batch)
 
 

@@ -42,7 +42,7 @@ def _timed(name: str, into: dict[str, float]) -> Iterator[None]:
 def wall_clock_phases() -> Iterator[dict[str, float]]:
     """Within this block every `phase` adds its wall-clock seconds (`time.perf_counter`) to the
     yielded dict, by name: a step's split into phases without a profiler's per-op cost (benchmark 1).
-    Not reentrant; CPU timings only (nothing waits for a GPU)."""
+    A nested block times into its own dict until it ends; CPU timings only (nothing waits for a GPU)."""
     global _wall_clock
     previous, _wall_clock = _wall_clock, {}
     try:
