@@ -47,11 +47,41 @@ def write_text_atomic(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+SIDE_FILES = {".ckpt": "checkpoint", ".log.jsonl": "step log", ".cells.jsonl": "few-shot cells file", ".lock": "lock"}
+"""The files a run keeps beside its output `NAME`, named `NAME` + suffix (the whole name, so `run.1` and
+`run.2`, or `p` and `p.safetensors`, never share one, and `--out p.ckpt` has the checkpoint `p.ckpt.ckpt`)."""
+
+
+def side_file(out: Path, suffix: str) -> Path:
+    """The file beside `out` named by appending `suffix` to its whole name: p.safetensors → p.safetensors.ckpt."""
+    return Path(f"{out}{suffix}")
+
+
+def check_side_names(out: Path, flag: str = "--out") -> None:
+    """Refuse an output named as a side file of an existing output (`x.safetensors.ckpt` beside
+    `x.safetensors` or its lock), or one whose own side file would be another run's output (`--out x`
+    beside the output `x.ckpt` of a run with `--out x.ckpt`, which `x`'s checkpoint would overwrite)."""
+    out = Path(out)
+    for suffix, what in SIDE_FILES.items():
+        if out.name.endswith(suffix) and len(out.name) > len(suffix):
+            base = out.with_name(out.name[: -len(suffix)])
+            if os.path.lexists(base) or os.path.lexists(side_file(base, ".lock")):
+                raise BmtptError(f"'{out}' is the name of the {what} of the output '{base}': choose another {flag}")
+        side = side_file(out, suffix)
+        if os.path.lexists(side) and any(os.path.lexists(side_file(side, other)) for other in SIDE_FILES):
+            raise BmtptError(
+                f"'{side}', where this run keeps its {what}, is another run's output (its side files are beside it): "
+                f"choose another {flag}"
+            )
+
+
 def check_writable(path: Path, *, force: bool, flag: str = "--out") -> None:
-    """Refuse to overwrite an existing output unless `force`; refuse a missing or read-only directory."""
+    """Refuse to overwrite an existing output unless `force`; refuse a missing or read-only directory,
+    and a name that collides with a side file (`check_side_names`)."""
     path = Path(path)
     if path.is_dir():
         raise BmtptError(f"'{path}' is a directory: give {flag} a file path")
+    check_side_names(path, flag)
     if path.exists() and not force:
         raise BmtptError(f"'{path}' already exists: pass --force to overwrite it or choose another {flag}")
     check_output_directory(path, flag)

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.runtime.files import check_writable
+from bmtpt_cli.runtime.files import check_writable, side_file
 
 
 def sidecar(out: Path, suffix: str) -> Path:
-    """A file beside an output, e.g. particles.safetensors → particles.ckpt."""
-    return Path(out).with_suffix(suffix)
+    """A file beside an output, named by appending to its whole name: particles.safetensors → particles.safetensors.ckpt."""
+    return side_file(out, suffix)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class RunOutput:
     @property
     def cells(self) -> Path:
         return sidecar(self.out, ".cells.jsonl")
+
+    @property
+    def lock(self) -> Path:
+        return sidecar(self.out, ".lock")
 
     def check(self, *, checkpointed: bool = True) -> None:
         """Refuse to clobber an existing output or an unfinished run's checkpoint, unless asked to."""

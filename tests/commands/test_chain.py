@@ -49,8 +49,8 @@ def test_particles_artifact_has_the_documented_tensor_and_metadata(chain):
     config = json.loads(metadata["bmtpt.config"])
     assert config["steps"] == 6 and config["particles"] == 2 and config["model"] == "tiny"
     assert metadata["bmtpt.version"]
-    assert not (root / "particles.ckpt").exists()  # a finished run's checkpoint is replaced by its artifact
-    log = [json.loads(line) for line in (root / "particles.log.jsonl").read_text().splitlines()]
+    assert not (root / "particles.safetensors.ckpt").exists()  # a finished run's checkpoint is replaced by its artifact
+    log = [json.loads(line) for line in (root / "particles.safetensors.log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert {"loss", "bandwidth", "mean_distance"} <= set(log[0])
 
@@ -130,7 +130,7 @@ def test_resume_continues_a_stopped_run(chain, tmp_path, monkeypatch):
     stopped = bmtpt("source", *FAST["source"], "--out", out)
     monkeypatch.setattr(source_training, "svgd_step", real_step)
     assert stopped.exit_code == 130
-    assert "--resume" in stopped.stderr and not out.exists() and (tmp_path / "particles.ckpt").exists()
+    assert "--resume" in stopped.stderr and not out.exists() and (tmp_path / "particles.safetensors.ckpt").exists()
 
     again = bmtpt("source", *FAST["source"], "--out", out)  # without --resume: refuses to clobber the checkpoint
     assert again.exit_code == 2 and "--resume" in again.stderr

@@ -51,8 +51,8 @@ def test_sigkill_then_resume_is_bit_identical(command, tmp_path):
     full, cut = tmp_path / "full.safetensors", tmp_path / "cut.safetensors"
     assert bmtpt(*argv, "--out", full).exit_code == 0
 
-    _kill_after_logged_step([*argv, "--out", str(cut)], tmp_path / "cut.log.jsonl", 7, tmp_path)
-    assert not cut.exists() and (tmp_path / "cut.ckpt").exists()
+    _kill_after_logged_step([*argv, "--out", str(cut)], tmp_path / "cut.safetensors.log.jsonl", 7, tmp_path)
+    assert not cut.exists() and (tmp_path / "cut.safetensors.ckpt").exists()
     assert (tmp_path / "cut.safetensors.lock").exists()  # left by the killed run: stale, must not block
 
     resumed = bmtpt(*argv, "--out", cut, "--resume")
@@ -61,7 +61,7 @@ def test_sigkill_then_resume_is_bit_identical(command, tmp_path):
     assert first.keys() == second.keys()
     for name in first:
         assert torch.equal(first[name], second[name]), name
-    log = [json.loads(line) for line in (tmp_path / "cut.log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "cut.safetensors.log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == list(range(1, 13))
     assert not (tmp_path / "cut.safetensors.lock").exists()
 
@@ -117,7 +117,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(source_training, "svgd_step", ctrl_c_at_4)
     assert bmtpt("source", *FAST["source"], "--out", out).exit_code == 130
     monkeypatch.setattr(source_training, "svgd_step", real_step)
-    log = tmp_path / "p.log.jsonl"
+    log = tmp_path / "p.safetensors.log.jsonl"
     log.write_text(log.read_text() + '{"step": 5, "loss": 1.2')  # what a kill mid-line leaves
     assert bmtpt("source", *FAST["source"], "--out", out, "--resume").exit_code == 0
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
@@ -151,7 +151,7 @@ def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
         })
         run_fewshot(build(FewshotJob, settings, required_length=None, eval_every=None, checkpoint_every=2,
                           settings=settings.model_dump(mode="json")))
-    cells = tmp_path / "cut.cells.jsonl"
+    cells = tmp_path / "cut.json.cells.jsonl"
     assert len(cells.read_text().splitlines()) == 3 and not (tmp_path / "cut.json").exists()
 
     refused = bmtpt(*probe, "--out", tmp_path / "cut.json")

@@ -36,8 +36,8 @@ def test_two_gloo_processes_match_one_process(command, tmp_path):
     for name in single:
         # the same sums added in another order: float32 round-off, nothing more
         torch.testing.assert_close(parallel[name], single[name], rtol=1e-4, atol=1e-5)
-    log_one = [json.loads(line) for line in (tmp_path / "one.log.jsonl").read_text().splitlines()]
-    log_two = [json.loads(line) for line in (tmp_path / "two.log.jsonl").read_text().splitlines()]
+    log_one = [json.loads(line) for line in (tmp_path / "one.safetensors.log.jsonl").read_text().splitlines()]
+    log_two = [json.loads(line) for line in (tmp_path / "two.safetensors.log.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in log_two] == pytest.approx([r["loss"] for r in log_one], rel=1e-5)  # full-batch losses
     assert two.stdout.count("wrote") == 1  # only the main process reports (and writes)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("two")) == ["two.log.jsonl", "two.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("two")) == ["two.safetensors", "two.safetensors.log.jsonl"]

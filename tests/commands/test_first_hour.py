@@ -151,7 +151,7 @@ def test_no_library_warnings_in_a_run_and_no_empty_log_when_a_run_fails_early(tm
     assert not [w for w in caught if "past_key_values" in str(w.message)]
     failed = bmtpt("source", "--model", "/no/such/model", "--out", "other.safetensors", "--steps", "2", "--warmup-steps", "0")
     assert failed.exit_code == 2
-    assert not (tmp_path / "other.log.jsonl").exists() and not (tmp_path / "other.safetensors.lock").exists()
+    assert not (tmp_path / "other.safetensors.log.jsonl").exists() and not (tmp_path / "other.safetensors.lock").exists()
 
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating_and_leaves_nothing(tmp_path, monkeypatch):

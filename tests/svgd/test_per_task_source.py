@@ -77,7 +77,7 @@ def test_one_prompts_file_per_task_that_read_task_prompts_reads(per_task):
         assert torch.equal(a, torch.ones(4)) and torch.equal(b, torch.ones(64))
         assert torch.equal(found.prompt, artifact.shared)  # W ⊙ 1 1ᵀ is exactly the trained prompt
         assert artifact.metadata["bmtpt.method"] == "source --per-task"
-        assert (per_task / f"{task}.log.jsonl").is_file() and not (per_task / f"{task}.ckpt").exists()
+        assert (per_task / f"{task}.safetensors.log.jsonl").is_file() and not (per_task / f"{task}.safetensors.ckpt").exists()
     assert not torch.equal(prompts["demo_nli"].prompt, prompts["demo_sentiment"].prompt)
 
 
@@ -112,7 +112,7 @@ def test_an_interrupted_task_resumes_from_its_checkpoint_to_the_same_prompt(per_
     with pytest.raises(Interrupted):
         run_source(_job(directory), Bars(stop_at=("source demo_nli", 2)))
     assert task_prompt_path(directory, "demo_sentiment").is_file()
-    assert (directory / "demo_nli.ckpt").is_file() and not task_prompt_path(directory, "demo_nli").exists()
+    assert (directory / "demo_nli.safetensors.ckpt").is_file() and not task_prompt_path(directory, "demo_nli").exists()
     bars = Bars()
     run_source(_job(directory, resume=True), bars)
     assert bars.bars == ["source demo_nli [2/2]"]

@@ -1,0 +1,52 @@
+"""A run's side files (checkpoint, step log, few-shot cells, lock) are named by appending to the whole
+output name, and an output whose name is a side file of another output is refused (issue 27, items 1-2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.runtime.outputs import RunOutput
+
+
+@pytest.mark.parametrize("name", ["p.safetensors", "p.ckpt", "run.1", "exp-lr0.3", "particles"])
+def test_side_files_append_to_the_whole_output_name(tmp_path, name):
+    output = RunOutput(tmp_path / name, force=False, resume=False)
+    assert output.checkpoint == tmp_path / f"{name}.ckpt"
+    assert output.log == tmp_path / f"{name}.log.jsonl"
+    assert output.cells == tmp_path / f"{name}.cells.jsonl"
+    assert output.lock == tmp_path / f"{name}.lock"
+
+
+def test_outputs_differing_after_the_last_dot_have_their_own_side_files(tmp_path):
+    names = ["run.1", "run.2", "exp-lr0.3", "exp-lr0.1", "particles", "particles.safetensors"]
+    side = [RunOutput(tmp_path / n, False, False) for n in names]
+    files = [f for o in side for f in (o.checkpoint, o.log, o.cells, o.lock)]
+    assert len(set(files)) == len(files)
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".log.jsonl", ".cells.jsonl", ".lock"])
+@pytest.mark.parametrize("force", [False, True])
+def test_an_output_named_as_another_outputs_side_file_is_refused(tmp_path, suffix, force):
+    (tmp_path / "x.safetensors").write_bytes(b"another run's artifact")
+    out = tmp_path / f"x.safetensors{suffix}"
+    with pytest.raises(BmtptError) as excinfo:
+        RunOutput(out, force=force, resume=False).check()
+    message = str(excinfo.value)
+    assert "\n" not in message and str(out) in message and "x.safetensors" in message
+
+
+def test_an_output_whose_side_file_is_another_runs_output_is_refused(tmp_path):
+    (tmp_path / "x.ckpt").write_bytes(b"the artifact of a run with --out x.ckpt")
+    (tmp_path / "x.ckpt.log.jsonl").write_text('{"step": 1}\n')  # ... and that run's step log
+    for force in (False, True):
+        with pytest.raises(BmtptError) as excinfo:
+            RunOutput(tmp_path / "x", force=force, resume=False).check()
+        assert "x.ckpt" in str(excinfo.value) and "\n" not in str(excinfo.value)
+    assert (tmp_path / "x.ckpt").read_bytes() == b"the artifact of a run with --out x.ckpt"
+
+
+def test_an_output_ending_in_ckpt_with_no_such_neighbour_is_fine(tmp_path):
+    RunOutput(tmp_path / "p.ckpt", force=False, resume=False).check()
