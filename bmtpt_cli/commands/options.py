@@ -74,6 +74,9 @@ DEFAULTS_NOTE = (
     " laptop-sized demo preset applies. --print-config shows what a run resolves to."
 )
 
+COMMAND_LINE_ONLY = ("force",)
+"""Settings a preset, a `BMTPT_*` variable or a saved configuration may not set (`resolve_settings` refuses them)."""
+
 CONTROL = ("preset", "print_config")
 """Options that steer the command rather than set a setting."""
 
@@ -84,7 +87,9 @@ def print_config(command: str, settings: CommonSettings) -> None:
 
     lines = [f"# bmtpt {command}: resolved settings (flags > BMTPT_* > preset > defaults)", f"[{command}]"]
     for name, value in settings.model_dump(mode="json").items():
-        if value is None:
+        if name in COMMAND_LINE_ONLY:  # a file made from this output must not carry it
+            lines.append(f"# {name}: command line only (--{name.replace('_', '-')}), never from a preset")
+        elif value is None:
             lines.append(f"# {name} = (unset)  # {settings.origin(name)}")
         else:
             lines.append(f"{name} = {_toml(value)}  # {settings.origin(name)}")
