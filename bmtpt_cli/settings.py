@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from bmtpt_cli.errors import BmtptError
@@ -114,20 +114,6 @@ class CommonSettings(BaseSettings):
             raise BmtptError(f"{_flag(first)} and {_flag(second)} do not go together: {why}")
 
 
-def _tracker_installed(value: str) -> str:
-    from bmtpt_cli.runtime.tracking import check_installed
-
-    return check_installed(value)
-
-
-ReportTo = Annotated[Literal["none", "csv", "tensorboard", "mlflow", "wandb"], AfterValidator(_tracker_installed)]
-REPORT_TO_HELP = (
-    "Also log every step record and the resolved settings to: csv (<out>.csv and <out>.settings.json), tensorboard "
-    "(<out>.tb/), mlflow or wandb (optional extras: pip install 'bmtpt[mlflow]'; their own environment variables "
-    "apply, e.g. WANDB_MODE=offline), or none. The Hugging Face report_to names."
-)
-
-
 class TrainingSettings(CommonSettings):
     """Settings every training command shares."""
 
@@ -136,8 +122,6 @@ class TrainingSettings(CommonSettings):
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b (the baselines' 1e-5).")
     checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue from the checkpoint beside --out instead of starting over.")
-    report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP)
-    keep_checkpoint: bool = Field(False, json_schema_extra=panel(RUN), description="Keep the final checkpoint beside --out when the run finishes, so --resume --steps N with a larger N can extend the run later (the schedule then decays to 0 at the new last step; the step log records the change).")
 
     @field_validator("tasks", mode="before", check_fields=False)
     @classmethod
@@ -213,7 +197,6 @@ class AdaptHyperparameters(BaseModel):
     mixing_cap: int | None = Field(None, gt=0, json_schema_extra=panel(DATA), description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
     retrieval_steps: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="With --init retrieve:DIR: prompt-tuning steps on the target's training examples (random init from --seed, no prior) whose prompt is the target's task embedding.")
     retrieval_measure: Literal["mean", "tokens"] = Field("mean", json_schema_extra=panel(METHOD), description="With --init retrieve:DIR: task-embedding similarity, mean = cosine of the average tokens, tokens = average token-pair cosine (SPEC §5c).")
-    report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP)
 
 
 class AdaptSettings(AdaptHyperparameters, TrainingSettings):
@@ -250,7 +233,6 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="With --shots: draw K examples per task (the paper's protocol) or K per class.")
     dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="With --shots: keep the best of 10 evaluations on this many dev examples per task (unset: score the last step, as the paper).")
-    predictions: bool = Field(False, json_schema_extra=panel(RUN), description="Also write every example's prediction as JSON lines beside the results (<out>.predictions.jsonl: task, index, input, gold, prediction, and with rank scoring each label's score).")
 
     @field_validator("tasks", "seeds", mode="before")
     @classmethod
@@ -275,8 +257,6 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
                 )
         elif "prompts" in flags:
             raise BmtptError("--prompts names prompts to score, but --shots trains new ones from --init: give one of them")
-        if self.shots is not None and "predictions" in flags:
-            raise BmtptError("--predictions writes the predictions of a scored prompts file, which the few-shot probe (--shots) does not score: drop one of them")
 
     @property
     def output(self) -> Path:
@@ -287,7 +267,6 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
 SHOTS_ONLY = (
     "init", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
     "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots", "retrieval_steps", "retrieval_measure",
-    "report_to",
 )
 """`evaluate` options that only the few-shot probe (`--shots`) uses."""
 
@@ -325,7 +304,7 @@ class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
                 )
 
 
-TUNE_ONLY = ("batch_size", "lr_shared", "lr_scales", "sigma", "prior", "weight_decay", "mixing_cap", "report_to")
+TUNE_ONLY = ("batch_size", "lr_shared", "lr_scales", "sigma", "prior", "weight_decay", "mixing_cap")
 """`transfer-matrix` options that only transfer with tuning (`--tune`) uses."""
 
 
