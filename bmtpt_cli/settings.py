@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from bmtpt_cli.errors import BmtptError
@@ -114,6 +114,20 @@ class CommonSettings(BaseSettings):
             raise BmtptError(f"{_flag(first)} and {_flag(second)} do not go together: {why}")
 
 
+def _tracker_installed(value: str) -> str:
+    from bmtpt_cli.runtime.tracking import check_installed
+
+    return check_installed(value)
+
+
+ReportTo = Annotated[Literal["none", "csv", "tensorboard", "mlflow", "wandb"], AfterValidator(_tracker_installed)]
+REPORT_TO_HELP = (
+    "Also log every step record and the resolved settings to: csv (<out>.csv and <out>.settings.json), tensorboard "
+    "(<out>.tb/), mlflow or wandb (optional extras: pip install 'bmtpt[mlflow]'; their own environment variables "
+    "apply, e.g. WANDB_MODE=offline), or none. The Hugging Face report_to names."
+)
+
+
 class TrainingSettings(CommonSettings):
     """Settings every training command shares."""
 
@@ -122,6 +136,7 @@ class TrainingSettings(CommonSettings):
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b (the baselines' 1e-5).")
     checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue from the checkpoint beside --out instead of starting over.")
+    report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP)
 
     @field_validator("tasks", mode="before", check_fields=False)
     @classmethod
@@ -197,6 +212,7 @@ class AdaptHyperparameters(BaseModel):
     mixing_cap: int | None = Field(None, gt=0, json_schema_extra=panel(DATA), description="Cap on a task's size when mixing tasks example-proportionally (unset: none).")
     retrieval_steps: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="With --init retrieve:DIR: prompt-tuning steps on the target's training examples (random init from --seed, no prior) whose prompt is the target's task embedding.")
     retrieval_measure: Literal["mean", "tokens"] = Field("mean", json_schema_extra=panel(METHOD), description="With --init retrieve:DIR: task-embedding similarity, mean = cosine of the average tokens, tokens = average token-pair cosine (SPEC §5c).")
+    report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP)
 
 
 class AdaptSettings(AdaptHyperparameters, TrainingSettings):
@@ -267,6 +283,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
 SHOTS_ONLY = (
     "init", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
     "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots", "retrieval_steps", "retrieval_measure",
+    "report_to",
 )
 """`evaluate` options that only the few-shot probe (`--shots`) uses."""
 
@@ -304,7 +321,7 @@ class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
                 )
 
 
-TUNE_ONLY = ("batch_size", "lr_shared", "lr_scales", "sigma", "prior", "weight_decay", "mixing_cap")
+TUNE_ONLY = ("batch_size", "lr_shared", "lr_scales", "sigma", "prior", "weight_decay", "mixing_cap", "report_to")
 """`transfer-matrix` options that only transfer with tuning (`--tune`) uses."""
 
 

@@ -21,6 +21,7 @@ from bmtpt_cli.runtime.loop import RunFiles
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
 from bmtpt_cli.runtime.provenance import provenance
+from bmtpt_cli.runtime.tracking import open_tracker
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class AdaptJob:
     adapt: AdaptConfig
     output: RunOutput
     settings: dict
+    report_to: str = "none"  # --report-to: the step records also go to csv, tensorboard, mlflow or wandb
 
 
 def prior_description(has_posterior: bool, config: AdaptConfig, details: dict | None = None) -> str:
@@ -130,7 +132,8 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             **job.data.fingerprint(),
             **job.runner.fingerprint(),
         }
-        with shown.bar("adapt", job.adapt.steps) as update:
+        tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
+        with shown.bar("adapt", job.adapt.steps) as update, tracking as tracker:
 
             def show(record: AdaptStepRecord) -> None:
                 info = f"loss {record.loss:.4f}"
@@ -141,7 +144,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             result = adapt(
                 runner, tasks, train_by_task, dev_by_task, init.prompt, job.adapt,
                 prior_mean=init.prior_mean, label_style=job.data.label_style,
-                files=RunFiles(output.checkpoint, output.log, output.resume, fingerprint),
+                files=RunFiles(output.checkpoint, output.log, output.resume, fingerprint, tracker=tracker.run()),
                 on_start=update, on_step=show, dist=dist,
             )
         if dist.is_main:

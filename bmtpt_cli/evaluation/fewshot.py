@@ -37,10 +37,11 @@ from bmtpt_cli.runner.load import RunnerConfig, load_runner
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
 from bmtpt_cli.runtime.files import OutputLock, check_writable
-from bmtpt_cli.runtime.loop import config_fingerprint
+from bmtpt_cli.runtime.loop import RunFiles, config_fingerprint
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
+from bmtpt_cli.runtime.tracking import TrackedRun, open_tracker
 
 
 # ------------------------------------------------------------------------------- one cell
@@ -145,6 +146,7 @@ def run_cell(
     *,
     prior: bool | None = None,
     on_step: Callable[[AdaptStepRecord], None] | None = None,
+    tracker: TrackedRun | None = None,
 ) -> CellResult:
     """One few-shot cell (SPEC §4): the seed's k-shot subset → `make_init(subset)` (retrieval may
     look at the subset) → adapt for `steps` on epochs of the subset → score on the test split."""
@@ -155,6 +157,7 @@ def run_cell(
         runner, [task], {task.name: subset}, protocol.dev(task, data.validation, seed), init.prompt, config,
         prior_mean=init.prior_mean, label_style=protocol.label_style,
         batches=EpochBatches(task.name, subset, config.batch_size), on_step=on_step,
+        files=RunFiles(tracker=tracker) if tracker else None,  # --report-to: the cell's step records
     )
     score = score_task(
         runner, result.prompts.compose(0).detach(), task, data.test, label_style=protocol.label_style,
@@ -192,6 +195,7 @@ class FewshotJob:
     scoring: ScoringConfig
     output: RunOutput
     settings: dict
+    report_to: str = "none"  # --report-to: each cell's step records also go there, one run per (task, seed)
 
     @property
     def protocol_config(self) -> FewshotProtocol:
@@ -275,7 +279,8 @@ def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progr
     runner = None
     protocol = job.protocol_config
     scores: dict[str, list[TaskScore]] = {}
-    with open(job.output.cells, "a", encoding="utf-8") as cells:
+    tracking = open_tracker(job.report_to, job.output.out, job.settings, resume=job.output.resume)
+    with open(job.output.cells, "a", encoding="utf-8") as cells, tracking as tracker:
         for task in tasks:
             scores[task.name] = []
             for seed in job.seeds:
@@ -291,7 +296,8 @@ def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progr
                         seed=seed, init_file=init_file,
                     )
 
-                score = run_cell(runner, task, data[task.name], protocol, seed, make_init).score
+                score = run_cell(runner, task, data[task.name], protocol, seed, make_init,
+                                 tracker=tracker.run(f"{task.name}/seed{seed}")).score
                 cells.write(json.dumps({"task": task.name, "seed": seed, "fingerprint": fingerprint, "score": vars(score)}) + "\n")
                 cells.flush()
                 scores[task.name].append(score)

@@ -40,6 +40,7 @@ from bmtpt_cli.runtime.files import OutputLock, check_output_directory, write_te
 from bmtpt_cli.runtime.loop import config_fingerprint
 from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
+from bmtpt_cli.runtime.tracking import open_tracker
 
 METHODS = ("pt", "multitask", "bmtpt", "bmtpt-noprior", "particle-I", "spot")
 """The method names `--methods` takes (`particle-I`: particle I of --particles, e.g. particle-0)."""
@@ -93,6 +94,7 @@ class GridJob:
     force: bool
     resume: bool
     settings: dict
+    report_to: str = "none"  # --report-to: each cell's step records also go there, one run per cell
 
     @property
     def seed_list(self) -> list[int]:
@@ -249,13 +251,15 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
         todo = [cell for cell in cells if (cell[0].name, cell[1], cell[2].name, cell[3]) not in done]
         runner = load_runner(job.runner, progress=progress) if todo else None
         rows = dict(done)
-        with progress.bar("few-shot grid", len(cells)) as update, open(results, "a", encoding="utf-8") as handle:
+        tracking = open_tracker(job.report_to, Path(job.out), job.settings, resume=job.resume)
+        with progress.bar("few-shot grid", len(cells)) as update, open(results, "a", encoding="utf-8") as handle, tracking as tracker:
             update(len(done))
             for method, k, task, seed in todo:
                 key = (method.name, k, task.name, seed)
                 label = f"{method.name} · {k}-shot · {task.name} · seed {seed}"
                 row = _run_one(job, runner, method, k, task, seed, data[task.name], files, pt_length, expected[key],
-                               lambda record: update(len(rows), f"{label} · step {record.step}/{job.adapt.steps}"))
+                               lambda record: update(len(rows), f"{label} · step {record.step}/{job.adapt.steps}"),
+                               tracker=tracker.run(f"{method.name}/k{k}/{task.name}/seed{seed}"))
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()
                 rows[key] = row
@@ -265,7 +269,7 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
     return report
 
 
-def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length, fingerprint, on_step) -> dict:
+def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length, fingerprint, on_step, tracker=None) -> dict:
     """Train and score one cell; its `results.jsonl` row."""
     protocol = job.protocol(k)
 
@@ -279,7 +283,7 @@ def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length,
             init_file=files.get(method.init), particle=method.particle, target=target,
         )
 
-    cell = run_cell(runner, task, data, protocol, seed, make_init, prior=method.prior, on_step=on_step)
+    cell = run_cell(runner, task, data, protocol, seed, make_init, prior=method.prior, on_step=on_step, tracker=tracker)
     score = cell.score
     return {
         "method": method.name, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,

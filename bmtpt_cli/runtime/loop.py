@@ -42,6 +42,7 @@ class RunFiles:
     log: Path | None = None
     resume: bool = False
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    tracker: Any = None  # runtime.tracking.TrackedRun: where the step records also go (--report-to)
 
 
 def config_fingerprint(config: Any, *, ignore: tuple[str, ...] = ("checkpoint_every",)) -> dict[str, Any]:
@@ -89,6 +90,8 @@ class TrainingLoop:
     def __enter__(self) -> TrainingLoop:
         log_path = self.files.log if self.dist.is_main else None  # one process writes the log
         self._log = StepLog(log_path, resume_step=self.step if self.files.resume else None)
+        if self.files.tracker is not None:  # like the log: drop what came after the checkpoint
+            self.files.tracker.rewind(self.step)
         self._stop = StopRequests().__enter__()
         return self
 
@@ -100,6 +103,8 @@ class TrainingLoop:
         """After step `self.step` (already counted): log `record`; checkpoint every `checkpoint_every`
         steps, at the end, and when a stop was requested; then stop if one was."""
         self._log.write(record)
+        if self.files.tracker is not None:
+            self.files.tracker.log(record)
         stop = self._stop.requested
         if self.step % self.checkpoint_every == 0 or self.step == self.total_steps or stop:
             self.save(method_state())

@@ -24,6 +24,7 @@ from bmtpt_cli.runtime.loop import RunFiles
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
 from bmtpt_cli.runtime.provenance import provenance
+from bmtpt_cli.runtime.tracking import open_tracker
 from bmtpt_cli.svgd.train import SourceConfig, StepRecord, train_source
 
 
@@ -42,6 +43,7 @@ class SourceJob:
     svgd: SourceConfig
     output: RunOutput
     settings: dict
+    report_to: str = "none"  # --report-to: the step records also go to csv, tensorboard, mlflow or wandb
 
 
 def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
@@ -74,7 +76,8 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
             **job.data.fingerprint(),
             **job.runner.fingerprint(),
         }
-        with on_main(progress, dist.is_main).bar("source", job.svgd.steps) as update:
+        tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
+        with on_main(progress, dist.is_main).bar("source", job.svgd.steps) as update, tracking as tracker:
 
             def show(record: StepRecord) -> None:
                 update(record.step, f"loss {record.loss:.4f} · kernel bandwidth h {record.bandwidth:.3g} · "
@@ -82,7 +85,7 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
 
             particles = train_source(
                 runner, train_by_task, job.svgd,
-                files=RunFiles(output.checkpoint, output.log, output.resume, fingerprint),
+                files=RunFiles(output.checkpoint, output.log, output.resume, fingerprint, tracker=tracker.run()),
                 on_start=update, on_step=show, dist=dist,
             )
         if dist.is_main:
@@ -161,10 +164,11 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
             )
             for number, task in todo:
                 output = outputs[task.name]
-                with shown.bar(f"source {task.name} [{number}/{len(tasks)}]", job.svgd.steps) as update:
+                tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
+                with shown.bar(f"source {task.name} [{number}/{len(tasks)}]", job.svgd.steps) as update, tracking as tracker:
                     (prompt,) = train_source(  # (1, l, d) → (l, d)
                         runner, {task.name: train_by_task[task.name]}, job.svgd,
-                        files=RunFiles(output.checkpoint, output.log, output.resume, fingerprints[task.name]),
+                        files=RunFiles(output.checkpoint, output.log, output.resume, fingerprints[task.name], tracker=tracker.run()),
                         on_start=update, on_step=lambda record: update(record.step, f"loss {record.loss:.4f}"), dist=dist,
                     )
                 if dist.is_main:

@@ -25,6 +25,7 @@ from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.evaluation.scoring import TaskScore, score_task
 from bmtpt_cli.runner.runner import FrozenT5Runner
+from bmtpt_cli.runtime.loop import RunFiles
 from bmtpt_cli.transfer.similarity import MEASURES, similarity_matrix
 
 NAN = float("nan")
@@ -134,6 +135,7 @@ def tuned_scores(
     random_length: dict[str, int],
     label_style: str,
     on_step: Callable[[str, str, int], None] | None = None,
+    tracker=None,
 ) -> tuple[dict[tuple[str, str], TaskScore], dict[str, TaskScore]]:
     """Transfer with tuning: each target adapted for `config.steps` steps from each source prompt, and
     from a random vocabulary init of `random_length[target]` tokens (vanilla prompt tuning), then scored.
@@ -141,6 +143,7 @@ def tuned_scores(
     A source-initialised run is `bmtpt adapt --init DIR/<source>.safetensors` on the target: W starts
     at the source prompt, which is also the prior mean (kept or dropped by `config.prior`); the
     random-init run has no prior. Every run uses `config.seed`; the last step is scored.
+    `tracker` (`runtime.tracking.Tracker`): each run's step records also go there, as the run `SOURCE -> TARGET`.
     Returns ((source, target) → score, target → random-init score).
     """
     cells: dict[tuple[str, str], TaskScore] = {}
@@ -157,6 +160,7 @@ def tuned_scores(
             result = adapter_train.adapt(
                 runner, [task], {task.name: train[task.name]}, {}, start, dataclasses.replace(config, eval_every=None),
                 prior_mean=prior_mean, label_style=label_style, on_step=show,
+                files=RunFiles(tracker=tracker.run(f"{name} -> {task.name}")) if tracker else None,  # --report-to
             )
             value = score(result.prompts.compose(0).detach(), task)
             if name == RANDOM:

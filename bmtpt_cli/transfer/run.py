@@ -16,6 +16,7 @@ from bmtpt_cli.evaluation.scoring import TaskScore
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
+from bmtpt_cli.runtime.tracking import open_tracker
 from bmtpt_cli.transfer.matrix import (
     Matrix,
     error_reduction,
@@ -50,6 +51,7 @@ class TransferMatrixJob:
     out: Path
     force: bool
     settings: dict
+    report_to: str = "none"  # --report-to (with --tune): each tuning run's step records also go there
 
 
 @dataclass
@@ -126,7 +128,8 @@ def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], 
         )
         steps = job.adapt.steps
         runs = len(targets) * (len(sources) + 1)
-        with progress.bar(f"tune ({steps} steps per run)", runs * steps) as update:
+        tracking = open_tracker(job.report_to, job.out, job.settings)
+        with progress.bar(f"tune ({steps} steps per run)", runs * steps) as update, tracking as tracker:
             completed = [0]
 
             def step(source: str, target: str, at: int) -> None:
@@ -136,7 +139,7 @@ def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], 
             tuned, random = tuned_scores(
                 runner, score, source_prompts, targets, data["train"], job.adapt,
                 random_length={task.name: own_prompts[task.name].shape[0] for task in targets},
-                label_style=job.data.label_style, on_step=step,
+                label_style=job.data.label_style, on_step=step, tracker=tracker,
             )
         matrices += tuned_matrices(tuned, random, sources, targets, job.adapt)
 
