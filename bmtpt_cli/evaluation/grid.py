@@ -31,10 +31,11 @@ from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.fewshot import FewshotProtocol, load_task_data, run_cell, subset_sha256
-from bmtpt_cli.evaluation.plot import write_plot
+from bmtpt_cli.evaluation.plot import uniform_chance, write_plot
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
 from bmtpt_cli.evaluation.tables import build_table, table_csv, table_markdown
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
+from bmtpt_cli.runner.model import TINY_MODEL
 from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
 from bmtpt_cli.runtime.files import OutputLock, check_output_directory, write_text_atomic
 from bmtpt_cli.runtime.loop import config_fingerprint
@@ -47,6 +48,7 @@ METHODS = ("pt", "multitask", "bmtpt", "bmtpt-noprior", "particle-I", "spot")
 RESULTS, TABLE_MD, TABLE_CSV, PLOT, REPORT = "results.jsonl", "table.md", "table.csv", "plot.png", "report.json"
 OUTPUTS = (RESULTS, TABLE_MD, TABLE_CSV, PLOT, REPORT)
 PARTICLE_METHOD = re.compile(r"particle-(\d+)")
+TINY_CAVEAT = "model 'tiny' has random weights: these scores are chance level (the run checks the pipeline, not the method)"
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,11 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     title = "Few-shot results (bmtpt fewshot)"
     write_text_atomic(out / TABLE_MD, table_markdown(table, title=title, notes=notes))
     write_text_atomic(out / TABLE_CSV, table_csv(table))
-    write_plot(out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds")
+    write_plot(
+        out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds",
+        chance={t.name: uniform_chance(t.metric, t.verbalisers(job.data.label_style)) for t in tasks},
+        caption=TINY_CAVEAT if job.runner.model == TINY_MODEL else None,
+    )
     report = {
         "table": table,
         "methods": [{"name": m.name, "init": m.init, "init_sha256": hashes.get(m.init, ""), "prior": m.prior_used(job.adapt.prior),
