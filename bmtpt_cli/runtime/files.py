@@ -7,9 +7,11 @@ into place, so an interrupted write leaves the old file or the new one, never a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     directory = check_output_directory(path)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=directory)
     except OSError as exc:
         raise _cannot_write(directory, exc) from None
     os.close(fd)
@@ -32,8 +34,29 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_directory(directory)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temporary_prefix(path: Path) -> str:
+    """How a temporary file beside `path` begins: `.NAME.PID.` (then mkstemp's letters and `.tmp`), so the
+    leftovers of a killed run can be told from a live writer's (`remove_dead_temporaries`)."""
+    return f".{Path(path).name}.{os.getpid()}."
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory's entries (a rename or a new name in it) to disk; a no-op where not supported."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -103,55 +126,187 @@ def _cannot_write(directory: Path, exc: OSError, flag: str = "--out") -> BmtptEr
     return BmtptError(f"cannot create files in '{directory}' ({exc.strerror or exc}): choose another {flag}")
 
 
+STALE_EMPTY_SECONDS = 5.0
+"""An empty or unreadable lock is taken as stale only once it is this old (it may be one being written)."""
+
+
 class OutputLock:
     """`<out>.lock`, held while a run writes `out`, so a second run on the same output refuses.
 
-    The lock records the owner's pid and host. A lock whose process is gone (a killed run on this
-    host) is stale and taken over; one from another host is respected, and the message says how to
-    clear it by hand.
+    The lock records the owner's pid, host and a random token, and is never without them: they are
+    written to a temporary file which is then hard-linked to the lock's name, and the link fails if a
+    lock exists (an atomic create-with-content). A lock whose process is gone (a killed run on this
+    host) is stale and taken over by renaming a new lock over it, while holding `flock` on the stale
+    one and after checking again that the name still holds it, so two runs never both take it over.
+    A lock from another host is respected, and the message says how to clear it by hand; an empty or
+    unreadable one (a lock being written, or an older bmtpt's) is stale only once older than
+    `STALE_EMPTY_SECONDS`. On exit the lock is removed only if the name still holds this run's lock.
     """
 
     def __init__(self, out: Path):
         self.out = Path(out)
         self.path = Path(f"{out}.lock")
+        self._mine: tuple[int, int] | None = None  # (device, inode) of the lock this run holds
+        self._content = b""
 
     def __enter__(self) -> OutputLock:
         import json
         import socket
+        import secrets
 
         if self.out.is_dir():
             raise BmtptError(f"'{self.out}' is a directory: give --out a file path")
         directory = check_output_directory(self.out)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid"))):
-                    self.path.unlink(missing_ok=True)  # stale: its run is gone
-                    continue
-                raise BmtptError(
-                    f"another bmtpt run (pid {owner.get('pid')} on {owner.get('host')}) is writing '{self.out}': "
-                    f"wait for it, choose another --out, or delete '{self.path}' if that run is gone"
-                ) from None
-            except OSError as exc:  # e.g. /proc, a read-only mount, a directory we may not write in
-                raise _cannot_write(directory, exc) from None
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-            return self
-        raise BmtptError(f"could not take the lock '{self.path}': delete it if no bmtpt run is writing '{self.out}'")
+        if os.path.lexists(self.path) and not self.path.is_file():
+            kind = "a directory" if self.path.is_dir() else "not a regular file"
+            raise BmtptError(f"the lock '{self.path}' is {kind}: remove it (bmtpt makes it a file) or choose another --out")
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "token": secrets.token_hex(8)}
+        self._content = json.dumps(owner).encode()
+        tmp = self._write_temporary(directory)
+        try:
+            for _ in range(10):
+                try:
+                    os.link(tmp, self.path)  # fails if a lock exists; the new one is complete the moment it appears
+                except FileExistsError:
+                    if self._take_over_if_stale(tmp):
+                        break
+                    continue  # it changed hands meanwhile: look again
+                except OSError as exc:
+                    if exc.errno not in _NO_HARD_LINKS:
+                        raise _cannot_write(directory, exc) from None
+                    if not self._create_without_links(directory):  # a file system without hard links
+                        continue
+                break
+            else:
+                raise BmtptError(f"could not take the lock '{self.path}': delete it if no bmtpt run is writing '{self.out}'")
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_directory(directory)
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+        mine, self._mine = self._mine, None
+        try:
+            now = os.stat(self.path)
+            if mine == (now.st_dev, now.st_ino) and self.path.read_bytes() == self._content:
+                self.path.unlink()  # ours still: a lock another run has since taken is left to it
+        except OSError:
+            pass
 
-    def _owner(self) -> dict | None:
-        import json
+    def _write_temporary(self, directory: Path) -> Path:
+        """The lock's content in a temporary file beside it (nothing is left when that fails, e.g. a full disk)."""
+        try:
+            fd, name = tempfile.mkstemp(prefix=temporary_prefix(self.path), suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise _cannot_write(directory, exc) from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self._content)
+                handle.flush()
+                os.fsync(handle.fileno())
+                os.fchmod(handle.fileno(), 0o644)
+                stat = os.fstat(handle.fileno())
+        except OSError as exc:
+            Path(name).unlink(missing_ok=True)
+            raise _cannot_write(directory, exc) from None
+        self._mine = (stat.st_dev, stat.st_ino)
+        return Path(name)
+
+    def _create_without_links(self, directory: Path) -> bool:
+        """Where hard links are not supported: create the lock exclusively, then write it (a reader
+        sees it empty for a moment, which `STALE_EMPTY_SECONDS` allows for). False: it exists."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if self._take_over_if_stale(None):
+                return True
+            return False
+        except OSError as exc:
+            raise _cannot_write(directory, exc) from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self._content)
+                stat = os.fstat(handle.fileno())
+        except OSError as exc:
+            self.path.unlink(missing_ok=True)
+            raise _cannot_write(directory, exc) from None
+        self._mine = (stat.st_dev, stat.st_ino)
+        return True
+
+    def _take_over_if_stale(self, tmp: Path | None) -> bool:
+        """Replace the lock at `self.path` by ours (`tmp`) if it is stale; False if it changed meanwhile.
+        Raises the one-line refusal while it is held."""
+        import fcntl
 
         try:
-            owner = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # unreadable or half-written: its writer died
-        return owner if isinstance(owner, dict) else None
+            fd = os.open(self.path, os.O_RDWR)  # read-write: flock over NFS needs it
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise BmtptError(f"cannot read the lock '{self.path}' ({exc.strerror or exc}): delete it if no bmtpt run is writing '{self.out}'") from None
+        try:
+            deadline = time.monotonic() + 5
+            while True:  # every run taking over this stale lock queues here, for the moment the take-over lasts
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.01)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                return False
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                return False  # already taken over (or released and made again)
+            owner = _parse_owner(os.pread(fd, 4096, 0))
+            if not _stale(owner, time.time() - held.st_mtime):
+                raise self._held(owner)
+            if tmp is None:  # no hard links: rewrite the stale lock in place, which we hold
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, self._content, 0)
+                os.utime(fd)
+                self._mine = (held.st_dev, held.st_ino)
+            else:
+                os.replace(tmp, self.path)  # atomic: the name goes from the stale lock to ours
+            return True
+        finally:
+            os.close(fd)
+
+    def _held(self, owner: dict | None) -> BmtptError:
+        if owner is None:
+            return BmtptError(
+                f"the lock '{self.path}' is empty: another bmtpt run is starting on '{self.out}' — wait a few seconds "
+                f"and retry, or delete the lock if no bmtpt run is writing '{self.out}'"
+            )
+        return BmtptError(
+            f"another bmtpt run (pid {owner.get('pid')} on {owner.get('host')}) is writing '{self.out}': "
+            f"wait for it, choose another --out, or delete '{self.path}' if that run is gone"
+        )
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+def _parse_owner(data: bytes) -> dict | None:
+    import json
+
+    try:
+        owner = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None  # empty, half-written or not a lock bmtpt wrote
+    return owner if isinstance(owner, dict) else None
+
+
+def _stale(owner: dict | None, age: float) -> bool:
+    """A lock whose run is gone: a dead process on this host, or empty / unreadable and old."""
+    import socket
+
+    if owner is None:
+        return age > STALE_EMPTY_SECONDS
+    return owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid"))
 
 
 def _pid_alive(pid) -> bool:
