@@ -137,6 +137,7 @@ class TrainingSettings(CommonSettings):
     checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue from the checkpoint beside --out instead of starting over.")
     report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP)
+    keep_checkpoint: bool = Field(False, json_schema_extra=panel(RUN), description="Keep the final checkpoint beside --out when the run finishes, so --resume --steps N with a larger N can extend the run later (the schedule then decays to 0 at the new last step; the step log records the change).")
 
     @field_validator("tasks", mode="before", check_fields=False)
     @classmethod

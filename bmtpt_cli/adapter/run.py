@@ -47,6 +47,7 @@ class AdaptJob:
     output: RunOutput
     settings: dict
     report_to: str = "none"  # --report-to: the step records also go to csv, tensorboard, mlflow or wandb
+    keep_checkpoint: bool = False  # keep the final checkpoint, so --resume --steps N can extend the run
 
 
 def prior_description(has_posterior: bool, config: AdaptConfig, details: dict | None = None) -> str:
@@ -164,5 +165,6 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
                 "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }
             save_prompts(output.out, result.prompts.shared.detach(), result.prompts.export(), metadata=metadata)
-            output.checkpoint.unlink(missing_ok=True)
+            if not job.keep_checkpoint:  # the run is complete: its artifact replaces the checkpoint
+                output.checkpoint.unlink(missing_ok=True)
     return output.out, result.dev_metrics

@@ -28,6 +28,7 @@ from bmtpt_cli.runtime.checkpoint import (
     save_checkpoint,
 )
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
+from bmtpt_cli.runtime.extend import grown_steps, reapply_schedule
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class TrainingLoop:
         self.step = 0
         self._log: StepLog | None = None
         self._stop: StopRequests | None = None
+        self._note: dict[str, Any] = {}  # added to the next step's log record (a change made on resume)
 
     def resume(self) -> dict[str, Any] | None:
         """With `resume`: read the checkpoint, refuse other settings, restore optimizer, scheduler
@@ -80,11 +82,14 @@ class TrainingLoop:
             return None
         path = self.files.checkpoint
         state = load_checkpoint(path)
-        check_fingerprint(path, state["fingerprint"], self.files.fingerprint)
+        saved, extended = grown_steps(state["fingerprint"], self.files.fingerprint)  # --steps may grow (runtime/extend.py)
+        check_fingerprint(path, saved, self.files.fingerprint)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"], self.generator)
         self.step = state["step"]
+        if extended:
+            self._note = {**self._note, "steps_extended": {"step": self.step, **extended, "lr": reapply_schedule(self.optimizer, self.scheduler)}}
         return state
 
     def __enter__(self) -> TrainingLoop:
@@ -102,9 +107,10 @@ class TrainingLoop:
     def end_step(self, record: dict[str, Any], method_state: Callable[[], dict[str, Any]]) -> None:
         """After step `self.step` (already counted): log `record`; checkpoint every `checkpoint_every`
         steps, at the end, and when a stop was requested; then stop if one was."""
-        self._log.write(record)
+        self._log.write({**record, **self._note})
         if self.files.tracker is not None:
-            self.files.tracker.log(record)
+            self.files.tracker.log({**record, **self._note})
+        self._note = {}
         stop = self._stop.requested
         if self.step % self.checkpoint_every == 0 or self.step == self.total_steps or stop:
             self.save(method_state())

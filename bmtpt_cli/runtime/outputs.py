@@ -40,7 +40,13 @@ class RunOutput:
 
     def check(self, *, checkpointed: bool = True) -> None:
         """Refuse to clobber an existing output or an unfinished run's checkpoint, unless asked to."""
-        check_writable(self.out, force=self.force)
+        extending = checkpointed and self.resume and self.checkpoint.is_file()  # a kept final checkpoint (--keep-checkpoint)
+        if checkpointed and self.resume and not extending and self.out.is_file():
+            raise BmtptError(
+                f"'{self.out}' is a finished run and its checkpoint '{self.checkpoint}' was removed, so --resume cannot "
+                "continue it: drop --resume (with --force to train it again); to extend a run later, train it with --keep-checkpoint"
+            )
+        check_writable(self.out, force=self.force or extending)
         if not checkpointed:
             return
         if self.resume and not self.checkpoint.is_file():

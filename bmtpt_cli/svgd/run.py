@@ -44,6 +44,7 @@ class SourceJob:
     output: RunOutput
     settings: dict
     report_to: str = "none"  # --report-to: the step records also go to csv, tensorboard, mlflow or wandb
+    keep_checkpoint: bool = False  # keep the final checkpoint, so --resume --steps N can extend the run
 
 
 def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
@@ -98,7 +99,8 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
                 "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }
             save_particles(output.out, particles, tasks=[task.name for task in tasks], metadata=metadata)
-            output.checkpoint.unlink(missing_ok=True)  # the run is complete: its artifact replaces the checkpoint
+            if not job.keep_checkpoint:  # the run is complete: its artifact replaces the checkpoint
+                output.checkpoint.unlink(missing_ok=True)
     return output.out
 
 
@@ -130,6 +132,8 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
     checked) and an unfinished task continues from its checkpoint. Returns the directory."""
     if job.svgd.particles != 1 or job.svgd.sample_tasks is not None:
         raise BmtptError("--per-task trains one particle on one task at a time: pass --particles 1 and no --sample-tasks")
+    if job.keep_checkpoint:
+        raise BmtptError("--keep-checkpoint keeps one run's final checkpoint to extend it; --per-task runs cannot be extended: drop --keep-checkpoint")
     tasks = resolve_tasks(job.tasks)
     directory = Path(job.output.out)
     with data_parallel(resolve_device(job.runner.device)) as (dist, device):
