@@ -7,3 +7,22 @@ layer turns it into that line on stderr and exit code 2, without a traceback.
 
 class BmtptError(Exception):
     """A problem with the user's input (a flag, a file, a preset), not a bug in bmtpt."""
+
+
+def excerpt(value, limit: int = 40) -> str:
+    """A short, escaped rendering of an untrusted value (a field of a data file, artifact metadata) for a message.
+
+    Strings are quoted with control and other unprintable characters escaped (`repr`), anything longer
+    than `limit` characters is cut (`…`), and containers show only their first few items, so an error
+    stays one short line and never echoes more than a glimpse of a file's contents.
+    """
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 2, limit, limit
+    shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 4
+    try:
+        text = shortener.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int beyond Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit + 8 else text[: limit + 4] + "…"

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bmtpt_cli import __version__
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 from bmtpt_cli.runtime.files import atomic_write
 
 FORMAT_VERSION = "1"
@@ -50,6 +51,49 @@ def common_metadata(*, kind: str, model: str, d_model: int, prompt_length: int, 
         "bmtpt.config": json.dumps(config, sort_keys=True, default=str),
         "bmtpt.version": __version__,
     }
+
+
+MAX_METADATA_JSON = 1 << 20
+"""The longest JSON metadata value read (characters): bmtpt's own are a few kilobytes."""
+MAX_METADATA_DEPTH = 32
+"""The deepest nesting of JSON metadata read: bmtpt's own nest at most 3 levels."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def json_depth(text: str, limit: int) -> int:
+    """How deeply `text`'s brackets nest outside its strings, counted up to `limit` + 1 (no parsing)."""
+    depth = deepest = 0
+    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+    return deepest
+
+
+def metadata_json(metadata: dict[str, str], key: str, path: Path | str) -> dict:
+    """The JSON object a metadata value holds ({} when the key is absent), read within bounds.
+
+    A crafted file cannot exhaust the parser: a value over `MAX_METADATA_JSON` characters, nested
+    deeper than `MAX_METADATA_DEPTH`, not JSON, or not an object is a one-line `BmtptError`.
+    """
+    text = metadata.get(key)
+    if text is None:
+        return {}
+    if len(text) > MAX_METADATA_JSON:
+        problem = f"{len(text)} characters, more than {MAX_METADATA_JSON}"
+    elif json_depth(text, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        problem = f"nested deeper than {MAX_METADATA_DEPTH} levels"
+    else:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            problem = f"not valid JSON: {getattr(exc, 'msg', type(exc).__name__)}"
+        else:
+            if isinstance(value, dict):
+                return value
+            problem = f"a JSON {type(value).__name__}, not an object"
+    raise BmtptError(f"'{path}' has malformed metadata {key} ({problem}): re-create the file with bmtpt")
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -93,11 +137,11 @@ def _read(path: Path, kind: str, flag: str) -> tuple[dict[str, torch.Tensor], di
         raise BmtptError(f"'{path}' is not a readable safetensors file ({exc}): pass a file written by bmtpt") from exc
     found = metadata.get("bmtpt.kind")
     if found != kind:
-        what = f"a bmtpt '{found}' file" if found else "not a bmtpt artifact"
+        what = f"a bmtpt {excerpt(found)} file" if found else "not a bmtpt artifact"
         raise BmtptError(f"'{path}' is {what}, expected {kind}: pass a {kind} file with {flag}")
     if metadata.get("bmtpt.format") != FORMAT_VERSION:
         raise BmtptError(
-            f"'{path}' has artifact format {metadata.get('bmtpt.format')!r}, this bmtpt reads format "
+            f"'{path}' has artifact format {excerpt(metadata.get('bmtpt.format'))}, this bmtpt reads format "
             f"{FORMAT_VERSION}: re-create it with this version"
         )
     for name, tensor in tensors.items():
@@ -114,8 +158,8 @@ def check_model_fit(path: Path, metadata: dict[str, str], *, d_model: int, promp
         raise BmtptError(f"'{path}' has malformed d_model/prompt_length metadata: re-create it with bmtpt") from None
     if width != d_model:
         raise BmtptError(
-            f"'{path}' was made for a model with d_model={width} ({metadata.get('bmtpt.model')}), the current "
-            f"model has d_model={d_model}: pass --model {metadata.get('bmtpt.model')} or an artifact for this model"
+            f"'{path}' was made for a model with d_model={width} ({excerpt(metadata.get('bmtpt.model'))}), the current "
+            f"model has d_model={d_model}: pass --model with that model, or an artifact for this model"
         )
     if prompt_length is not None and length != prompt_length:
         raise BmtptError(
@@ -180,7 +224,8 @@ def load_prompts(path: Path, *, flag: str = "--prompts") -> PromptArtifact:
     for task in [t for t in metadata.get("bmtpt.tasks", "").split(",") if t]:
         a, b = tensors.get(f"tasks.{task}.a"), tensors.get(f"tasks.{task}.b")
         if a is None or b is None or a.shape != shared.shape[:1] or b.shape != shared.shape[1:]:
-            raise BmtptError(f"'{path}' lacks well-shaped tensors tasks.{task}.a/b: re-create it with bmtpt adapt")
+            named = f"tasks.{task}.a/b" if task.isprintable() and len(task) <= 100 else f"for task {excerpt(task)}"
+            raise BmtptError(f"'{path}' lacks well-shaped tensors {named}: re-create it with bmtpt adapt")
         scales[task] = (a, b)
     if not scales:
         raise BmtptError(f"'{path}' holds no task prompts: re-create it with bmtpt adapt --tasks ...")

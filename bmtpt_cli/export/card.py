@@ -8,12 +8,15 @@ snippet shows how to load the export (with PEFT, or as a plain tensor), for the 
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from bmtpt_cli import __version__
-from bmtpt_cli.runner.model import TINY_MODEL, TOY_MODEL
+from bmtpt_cli.artifacts.native import metadata_json
+from bmtpt_cli.runner.model import HUB_ID, TINY_MODEL, TOY_MODEL
 
 PAPER = "Lee, Jeong, Yun, Kim, *Bayesian Multi-Task Transfer Learning for Soft Prompt Tuning*, Findings of EMNLP 2023"
 BUILT_IN_MODELS = {TINY_MODEL: "bmtpt's offline random-weight test model", TOY_MODEL: "bmtpt's shipped toy T5"}
@@ -81,7 +84,7 @@ def _toml(value) -> str:
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+    return _escape_unprintable(json.dumps(str(value), ensure_ascii=False))  # a TOML basic string
 
 
 def recorded_command(config: dict, settings_by_command: dict[str, frozenset[str]]) -> str | None:
@@ -109,15 +112,56 @@ def model_card(facts: CardFacts, tasks: list[str] | None = None) -> str:
 
 
 def _json(meta: dict[str, str], key: str) -> dict:
-    try:
-        value = json.loads(meta.get(key, "{}"))
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return metadata_json(meta, key, "the prompts file")  # bounded; run_export has already checked it
+
+
+# --------------------------------------------------------------------------------- escaping metadata
+# Metadata comes from a file anyone can craft: every value shown is cut to a short line, its unprintable
+# characters escaped, and set as markdown text or a code span that cannot open a block, a link or HTML.
+SHOWN = 200
+"""The most characters of one metadata value the card shows."""
+MAX_SETTINGS_SHOWN = 1 << 16
+"""The longest recorded-settings block the card shows (characters)."""
+
+
+def _escape_unprintable(text: str) -> str:
+    """`text` with each unprintable character (controls, line breaks, format characters, lone surrogates) as a
+    `\\uXXXX` or `\\UXXXXXXXX` escape (as TOML and JSON write them)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}" for ch in text)
+
+
+def _line(value) -> str:
+    """A metadata value as one short printable line."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return _escape_unprintable(text[:SHOWN]) + ("…" if len(text) > SHOWN else "")
+
+
+def _md(value, *, table: bool = False) -> str:
+    """A metadata value as markdown text: emphasis, code, links, HTML (and in a table, cell breaks) escaped."""
+    text = re.sub(r"[\\`*\[\]<>~&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda found: "\\" + found[0], _line(value))  # snake_case stays
+    return text.replace("|", "\\|") if table else text
+
+
+def _code(value, *, table: bool = False) -> str:
+    """A metadata value (or a path) as an inline code span, fenced by more backticks than it holds."""
+    text = _line(value)
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    shown = f"{fence}{pad}{text}{pad}{fence}"
+    return shown.replace("|", "\\|") if table else shown
+
+
+def _fenced(language: str, text: str) -> list[str]:
+    """A fenced code block holding `text`, its fence longer than any fence-like line inside."""
+    runs = [len(run) for run in re.findall(r"^ {0,3}(`{3,})", text, flags=re.M)]
+    fence = "`" * max([3, *(n + 1 for n in runs)])
+    return [fence + language, text, fence]
 
 
 def _is_hub_id(model: str) -> bool:
-    return model not in BUILT_IN_MODELS and not model.startswith(("/", ".", "~")) and model.count("/") <= 1 and not Path(model).exists()
+    return model not in BUILT_IN_MODELS and HUB_ID.fullmatch(model) is not None and ".." not in model and not Path(model).exists()
 
 
 def _front_matter(facts: CardFacts) -> str:
@@ -134,20 +178,21 @@ def _summary(facts: CardFacts, tasks: list[str]) -> str:
     meta = facts.metadata
     plural = "s" if len(tasks) > 1 else ""
     lines = [
-        f"# Soft prompt{plural} for `{facts.base_model}`: {', '.join(tasks)}",
+        f"# Soft prompt{plural} for {_code(facts.base_model)}: {', '.join(tasks)}",
         "",
         f"Target prompt{plural} θ_k = W ⊙ (a_k b_kᵀ) trained by bmtpt with Bayesian Multi-Task "
         f"Prompt Tuning ({PAPER}) on a frozen T5; the model's own weights are unchanged.",
         "",
         "| | |",
         "|---|---|",
-        f"| base model | `{facts.base_model}` (frozen)"
-        + (f"; the prompts were trained on `{meta.get('bmtpt.model')}`" if meta.get("bmtpt.model") != facts.base_model else "")
+        f"| base model | {_code(facts.base_model, table=True)} (frozen)"
+        + (f"; the prompts were trained on {_code(meta.get('bmtpt.model'), table=True)}" if meta.get("bmtpt.model") != facts.base_model else "")
         + " |",
-        f"| prompt | l = {meta.get('bmtpt.prompt_length')} vectors of width d = {meta.get('bmtpt.d_model')}, prepended to the encoder's input embeddings |",
+        f"| prompt | l = {_md(meta.get('bmtpt.prompt_length'), table=True)} vectors of width d = {_md(meta.get('bmtpt.d_model'), table=True)}, "
+        "prepended to the encoder's input embeddings |",
         f"| format | {LAYOUTS[facts.layout]} |",
-        f"| exported from | `{facts.source}` (sha256 `{facts.source_sha256}`) |",
-        f"| bmtpt | trained with {meta.get('bmtpt.version', '?')}, exported with {__version__} |",
+        f"| exported from | {_code(facts.source, table=True)} (sha256 `{facts.source_sha256}`) |",
+        f"| bmtpt | trained with {_md(meta.get('bmtpt.version', '?'), table=True)}, exported with {__version__} |",
         "",
     ]
     if meta.get("bmtpt.model") == TINY_MODEL:
@@ -163,13 +208,14 @@ def _metrics(facts: CardFacts, tasks: list[str]) -> str:
     for task in tasks:
         value = dev.get(task)
         shown = f"{value:.4f}" if isinstance(value, (int, float)) else "not recorded"
-        cells = [task] + ([str(facts.task_ids[task])] if facts.task_ids else []) + [f"`{facts.locations[task]}`", names.get(task, "main metric"), shown]
+        cells = [task] + ([str(facts.task_ids[task])] if facts.task_ids else []) + [
+            _code(facts.locations[task], table=True), _md(names.get(task, "main metric"), table=True), shown]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if "bmtpt.best_step" in meta:
         lines += [
-            f"The prompts are those of step {meta['bmtpt.best_step']}, where the mean dev metric of the tasks trained "
-            f"together ({', '.join(t for t in meta.get('bmtpt.tasks', '').split(',') if t)}) was best; "
+            f"The prompts are those of step {_md(meta['bmtpt.best_step'])}, where the mean dev metric of the tasks trained "
+            f"together ({_md(', '.join(t for t in meta.get('bmtpt.tasks', '').split(',') if t))}) was best; "
             "dev is each task's validation split of the bmtpt protocol (docs/SPEC.md §7), not its test split.",
             "",
         ]
@@ -183,26 +229,43 @@ def _making(facts: CardFacts) -> str:
     if "bmtpt.init" in meta:
         init = meta["bmtpt.init"]
         sha = meta.get("bmtpt.init_sha256")
-        lines.append(f"- init: `{init}`" + (f" (sha256 `{sha}`)" if sha else ""))
+        lines.append(f"- init: {_code(init)}" + (f" (sha256 {_code(sha)})" if sha else ""))
     if "bmtpt.prior" in meta:
-        lines.append(f"- prior: {meta['bmtpt.prior']}")
+        lines.append(f"- prior: {_md(meta['bmtpt.prior'])}")
     if provenance:
-        versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items() if v)
-        lines.append(f"- trained {provenance.get('created', '?')} on {provenance.get('device', '?')}"
-                     + (f", code {provenance['git']}" if provenance.get("git") else "") + (f" ({versions})" if versions else ""))
+        recorded = provenance.get("versions")
+        versions = ", ".join(f"{k} {v}" for k, v in recorded.items() if v) if isinstance(recorded, dict) else ""
+        lines.append(f"- trained {_md(provenance.get('created', '?'))} on {_md(provenance.get('device', '?'))}"
+                     + (f", code {_md(provenance['git'])}" if provenance.get("git") else "") + (f" ({_md(versions)})" if versions else ""))
     lines.append("")
     config = _json(meta, "bmtpt.config")
-    if facts.made_by and config:
+    preset = _checked_preset(facts.made_by, config) if facts.made_by and config else None
+    if preset is not None:
         lines += [
             f"Every setting the run recorded, as a preset: save it as `{facts.made_by}-run.toml` and "
             f"`bmtpt {facts.made_by} --preset {facts.made_by}-run.toml` repeats the run (paths are as the run saw them).", "",
-            "```toml", preset_text(facts.made_by, config), "```", "",
+            *_fenced("toml", preset), "",
         ]
     elif config:
-        lines += ["The settings the run recorded (`bmtpt.config`):", "", "```json",
-                  json.dumps(config, indent=2, sort_keys=True), "```", ""]
-    lines += ["Exported with:", "", "```bash", facts.exported_with, "```", ""]
+        shown = json.dumps(config, indent=2, sort_keys=True, default=str)  # ASCII: every unprintable character escaped
+        lines += (["The settings the run recorded (`bmtpt.config`):", "", *_fenced("json", shown), ""] if len(shown) <= MAX_SETTINGS_SHOWN
+                  else [f"The settings the run recorded (`bmtpt.config`, {len(shown)} characters) are too long to show here.", ""])
+    lines += ["Exported with:", "", *_fenced("bash", _escape_unprintable(facts.exported_with)), ""]
     return "\n".join(lines)
+
+
+def _checked_preset(command: str, config: dict) -> str | None:
+    """The preset of `config` when it reads back as exactly the settings it writes (every value a TOML value that
+    round-trips, no value too long to show), else None: a crafted `bmtpt.config` cannot add settings or tables."""
+    preset = preset_text(command, config)
+    if len(preset) > MAX_SETTINGS_SHOWN:
+        return None
+    try:
+        parsed = tomllib.loads(preset)
+    except tomllib.TOMLDecodeError:
+        return None
+    written = [line.split(" = ", 1)[0] for line in preset.splitlines()[1:]]
+    return preset if parsed == {command: {name: config[name] for name in written}} and len(written) == len(set(written)) else None
 
 
 def _inputs(facts: CardFacts, tasks: list[str]) -> str:
@@ -225,13 +288,13 @@ def _base_loading(facts: CardFacts) -> list[str]:
         return [
             "from bmtpt_cli.runner.model import load_frozen_t5",
             "",
-            f'base, tokenizer = load_frozen_t5("{facts.base_model}")  # {BUILT_IN_MODELS[facts.base_model]}',
+            f"base, tokenizer = load_frozen_t5({json.dumps(facts.base_model)})  # {BUILT_IN_MODELS[facts.base_model]}",
         ]
     return [
         "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
         "",
-        f'base = AutoModelForSeq2SeqLM.from_pretrained("{facts.base_model}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{facts.base_model}")',
+        f"base = AutoModelForSeq2SeqLM.from_pretrained({json.dumps(facts.base_model)})",
+        f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(facts.base_model)})",
     ]
 
 
@@ -242,7 +305,7 @@ def _loading(facts: CardFacts, tasks: list[str]) -> str:
     if facts.layout == "peft":
         code = [
             "from peft import PeftModel", *_base_loading(facts),
-            f'model = PeftModel.from_pretrained(base, "{facts.locations[task]}")',
+            f"model = PeftModel.from_pretrained(base, {json.dumps(facts.locations[task])})",
             text,
             'inputs = tokenizer([text], return_tensors="pt")',
             "output = model.generate(**inputs, max_new_tokens=8)",
@@ -253,7 +316,7 @@ def _loading(facts: CardFacts, tasks: list[str]) -> str:
         ids = ", ".join(f'"{t}": {i}' for t, i in facts.task_ids.items())
         code = [
             "import torch", "from peft import PeftModel", *_base_loading(facts),
-            f'model = PeftModel.from_pretrained(base, "{facts.locations[task]}")',
+            f"model = PeftModel.from_pretrained(base, {json.dumps(facts.locations[task])})",
             f"task_ids = {{{ids}}}  # also in task_ids.json",
             text,
             'inputs = tokenizer([text], return_tensors="pt")',
@@ -265,7 +328,7 @@ def _loading(facts: CardFacts, tasks: list[str]) -> str:
     else:
         code = [
             "import torch", "from safetensors.torch import load_file", *_base_loading(facts),
-            f'prompt = load_file("{facts.locations[task]}")["prompt_embeddings"]  # (l, d)',
+            f'prompt = load_file({json.dumps(facts.locations[task])})["prompt_embeddings"]  # (l, d)',
             text,
             'inputs = tokenizer([text], return_tensors="pt")',
             "embeds = torch.cat([prompt[None], base.get_input_embeddings()(inputs.input_ids)], dim=1)",

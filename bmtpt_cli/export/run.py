@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bmtpt_cli import __version__
-from bmtpt_cli.artifacts.native import PARTICLES, PromptArtifact, file_sha256, load_prompts, read_kind
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.artifacts.native import PARTICLES, PromptArtifact, file_sha256, load_prompts, metadata_json, read_kind
+from bmtpt_cli.errors import BmtptError, excerpt
 from bmtpt_cli.export.card import CardFacts, command_line, model_card, recorded_command
 from bmtpt_cli.runtime.files import check_replaceable_directory, staged_directory
 from bmtpt_cli.export.peft import (
@@ -29,11 +29,14 @@ from bmtpt_cli.export.peft import (
 )
 from bmtpt_cli.export.tensors import composed_prompt_path, write_composed_prompt
 from bmtpt_cli.runtime.files import write_text_atomic
+from bmtpt_cli.runner.model import check_recorded_model
 from bmtpt_cli.runtime.progress import SILENT, Progress
 
 CARD_FILE = "README.md"
 TASK_IDS_FILE = "task_ids.json"
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a file name on every system
+JSON_METADATA = ("bmtpt.config", "bmtpt.data", "bmtpt.dev_metrics", "bmtpt.dev_metric_names", "bmtpt.provenance")
+"""The metadata values the card reads as JSON objects."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def run_export(job: ExportJob, progress: Progress = SILENT) -> ExportReport:
     check_replaceable_directory(job.out, force=job.force)
     if Path(job.out).resolve() in Path(job.prompts).resolve().parents:
         raise BmtptError(f"--prompts '{job.prompts}' is inside --out '{job.out}', which the export replaces: choose another --out")
-    name = job.base_model or artifact.metadata.get("bmtpt.model", "")
+    name = job.base_model or check_recorded_model(artifact.metadata.get("bmtpt.model", ""), job.prompts)
     with progress.status(f"reading the configuration of {name} …"):
         model = base_model_shape(name, artifact, job.prompts, given=job.base_model is not None)
     layout = "safetensors" if job.format == "safetensors" else "peft-multitask" if job.multitask else "peft"
@@ -105,7 +108,10 @@ def read_prompts(path: Path) -> PromptArtifact:
             f"'{path}' holds source particles, not target prompts: adapt them first (`bmtpt adapt --init {path}`) "
             "and export the prompts file that writes"
         )
-    return load_prompts(path, flag="--prompts")
+    artifact = load_prompts(path, flag="--prompts")
+    for key in JSON_METADATA:  # read once within bounds here, so the card's reading cannot fail
+        metadata_json(artifact.metadata, key, path)
+    return artifact
 
 
 def select_tasks(artifact: PromptArtifact, wanted: list[str] | None, path: Path) -> list[str]:
@@ -122,7 +128,7 @@ def select_tasks(artifact: PromptArtifact, wanted: list[str] | None, path: Path)
         raise BmtptError(f"--tasks names {', '.join(repeated)} more than once: give each task once")
     for task in tasks:
         if not SAFE_NAME.fullmatch(task):
-            raise BmtptError(f"task name '{task}' in '{path}' cannot be a file name: re-create the prompts with a plain task name")
+            raise BmtptError(f"task name {excerpt(task)} in '{path}' cannot be a file name: re-create the prompts with a plain task name")
     return tasks
 
 
@@ -141,7 +147,7 @@ def base_model_shape(name: str, artifact: PromptArtifact, path: Path, *, given: 
         fix = f"drop --model or pass a model of width {width}" if given else f"pass --model with the model of width {width} they were trained for"
         raise BmtptError(
             f"model '{name}' has d_model={config.hidden_size}, the prompts in '{path}' have width {width} (recorded "
-            f"model: {artifact.metadata.get('bmtpt.model')}): {fix}"
+            f"model: {excerpt(artifact.metadata.get('bmtpt.model'))}): {fix}"
         )
     return BaseModelShape(name, width, config.num_hidden_layers, config.num_attention_heads)
 
@@ -160,11 +166,7 @@ def task_formats(tasks: list[str], metadata: dict[str, str]) -> dict[str, tuple[
     """Each known task's input template (fields as `…`) and targets, as the prompts were trained (SPEC §7)."""
     from bmtpt_cli.data.registry import TASKS
 
-    try:
-        data = json.loads(metadata.get("bmtpt.data", "{}"))
-    except ValueError:
-        data = {}
-    data = data if isinstance(data, dict) else {}
+    data = metadata_json(metadata, "bmtpt.data", "--prompts")
     taskless = bool(data.get("taskless", False))
     label_style = "digits" if data.get("label_style") == "digits" else "words"
     formats = {}
@@ -181,11 +183,8 @@ def task_formats(tasks: list[str], metadata: dict[str, str]) -> dict[str, tuple[
 
 
 def _made_by(metadata: dict[str, str], settings_by_command: dict[str, frozenset[str]]) -> str | None:
-    try:
-        config = json.loads(metadata.get("bmtpt.config", "{}"))
-    except ValueError:
-        return None
-    if not isinstance(config, dict) or not config:
+    config = metadata_json(metadata, "bmtpt.config", "--prompts")
+    if not config:
         return None
     return recorded_command(config, settings_by_command)
 

@@ -7,11 +7,13 @@ eval mode (no dropout), so gradients flow only into the soft prompts that are fe
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 
 import torch
 
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 TINY_MODEL = "tiny"
 TINY_SEED = 20231206  # fixed so the random `tiny` weights are the same on every machine
@@ -126,6 +128,27 @@ def _check_local_model(name: str) -> None:
             f"model directory '{name}' has no config.json: pass a directory saved with save_pretrained(), "
             f"a hub id such as t5-base, or 'tiny'"
         )
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+"""The shape of a hub id (`t5-base`, `google/flan-t5-base`): the only model names taken from a file."""
+
+
+def check_recorded_model(name: str, path: Path | str) -> str:
+    """`name`, the model a file's `bmtpt.model` records, when bmtpt may load it without the user naming it.
+
+    Only `tiny`, `toy` and hub ids are taken from a file; anything else (a path, or a name that is a
+    directory or file here, which transformers would read instead of the hub) loads only from --model.
+    """
+    if name in (TINY_MODEL, TOY_MODEL):
+        return name
+    if HUB_ID.fullmatch(name) and ".." not in name and not Path(name).exists():
+        return name
+    shown = shlex.quote(name) if name.isprintable() and 0 < len(name) <= 200 else "PATH"
+    raise BmtptError(
+        f"'{path}' records the model {excerpt(name)}, which is not a model name bmtpt loads from a file (tiny, toy "
+        f"or a hub id such as t5-base): pass --model {shown} if you mean it"
+    )
 
 
 def _load_error(name: str, exc: Exception) -> BmtptError:
