@@ -84,7 +84,7 @@ def _load_toy():
             f"or rebuild it with scripts/pretrain_toy.py"
         )
     tokenizer = PreTrainedTokenizerFast.from_pretrained(TOY_DIR, local_files_only=True)
-    model = T5ForConditionalGeneration.from_pretrained(TOY_DIR, local_files_only=True)
+    model = T5ForConditionalGeneration.from_pretrained(TOY_DIR, local_files_only=True, use_safetensors=True)
     return model, tokenizer
 
 
@@ -101,12 +101,34 @@ def _load_pretrained(name: str):
             f"model '{name}' is not a T5 (encoder-decoder) model: found {type(config).__name__}; "
             f"bmtpt prompts a frozen T5 — pass t5-base, google/flan-t5-base or another T5 checkpoint"
         )
+    _check_safetensors_weights(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSeq2SeqLM.from_pretrained(name)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, use_safetensors=True)  # never a pickled checkpoint
     except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from exc
     return model, tokenizer
+
+
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+"""Weight files that are Python pickles: loading one can run code, so bmtpt never does."""
+
+
+def _check_safetensors_weights(name: str) -> None:
+    """Refuse a local model directory whose weights are only pickles (no `*.safetensors`), naming the file.
+
+    transformers would unpickle `pytorch_model.bin` (restricted by `weights_only`, but still a pickle);
+    `use_safetensors=True` makes the same refusal for hub models.
+    """
+    local = Path(name).expanduser()
+    if not local.is_dir() or any(local.glob("*.safetensors")):
+        return
+    pickled = sorted(path.name for pattern in PICKLED_WEIGHTS for path in local.glob(pattern))
+    if pickled:
+        raise BmtptError(
+            f"model directory '{name}' holds its weights only as a pickle ({pickled[0]}), which bmtpt never loads: "
+            f"convert it to model.safetensors (load it where you trust it and save_pretrained() it) and pass that folder"
+        )
 
 
 def _looks_like_a_path(name: str) -> bool:
