@@ -250,6 +250,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="With --shots: draw K examples per task (the paper's protocol) or K per class.")
     dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="With --shots: keep the best of 10 evaluations on this many dev examples per task (unset: score the last step, as the paper).")
+    predictions: bool = Field(False, json_schema_extra=panel(RUN), description="Also write every example's prediction as JSON lines beside the results (<out>.predictions.jsonl: task, index, input, gold, prediction, and with rank scoring each label's score).")
 
     @field_validator("tasks", "seeds", mode="before")
     @classmethod
@@ -274,6 +275,8 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
                 )
         elif "prompts" in flags:
             raise BmtptError("--prompts names prompts to score, but --shots trains new ones from --init: give one of them")
+        if self.shots is not None and "predictions" in flags:
+            raise BmtptError("--predictions writes the predictions of a scored prompts file, which the few-shot probe (--shots) does not score: drop one of them")
 
     @property
     def output(self) -> Path:

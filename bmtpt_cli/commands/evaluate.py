@@ -26,6 +26,8 @@ def run(settings: EvaluateSettings) -> None:
         ), RichProgress())
     render_results(report)
     wrote(settings.output)
+    if report.get("predictions"):
+        wrote(report["predictions"])
 
 
 evaluate_command = settings_command(

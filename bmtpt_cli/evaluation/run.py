@@ -9,6 +9,7 @@ from pathlib import Path
 from bmtpt_cli.artifacts import check_model_fit, file_sha256, load_prompts
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
+from bmtpt_cli.evaluation.predictions import write_predictions
 from bmtpt_cli.evaluation.scoring import score_task
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
 from bmtpt_cli.runtime.files import OutputLock, check_writable, write_text_atomic
@@ -44,6 +45,7 @@ class EvaluateJob:
     out: Path
     force: bool
     settings: dict
+    predictions: bool = False  # --predictions: also write every example's prediction beside `out`
 
 
 def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
@@ -55,18 +57,22 @@ def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
         examples = job.data.by_task(tasks, job.scoring.split)
         runner = load_runner(job.runner, progress=progress)
         check_model_fit(job.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=job.required_length)
-        results = []
+        results, records = [], []
         for task in tasks:
+            details = [] if job.predictions else None
             score = score_task(
                 runner, artifact.prompt(task.name), task, examples[task.name], label_style=job.data.label_style,
-                **job.scoring.options(),
+                **job.scoring.options(), details=details,
             )
             results.append(vars(score) | {"split": job.scoring.split})
+            records += details or []
         report = {
             "prompts": str(job.prompts), "prompts_sha256": file_sha256(job.prompts), "model": job.runner.model,
             "results": results, "settings": job.settings, "data": job.data.provenance(tasks),
             "provenance": provenance(runner.device),
         }
+        if job.predictions:  # before the report, so a report never names a predictions file that is not there
+            report["predictions"] = str(write_predictions(job.out, records))
         write_report(job.out, report)
     return report
 

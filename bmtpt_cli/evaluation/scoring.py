@@ -46,6 +46,7 @@ def rank(
     examples: list[TextExample],
     default_candidates: tuple[str, ...] | None,
     rank_score: str = "sum",
+    scores_out: list[dict[str, float]] | None = None,
 ) -> list[str]:
     """For each example, the candidate with the highest score (never an invalid label): its
     log-likelihood (`sum`), or that divided by its number of target tokens (`mean`).
@@ -53,9 +54,11 @@ def rank(
     Examples go in length-sorted chunks sized to a token budget (`runner.eval_chunks`: the
     runner's `eval_tokens` padded positions, or sized from the device; at most MAX_PAIRS_PER_PASS
     (example, candidate) pairs), so a chunk pads little; each example is encoded once for all of
-    its candidates.
+    its candidates. `scores_out`: filled with each example's {candidate: score} (`evaluate --predictions`).
     """
     choices = [e.candidates or default_candidates for e in examples]
+    if scores_out is not None:
+        scores_out[:] = [{} for _ in examples]
     predictions: list[str] = [""] * len(examples)
     decoder_positions = max(
         (sum(_target_length(runner, c) for c in candidates) for candidates in set(choices)), default=1
@@ -73,6 +76,8 @@ def rank(
                     [_target_length(runner, c) for c in choices[i]], dtype=example_scores.dtype, device=example_scores.device
                 )
             predictions[i] = choices[i][int(example_scores.argmax())]
+            if scores_out is not None:
+                scores_out[i] = dict(zip(choices[i], example_scores.tolist()))
     return predictions
 
 
@@ -90,6 +95,7 @@ def predict(
     decode: str = "rank",
     batch_size: int = 32,
     rank_score: str = "sum",
+    scores_out: list[dict[str, float]] | None = None,
 ) -> list[str]:
     """Predicted target strings for `examples` under one prompt `(l, d)`.
 
@@ -98,7 +104,7 @@ def predict(
     (`runner.eval_chunks`) of at most `batch_size` examples.
     """
     if decode == "rank":
-        return rank(runner, prompt, examples, candidates, rank_score)
+        return rank(runner, prompt, examples, candidates, rank_score, scores_out)
     predictions: list[str] = [""] * len(examples)
     max_new = max(len(runner.tokenizer(w).input_ids) for w in candidates) if candidates else None
     for chunk in runner.eval_chunks(
@@ -123,18 +129,26 @@ def score_task(
     label_style: str = "words",
     rank_score: str = "sum",
     invalid_predictions: str = "wrong",
+    details: list[dict] | None = None,
 ) -> TaskScore:
     """The task's metrics for one prompt on `examples` (a dev or test split), with the rules used.
 
     Keyword defaults are the baselines' rules (what `bmtpt evaluate` defaults to as well).
+    `details`: filled with one record per example (`evaluation.predictions.example_records`).
     """
     if rank_score not in RANK_SCORES:
         raise BmtptError(f"unknown rank score {rank_score!r}: use one of {', '.join(RANK_SCORES)}")
     mode = decode_mode(task, examples, decode, label_style)
     labels = task.verbalisers(label_style)
+    scores = [] if details is not None else None
     predictions = predict(
-        runner, prompt, examples, candidates=labels, decode=mode, batch_size=batch_size, rank_score=rank_score
+        runner, prompt, examples, candidates=labels, decode=mode, batch_size=batch_size, rank_score=rank_score,
+        scores_out=scores,
     )
+    if details is not None:
+        from bmtpt_cli.evaluation.predictions import example_records
+
+        details[:] = example_records(task, examples, predictions, scores if mode == "rank" else None)
     values = compute_metrics(task.metrics, predictions, examples, labels=labels, invalid=invalid_predictions)
     invalid = sum(p not in (e.candidates or labels or (p,)) for p, e in zip(predictions, examples))
     rules = {"rank_score": rank_score} if mode == "rank" else {"invalid_predictions": invalid_predictions}
