@@ -21,7 +21,8 @@ from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationEr
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.presets import COMMAND_TABLES, preset_path, preset_values, read_preset
+from bmtpt_cli.presets import COMMAND_TABLES, PRESETS_DIR, preset_path, preset_values, read_preset
+from bmtpt_cli.world import DEMO_PRESET, adopt_artifact_world, demo_exit
 
 # --help panels, in the order they are shown.
 DATA, MODEL, METHOD, OPTIMISATION, RUN = "Data", "Model", "Method", "Optimisation", "Run control"
@@ -401,17 +402,23 @@ def help_for(settings_cls: type[BaseModel], name: str) -> str:
     return settings_cls.model_fields[name].description or ""
 
 
-def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) -> CommonSettings:
+def resolve_settings(command: str, preset: str | None, flags: dict[str, Any], *, not_applied: str | None = None) -> CommonSettings:
     """Resolve a command's settings: flags > BMTPT_* environment > preset (default `$BMTPT_PRESET`, else `demo`) > defaults.
 
     `flags` holds only the options given on the command line. Unknown keys and wrong types in any
     layer are reported in one line naming the key, where it came from, and what was expected.
+    The demo preset applies to the demo's toy world only: a run outside it is resolved again without
+    it (`not_applied` says why, `world.demo_exit`). The world of an artifact the run reads (model, prompt
+    length, input format) comes before the preset (`world.adopt_artifact_world`).
     """
     settings_cls = SETTINGS_BY_COMMAND[command]
     path = preset_path(preset)
     data = read_preset(path)
     _check_preset_keys(path, data)
     values, origin = preset_values(data, command)
+    skipped = origin if not_applied else {}
+    if not_applied:
+        values, origin = {}, {}
 
     class Resolved(settings_cls):  # the preset sits between the environment and the defaults
         @classmethod
@@ -426,6 +433,7 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) ->
     settings._explicit = frozenset(flags) | env
     settings._flags = frozenset(flags)
     settings._origins = {name: f"preset '{path.stem}' key {key}" for name, key in origin.items()}
+    settings._origins |= {name: f"default (demo preset not applied: {not_applied})" for name in skipped}
     settings._origins |= {name: f"BMTPT_{name.upper()}" for name in env}
     settings._origins |= {name: _flag(name) for name in flags}
     if settings.force and "force" not in flags:  # a preset, BMTPT_FORCE or a saved configuration may not overwrite
@@ -433,6 +441,11 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any]) ->
             f"force = true from {settings.origin('force')} is refused: overwriting is asked for only by typing --force "
             "on the command line; remove it there"
         )
+    if not_applied is None and path.resolve() == (PRESETS_DIR / f"{DEMO_PRESET}.toml").resolve():
+        reason = demo_exit(command, settings)
+        if reason:
+            return resolve_settings(command, preset, flags, not_applied=reason)
+    adopt_artifact_world(command, settings)
     if "warmup_steps" in settings_cls.model_fields and (command != "evaluate" or settings.shots):
         warmup_layer = settings.origin("warmup_steps")
         layer_steps = values.get("steps") if warmup_layer.startswith("preset") else None

@@ -22,8 +22,8 @@ from bmtpt_cli.commands.display import user_errors
 from bmtpt_cli.console import err_console
 from bmtpt_cli.settings import PANELS, RUN, SETTINGS_BY_COMMAND, CommonSettings, resolve_settings
 
-PRESET_HELP = "Preset: a name from presets/ (demo, tiny, glue6, …) or a path to a .toml file. Default: $BMTPT_PRESET, else demo."
-PRINT_CONFIG_HELP = "Print the settings this run resolves to (flags > BMTPT_* > preset > defaults), each with its origin, as TOML, and exit."
+PRESET_HELP = "Preset: a name from presets/ (demo, tiny, glue6, …) or a path to a .toml file. Default: $BMTPT_PRESET, else demo (the toy world only: a real task, another model or an artifact of another world takes the built-in defaults)."
+PRINT_CONFIG_HELP = "Print the settings this run resolves to (flags > BMTPT_* > the artifact read > preset > defaults), each with its origin, as TOML, and exit."
 
 
 def settings_command(command: str, run: Callable[[CommonSettings], None], doc: str) -> Callable[..., None]:
@@ -71,7 +71,9 @@ def _panel(field: FieldInfo) -> str:
 
 DEFAULTS_NOTE = (
     "\n\nDefaults shown are the built-in ones (the paper's); a preset changes some, and without --preset the"
-    " laptop-sized demo preset applies. --print-config shows what a run resolves to."
+    " laptop-sized demo preset applies to the toy world (another model, a real task or an artifact of another world"
+    " takes the built-in ones). A model, prompt length and input format recorded in an --init, --prompts or"
+    " --particles file apply unless given. --print-config shows what a run resolves to."
 )
 
 COMMAND_LINE_ONLY = ("force",)
@@ -85,7 +87,7 @@ def print_config(command: str, settings: CommonSettings) -> None:
     """The resolved settings as a TOML `[command]` table, each key commented with where its value came from."""
     from bmtpt_cli.console import console
 
-    lines = [f"# bmtpt {command}: resolved settings (flags > BMTPT_* > preset > defaults)", f"[{command}]"]
+    lines = [f"# bmtpt {command}: resolved settings (flags > BMTPT_* > the artifact read > preset > defaults)", f"[{command}]"]
     for name, value in settings.model_dump(mode="json").items():
         if name in COMMAND_LINE_ONLY:  # a file made from this output must not carry it
             lines.append(f"# {name}: command line only (--{name.replace('_', '-')}), never from a preset")
