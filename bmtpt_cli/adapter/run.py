@@ -15,6 +15,7 @@ from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runner.model import resolve_device
+from bmtpt_cli.runner.vocabulary import check_label_words
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
@@ -97,6 +98,8 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         data = job.data.splits(tasks, "train", "validation")  # data problems show before the model loads
         train_by_task, dev_by_task = data["train"], data["validation"]
         runner = load_runner(job.runner, device, progress)
+        for task in tasks:  # before training: the first dev evaluation would find it only after eval_every steps
+            check_label_words(runner.tokenizer, task, job.data.label_style)
         shown = on_main(progress, dist.is_main)
         target = None
         if is_retrieval(job.init):

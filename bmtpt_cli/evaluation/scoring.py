@@ -10,6 +10,7 @@ from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.metrics import compute_metrics
 from bmtpt_cli.runner.runner import FrozenT5Runner
+from bmtpt_cli.runner.vocabulary import check_label_words
 
 DECODE_MODES = ("rank", "generate")
 RANK_SCORES = ("sum", "mean")
@@ -139,6 +140,7 @@ def score_task(
     if rank_score not in RANK_SCORES:
         raise BmtptError(f"unknown rank score {rank_score!r}: use one of {', '.join(RANK_SCORES)}")
     mode = decode_mode(task, examples, decode, label_style)
+    check_label_words(runner.tokenizer, task, label_style)  # an <unk> label word would tie in rank scoring
     labels = task.verbalisers(label_style)
     scores = [] if details is not None else None
     predictions = predict(
