@@ -42,11 +42,22 @@ def render(report) -> None:
     table.add_column("source \\ target")
     for column in relative.columns:
         table.add_column(column, justify="right")
-    for name, row in zip(relative.rows, relative.values):
-        table.add_row(name, *("n/a" if math.isnan(v) else f"{v:.1f}" for v in row))
+    for i, (name, row) in enumerate(zip(relative.rows, relative.values)):
+        table.add_row(name, *(table_cell(relative, i, j, v) for j, v in enumerate(row)))
     console.print(table)
     for matrix in report.matrices:
         console.print(summary(matrix), markup=False, highlight=False, soft_wrap=True)
+
+
+def table_cell(matrix, i: int, j: int, value: float) -> str:
+    """A table cell: the value, `— (n/n invalid)` when every generation was invalid, else n/a if undefined."""
+    from bmtpt_cli.transfer.matrix import all_invalid, invalid_text
+
+    if not math.isnan(value):
+        return f"{value:.1f}"
+    if matrix.invalid and all_invalid(matrix.invalid[i][j], matrix.examples[i][j]):
+        return invalid_text(matrix.invalid[i][j], matrix.examples[i][j])
+    return "n/a"
 
 
 def summary(matrix) -> str:
@@ -54,9 +65,10 @@ def summary(matrix) -> str:
     cells = [(v, r, c) for r, row in zip(matrix.rows, matrix.values) for c, v in zip(matrix.columns, row) if not math.isnan(v)]
     line = f"{matrix.name}: {len(matrix.rows)}×{len(matrix.columns)} ({matrix.unit})"
     if not cells:
-        return line + ", no defined cells"
+        every = matrix.invalid and all(n and n >= total for r, e in zip(matrix.invalid, matrix.examples) for n, total in zip(r, e))
+        return line + ", no defined cells" + (" (every generation invalid)" if every else "")
     line += f", range {min(cells)[0]:{matrix.cell_format}} … {max(cells)[0]:{matrix.cell_format}}"
-    off = [cell for cell in cells if cell[1] != cell[2]]
+    off = [cell for cell in cells if cell[1] != cell[2] and cell[1] != "random init"]  # a source prompt on another task
     if off:
         value, row, column = max(off)
         line += f", best off-diagonal {row} → {column} {value:{matrix.cell_format}}"

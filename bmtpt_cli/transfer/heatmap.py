@@ -1,17 +1,21 @@
 """An annotated heatmap PNG of one transfer matrix (matplotlib's Agg canvas: no display needed).
 
-Rows are the sources, columns the targets, every cell prints its value, a colour bar carries the
-unit, and the title says what is shown. Sized by the matrix so that 12 × 12 stays readable.
-matplotlib is imported only when a heatmap is drawn.
+Rows are the sources, columns the targets, in one order (`transfer.run.one_order`), so a task's own
+prompt sits on the diagonal, outlined; the random-init baseline, when there is one, is the last row,
+set off by a gap. Every cell prints its value (a cell whose every generation was invalid prints
+`— (n/n invalid)`, never 0), a colour bar carries the unit, the title says what is shown and the
+matrix's notes (chance caveat, invalid generations) are its caption. Sized by the matrix so that
+12 × 12 stays readable. matplotlib is imported only when a heatmap is drawn.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from bmtpt_cli.runtime.files import atomic_write
-from bmtpt_cli.transfer.matrix import Matrix, finite
+from bmtpt_cli.transfer.matrix import PER_CELL, RANDOM, Matrix, all_invalid, finite, invalid_text
 
 UNDEFINED = "n/a"
 
@@ -28,6 +32,7 @@ def heatmap_figure(matrix: Matrix):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize, TwoSlopeNorm
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     rows, columns = len(matrix.rows), len(matrix.columns)
     values = np.array(matrix.values, dtype=np.float64).reshape(rows, columns)  # (rows, columns)
@@ -54,20 +59,31 @@ def heatmap_figure(matrix: Matrix):
     axes.set_yticks(range(rows), matrix.rows)
     axes.set_xlabel(matrix.column_label)
     axes.set_ylabel(matrix.row_label)
-    axes.set_title(matrix.title, fontsize=10, wrap=True)
+    axes.set_title(textwrap.fill(matrix.title, max(30, int(width * 11))), fontsize=10)
     fontsize = 9 if max(rows, columns) <= 8 else 7.5
     for i in range(rows):
         for j in range(columns):
             value = values[i, j]
+            if matrix.mark_own and matrix.rows[i] == matrix.columns[j]:  # the target's own prompt
+                axes.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="black", linewidth=2.2))
             if math.isnan(value):
-                axes.text(j, i, UNDEFINED, ha="center", va="center", fontsize=fontsize, color="black")
+                invalid = matrix.invalid and all_invalid(matrix.invalid[i][j], matrix.examples[i][j])
+                text = invalid_text(matrix.invalid[i][j], matrix.examples[i][j]).replace(" (", "\n(") if invalid else UNDEFINED
+                axes.text(j, i, text, ha="center", va="center", fontsize=fontsize * (0.8 if invalid else 1), color="black")
                 continue
             red, green, blue, _ = cmap(norm(value))
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
             axes.text(j, i, format(value, matrix.cell_format), ha="center", va="center", fontsize=fontsize,
                       color="white" if dark else "black")
+    if matrix.rows[-1] == RANDOM and rows > 1:  # the baseline row, set off from the source prompts
+        axes.axhline(rows - 1.5, color="white", linewidth=4)
     bar = figure.colorbar(image, ax=axes, shrink=0.9)
     bar.set_label(matrix.unit)
+    caption = [note for note in matrix.notes if not note.startswith(PER_CELL)]  # the per-cell list: CSV and JSON
+    if matrix.mark_own and any(name in matrix.columns for name in matrix.rows):
+        caption.append("outlined: the target's own prompt")
+    if caption:
+        figure.supxlabel("\n".join(textwrap.fill(line, max(40, int(width * 14))) for line in caption), fontsize=8)
     return figure
 
 

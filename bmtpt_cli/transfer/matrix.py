@@ -47,6 +47,10 @@ class Matrix:
     cell_format: str = ".1f"  # how the heatmap prints a value
     centre: float | None = None  # a diverging colour map centred here (None: sequential)
     extra: dict = field(default_factory=dict)  # JSON-able details (own scores, random-init scores, …)
+    invalid: list[list[int]] | None = None  # (rows, columns): generated predictions that are no label word
+    examples: list[list[int]] | None = None  # (rows, columns): the examples each cell scored
+    notes: list[str] = field(default_factory=list)  # caveats every file of the matrix carries (CSV, JSON, PNG)
+    mark_own: bool = True  # outline the cells where the row's prompt is the column task's own
 
     def value(self, row: str, column: str) -> float:
         """The cell of `row` (a source) and `column` (a target)."""
@@ -170,9 +174,35 @@ def tuned_scores(
     return cells, random_scores
 
 
+def defined(score: TaskScore) -> float:
+    """The main metric, or NaN when every generated prediction was invalid (none of the label words):
+    then the metric (0 under `--invalid-predictions wrong`) says nothing about the prompt."""
+    return NAN if score.examples and score.invalid >= score.examples else score.value
+
+
 def grid(cells: dict[tuple[str, str], TaskScore], rows: list[str], columns: list[str]) -> list[list[float]]:
-    """The main-metric values of `cells` laid out `(rows, columns)`."""
-    return [[cells[(row, column)].value for column in columns] for row in rows]
+    """The main-metric values of `cells` laid out `(rows, columns)` (NaN: every generation invalid)."""
+    return [[defined(cells[(row, column)]) for column in columns] for row in rows]
+
+
+def counts(cells: dict[tuple[str, str], TaskScore], rows: list[str], columns: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """The invalid generations and the examples of `cells`, each laid out `(rows, columns)`."""
+    return ([[cells[(row, column)].invalid for column in columns] for row in rows],
+            [[cells[(row, column)].examples for column in columns] for row in rows])
+
+
+def all_invalid(invalid: int, examples: int) -> bool:
+    """Whether a cell's every generated prediction was invalid (its value is undefined)."""
+    return examples > 0 and invalid >= examples
+
+
+PER_CELL = "invalid per cell"
+"""How the note listing every cell's invalid generations begins."""
+
+
+def invalid_text(invalid: int, examples: int) -> str:
+    """How an all-invalid cell is shown: `— (139/139 invalid)`, never as a score of 0."""
+    return f"— ({invalid}/{examples} invalid)"
 
 
 def finite(values: list[list[float]]) -> list[float]:

@@ -18,7 +18,12 @@ from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
 from bmtpt_cli.runtime.tracking import open_tracker
 from bmtpt_cli.transfer.matrix import (
+    PER_CELL,
+    RANDOM,
     Matrix,
+    all_invalid,
+    counts,
+    defined,
     error_reduction,
     grid,
     relative_scores,
@@ -83,8 +88,7 @@ def run_transfer_matrix(job: TransferMatrixJob, progress: Progress = SILENT) -> 
 def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], dict]:
     """Every matrix of the job, and the record fields they share (settings, prompts, scoring rules, provenance)."""
     prompts = read_task_prompts(job.prompts_dir, flag=FLAG)
-    targets = resolve_tasks(job.tasks or [name for name in prompts])
-    sources = _sources(job, prompts)
+    targets, sources = one_order(resolve_tasks(job.tasks or [name for name in prompts]), _sources(job, prompts))
     missing = [task.name for task in targets if task.name not in prompts]
     if missing:
         raise BmtptError(
@@ -147,6 +151,8 @@ def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], 
     for measure, values in similarity_matrices({name: prompts[name].prompt for name in union}).items():
         matrices.append(similarity_record(measure, values, union))
 
+    for matrix in matrices:
+        matrix.notes = matrix_notes(matrix, job.runner.model)
     common = {
         "sources": sources,
         "targets": target_names,
@@ -178,6 +184,39 @@ def _sources(job: TransferMatrixJob, prompts: dict[str, TaskPrompt]) -> list[str
     return names
 
 
+def one_order(targets: list, sources: list[str]) -> tuple[list, list[str]]:
+    """Targets and sources in one order, so that a task's own prompt sits on the diagonal: the tasks
+    that are both (in the --tasks order) first on both axes, then the other targets (columns) and
+    the other sources (rows), each in their given order."""
+    names = [task.name for task in targets]
+    shared = [name for name in names if name in sources]
+    ordered_targets = [task for task in targets if task.name in shared] + [task for task in targets if task.name not in shared]
+    return ordered_targets, shared + [name for name in sources if name not in shared]
+
+
+def matrix_notes(matrix: Matrix, model: str) -> list[str]:
+    """The caveats a matrix's files carry: chance-level scores on `tiny`, and its invalid generations."""
+    from bmtpt_cli.runner.model import TINY_MODEL
+
+    notes = []
+    if model == TINY_MODEL:
+        notes.append("model 'tiny' has random weights: these scores are chance level (the run checks the pipeline, not the method)")
+    if matrix.invalid is None:
+        return notes
+    cells = [(row, column, n, total) for row, invalid, examples in zip(matrix.rows, matrix.invalid, matrix.examples)
+             for column, n, total in zip(matrix.columns, invalid, examples) if n]
+    if not cells:
+        return notes + ["invalid generations: none"]
+    undefined = sum(all_invalid(n, total) for *_, n, total in cells)
+    notes.append(
+        f"invalid generations (predictions that are none of the label words) in {len(cells)} of "
+        f"{len(matrix.rows) * len(matrix.columns)} cells; {undefined} with every generation invalid are undefined (—)"
+    )
+    notes.append(f"{PER_CELL} (source -> target): " + "; ".join(
+        f"{row} -> {column}: {n}/{total} invalid" for row, column, n, total in cells))
+    return notes
+
+
 def _rules(scores: dict[str, TaskScore]) -> dict:
     """What produced each target's scores: its metric, the decode rule used, its rules, the example count."""
     return {
@@ -190,22 +229,25 @@ def zero_shot_matrices(zero: dict, own: dict[str, TaskScore], sources: list[str]
     """(a) the zero-shot scores and the same relative to each target's own prompt (SPEC §5a)."""
     columns = [task.name for task in targets]
     scores = grid(zero, sources, columns)
-    own_values = [own[name].value for name in columns]
+    invalid, examples = counts(zero, sources, columns)
+    own_values = [defined(own[name]) for name in columns]
     details = {"own_scores": {name: own[name].value for name in columns}, "per_target": _rules(own),
+               "own_invalid": {name: f"{own[name].invalid}/{own[name].examples}" for name in columns},
                "all_metrics": {f"{s} -> {t}": zero[(s, t)].metrics for s in sources for t in columns}}
     return [
         Matrix(
             name="zero_shot", title="Zero-shot transfer: each source prompt scored as it is on each target",
             description="the target's main metric (per_target) for the source prompt used unchanged on the target",
             unit="score (target's main metric)", rows=sources, columns=columns, values=scores, cell_format=".3f",
-            extra=details,
+            extra=details, invalid=invalid, examples=examples,
         ),
         Matrix(
             name="zero_shot_relative",
             title="Zero-shot transfer relative to the target's own prompt (%; diagonal = 100)",
             description="100 * score(source prompt on target) / score(target's own prompt on target); null where the own score is 0",
             unit="% of the target's own prompt", rows=sources, columns=columns,
-            values=relative_scores(scores, own_values), cell_format=".1f", extra=details,
+            values=relative_scores(scores, own_values), cell_format=".1f", extra=details, invalid=invalid,
+            examples=examples,
         ),
     ]
 
@@ -213,8 +255,11 @@ def zero_shot_matrices(zero: dict, own: dict[str, TaskScore], sources: list[str]
 def tuned_matrices(tuned: dict, random: dict[str, TaskScore], sources: list[str], targets, config: AdaptConfig) -> list[Matrix]:
     """(b) transfer with tuning: the tuned scores and the relative error reduction over random-init PT (SPEC §5b)."""
     columns = [task.name for task in targets]
-    scores = grid(tuned, sources, columns)
-    random_values = [random[name].value for name in columns]
+    rows = [*sources, RANDOM]  # the random-init baseline as the last row
+    cells = tuned | {(RANDOM, name): random[name] for name in columns}
+    scores = grid(cells, rows, columns)
+    invalid, examples = counts(cells, rows, columns)
+    random_values = scores[-1]
     details = {
         "random_init_scores": {name: random[name].value for name in columns},
         "per_target": _rules(random),
@@ -229,15 +274,18 @@ def tuned_matrices(tuned: dict, random: dict[str, TaskScore], sources: list[str]
     return [
         Matrix(
             name="tuned", title=f"Transfer with tuning: target score after {config.steps} steps from each source prompt",
-            description="the target's main metric after adapting from the source prompt", unit="score (target's main metric)",
-            rows=sources, columns=columns, values=scores, cell_format=".3f", extra=details,
+            description="the target's main metric after adapting from the source prompt (last row: from a random init)",
+            unit="score (target's main metric)", rows=rows, columns=columns, values=scores, cell_format=".3f", extra=details,
+            invalid=invalid, examples=examples,
         ),
         Matrix(
             name="error_reduction",
             title=f"Transfer with tuning ({config.steps} steps): relative error reduction over random-init PT (%)",
-            description="100 * (err_random - err_source) / err_random, err = 1 - score (SPoT); null where err_random is 0",
-            unit="relative error reduction (%)", rows=sources, columns=columns,
+            description="100 * (err_random - err_source) / err_random, err = 1 - score (SPoT); null where err_random is 0; "
+                        "the last row is the random-init baseline itself (0 by definition)",
+            unit="relative error reduction (%)", rows=rows, columns=columns,
             values=error_reduction(scores, random_values), cell_format=".1f", centre=0.0, extra=details,
+            invalid=invalid, examples=examples,
         ),
     ]
 
@@ -254,5 +302,5 @@ def similarity_record(measure: str, values: list[list[float]], names: list[str])
     return Matrix(
         name=f"similarity_{measure}", title=SIMILARITY_TITLES[measure], description=f"{formula} of the two tasks' prompts",
         unit="cosine similarity", rows=names, columns=names, values=values, row_label="task prompt",
-        column_label="task prompt", cell_format=".2f", extra={"measure": measure},
+        column_label="task prompt", cell_format=".2f", extra={"measure": measure}, mark_own=False,
     )

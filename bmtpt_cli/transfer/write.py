@@ -42,13 +42,14 @@ def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
 
 
 def csv_text(matrix: Matrix) -> str:
-    """The matrix as CSV: a header row of column names, then one row per row name; empty = undefined."""
+    """The matrix as CSV: a header row of column names, then one row per row name; empty = undefined.
+    The matrix's notes (chance caveat, invalid generations) follow as `# ` lines (pandas: `comment="#"`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([f"{matrix.row_label} \\ {matrix.column_label}", *matrix.columns])
     for name, row in zip(matrix.rows, matrix.values):
         writer.writerow([name, *("" if math.isnan(v) else repr(float(v)) for v in row)])
-    return buffer.getvalue()
+    return buffer.getvalue() + "".join(f"# {note}\n" for note in matrix.notes)
 
 
 def json_record(matrix: Matrix, common: dict) -> dict:
@@ -64,6 +65,8 @@ def json_record(matrix: Matrix, common: dict) -> dict:
         "rows": matrix.rows,
         "columns": matrix.columns,
         "values": [[None if math.isnan(v) else float(v) for v in row] for row in matrix.values],
+        "notes": matrix.notes,
+        **({"invalid": matrix.invalid, "examples": matrix.examples} if matrix.invalid is not None else {}),
         **matrix.extra,
         **common,
     }

@@ -142,7 +142,7 @@ def test_heatmap_rows_and_columns_share_one_order_and_own_prompt_cells_are_outli
     assert [t.get_text() for t in axis.get_yticklabels()] == zero["rows"]
     assert [t.get_text() for t in axis.get_xticklabels()] == zero["columns"]
     boxes = [(p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2) for p in axis.patches if isinstance(p, Rectangle)]
-    assert sorted(boxes) == [(0.0, 0.0), (1.0, 1.0)]  # the own-prompt cells, on the diagonal
+    assert sorted(boxes) == [pytest.approx((0.0, 0.0)), pytest.approx((1.0, 1.0))]  # the own-prompt cells, on the diagonal
     csv_rows = [row for row in csv.reader((transfer["out"] / "zero_shot.csv").read_text().splitlines())
                 if row and not row[0].startswith("#")]
     assert csv_rows[0][1:] == zero["columns"] and [row[0] for row in csv_rows[1:]] == zero["rows"]
