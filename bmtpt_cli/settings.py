@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from bmtpt_cli.errors import BmtptError
@@ -34,6 +34,32 @@ def panel(name: str) -> dict[str, str]:
     return {"panel": name}
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: prompts and particles are float32, so a learning rate or scale above it is
+infinite in the update (a smaller one that diverges is the divergence guard's, runtime/divergence.py)."""
+
+SEED_MAX = 2**63 - 1
+"""Seeds are 0 … 2^63 − 1 (what every generator and the checkpoint's int64 state take)."""
+
+SIGMA_MIN = 1e-6
+"""The smallest prior σ: the prior term (1/2σ²)‖θ − θ̄‖² stays within float32 for any prompt the
+divergence guard admits, and σ = 1e-6 already pins every prompt to the prior mean (SPEC §2, divergence guard)."""
+
+
+def check_device(value: str) -> str:
+    """A `--device` this machine has: auto, cpu, cuda, cuda:N, or mps where PyTorch has MPS."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+        raise ValueError(f"unknown device {value!r}: use auto, cpu, cuda or cuda:N")
+    if value == "mps":
+        import torch
+
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError("this machine (or this PyTorch) has no MPS device: use --device cpu")
+    return value
+
+
 TaskList = Annotated[list[str], NoDecode]  # `a,b` on the command line and in BMTPT_TASKS, a list in TOML
 
 
@@ -46,12 +72,17 @@ def _split_tasks(value: Any) -> Any:
 class CommonSettings(BaseSettings):
     """Settings every command shares (top-level keys of a preset)."""
 
-    model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True, allow_inf_nan=False)
 
     model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, 'tiny' (offline random-weight test model) or 'toy' (the shipped toy T5 pretrained on the toy world, docs/toyworld.md).")
     prompt_length: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
-    seed: int = Field(0, json_schema_extra=panel(RUN), description="Random seed; the same seed gives the same result.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, json_schema_extra=panel(RUN), description="Random seed; the same seed gives the same result.")
     device: str = Field("auto", json_schema_extra=panel(MODEL), description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
     max_source_length: int = Field(256, gt=0, json_schema_extra=panel(DATA), description="Input tokens kept per example (longer inputs are truncated).")
     max_target_length: int = Field(128, gt=0, json_schema_extra=panel(DATA), description="Target tokens kept per example.")
     taskless: bool = Field(False, json_schema_extra=panel(DATA), description="Drop the task name from the inputs (fair zero-shot transfer).")
@@ -157,11 +188,11 @@ class SourceSettings(TrainingSettings):
     steps: int = Field(100_000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of SVGD updates (the paper: 100,000).")
     examples_per_task: int = Field(1, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples each source task contributes to a step's batch.")
     sample_tasks: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Source task sampling: draw this many of the K tasks per step (unset: all).")
-    lr: float = Field(0.3, gt=0, json_schema_extra=panel(OPTIMISATION), description="AdamW learning rate for the particles.")
+    lr: float = Field(0.3, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="AdamW learning rate for the particles.")
     weight_decay: float = Field(0.0, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of the particles (default 0: the source posterior has a uniform prior, which decay would turn into a Gaussian one).")
     damping: float | None = Field(None, gt=0, le=1, json_schema_extra=panel(METHOD), description="Damped-SVGD λ in (0, 1]; unset: min(1, e^-1 (c + M/(l·d))) ≈ 0.368, and 1 for a single particle (1 = plain SVGD).")
     damping_c: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="The constant c in the default damping λ = min(1, e^-1 (c + M/(l·d))).")
-    likelihood_scale: float = Field(1.0, gt=0, json_schema_extra=panel(METHOD), description="Scale c of the score s = -c ∇loss.")
+    likelihood_scale: float = Field(1.0, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(METHOD), description="Scale c of the score s = -c ∇loss.")
     loss_weighting: Literal["tokens", "examples"] = Field("tokens", json_schema_extra=panel(METHOD), description="Each particle's loss L_j: tokens = the batch's token mean (the LM loss the paper and the baselines use; long targets weigh more), examples = the mean of per-example token means (every example weighs the same).")
     bandwidth: float | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Fixed RBF kernel bandwidth h (unset: median heuristic).")
     vocab_top_k: int = Field(5000, gt=0, json_schema_extra=panel(METHOD), description="Particles start from embeddings of tokens drawn from the K most frequent.")
@@ -203,10 +234,12 @@ PER_TASK_OUT = "source-prompts"
 class AdaptHyperparameters(BaseModel):
     """Adaptation hyperparameters shared by `adapt` and the few-shot probe of `evaluate` (SPEC §3)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     batch_size: int = Field(32, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples per adaptation step (target tasks mixed example-proportionally).")
-    lr_shared: float = Field(0.3, gt=0, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the shared prompt W.")
-    lr_scales: float = Field(0.4, gt=0, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
-    sigma: float = Field(1e5, gt=0, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
+    lr_shared: float = Field(0.3, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the shared prompt W.")
+    lr_scales: float = Field(0.4, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
+    sigma: float = Field(1e5, ge=SIGMA_MIN, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
     rank_score: Literal["sum", "mean"] = Field("sum", json_schema_extra=panel(METHOD), description="Rank scoring picks the label with the highest sum of token log-probabilities, EOS included (its log-likelihood; favours short labels), or the highest mean (length-normalised).")
     invalid_predictions: Literal["wrong", "negative"] = Field("wrong", json_schema_extra=panel(METHOD), description="With --decode generate, binary F1 counts a prediction that is no label word as the wrong class (the baselines') or as the negative class.")
@@ -261,6 +294,8 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if any(not 0 <= seed <= SEED_MAX for seed in value):
+            raise ValueError(f"every seed must be from 0 to {SEED_MAX} (2^63 - 1)")
         repeated = sorted({seed for seed in value if value.count(seed) > 1})
         if repeated:
             raise ValueError(f"seed(s) {', '.join(map(str, repeated))} given twice; give each seed once")

@@ -20,6 +20,7 @@ from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.scoring import score_task
 from bmtpt_cli.runner.runner import FrozenT5Runner, target_units
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed, sum_gradients
+from bmtpt_cli.runtime.divergence import SizeGuard
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
 from bmtpt_cli.runtime.schedule import linear_schedule
 
@@ -132,6 +133,11 @@ def _loss_and_gradients(
 
 
 def adapt(
+def _trained(prompts: TargetPrompts) -> dict[str, list[torch.Tensor]]:
+    """The trained tensors by the name the divergence check reports: W, and every a_k and b_k."""
+    return {"the shared prompt W": [prompts.shared], "the scales a, b": prompts.scale_parameters()}
+
+
     runner: FrozenT5Runner,
     tasks: list[Task],
     train_by_task: dict[str, list[TextExample]],
@@ -171,6 +177,8 @@ def adapt(
     )
     scheduler = linear_schedule(optimizer, warmup_steps=config.warmup_steps, total_steps=config.steps)
     task_index = {name: k for k, name in enumerate(names)}
+    guard = SizeGuard(_trained(prompts), runner.vocab_embeddings)  # from the init, also on resume
+    lower = f"--lr-shared and --lr-scales (now {config.lr_shared:g} and {config.lr_scales:g})"
     loop = TrainingLoop(
         files, total_steps=config.steps, checkpoint_every=config.checkpoint_every, optimizer=optimizer,
         scheduler=scheduler, generator=generator, dist=dist,
@@ -204,14 +212,13 @@ def adapt(
             loss, prior = _loss_and_gradients(runner, prompts, pairs, task_index, prior_mean, config, dist)
             total = loss + prior
             if not torch.isfinite(total):
-                raise BmtptError(
-                    f"non-finite loss at adaptation step {loop.step + 1}: lower the learning rates; {loop.last_good()}"
-                )
+                raise BmtptError(f"non-finite loss at adaptation step {loop.step + 1}: {loop.last_good(lower)}")
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             loop.step += 1
+            guard.check(_trained(prompts), step=loop.step + 1, where=lambda: loop.last_good(lower))  # before any save
             step = loop.step
             record = AdaptStepRecord(step=step, loss=float(total), prior=float(prior), lr=lr)
             if config.eval_every and (step % config.eval_every == 0 or step == config.steps):

@@ -8,6 +8,7 @@ fingerprint of the settings that change the result, so `--resume` can refuse a m
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -66,14 +67,35 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise BmtptError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): delete it and start fresh") from exc
 
 
-def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume when a setting that changes the result differs from the checkpoint's."""
+LOWERABLE = ("lr", "lr_shared", "lr_scales")
+"""Learning rates a resume from an unfinished run's checkpoint may lower, never raise: the way on
+after a divergence (runtime/divergence.py); `TrainingLoop.resume` records the change."""
+
+
+def check_fingerprint(
+    path: Path, saved: dict[str, Any], current: dict[str, Any], *, lowerable: tuple[str, ...] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """Refuse to resume when a setting that changes the result differs from the checkpoint's.
+
+    The one allowance: a number in `lowerable` (`LOWERABLE`, passed by the training loop) may be
+    lower now than it was; returns those lowered settings as {key: (was, now)}."""
+    lowered = {}
     for key in sorted(set(saved) | set(current)):
+        was, now = saved.get(key), current.get(key)
+        if key in lowerable and _is_number(was) and _is_number(now) and 0 < now < was:
+            lowered[key] = (was, now)
+            continue
         if saved.get(key) != current.get(key):
+            lower = f" (or a lower --{key.replace('_', '-')})" if key in lowerable else ""
             raise BmtptError(
                 f"cannot resume from '{path}': setting '{key}' was {saved.get(key)!r}, now {current.get(key)!r} — "
-                f"use the same settings, or start fresh with --force"
+                f"use the same settings{lower}, or start fresh with --force"
             )
+    return lowered
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class StepLog:
@@ -100,7 +122,7 @@ class StepLog:
             return
         if self._handle is None:
             self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(record) + "\n")
+        self._handle.write(json.dumps(_finite(record)) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
@@ -112,6 +134,18 @@ class StepLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None, so the log stays JSON (which has
+    no `NaN` or `Infinity`); the training loops stop before a step would produce one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_jsonl_records(path: Path) -> list[dict]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bmtpt_cli.runtime.checkpoint import (
+    LOWERABLE,
     Interrupted,
     StepLog,
     StopRequests,
@@ -73,7 +74,8 @@ class TrainingLoop:
         self.step = 0
         self._log: StepLog | None = None
         self._stop: StopRequests | None = None
-        self._note: dict[str, Any] = {}  # added to the next step's log record (a change made on resume)
+        self.lr_changes: list[dict[str, Any]] = []  # learning rates lowered on resume (kept in checkpoints)
+        self._note: dict[str, Any] = {}  # added to the next step's log record (a lowering on resume)
 
     def resume(self) -> dict[str, Any] | None:
         """With `resume`: read the checkpoint, refuse other settings, restore optimizer, scheduler
@@ -83,7 +85,8 @@ class TrainingLoop:
         path = self.files.checkpoint
         state = load_checkpoint(path)
         saved, extended = grown_steps(state["fingerprint"], self.files.fingerprint)  # --steps may grow (runtime/extend.py)
-        check_fingerprint(path, saved, self.files.fingerprint)
+        lowered = check_fingerprint(path, saved, self.files.fingerprint, lowerable=LOWERABLE)
+        base_lrs = list(self.scheduler.base_lrs)  # this run's, lower than the checkpoint's where `lowered`
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"], self.generator)
@@ -94,10 +97,29 @@ class TrainingLoop:
 
     def __enter__(self) -> TrainingLoop:
         log_path = self.files.log if self.dist.is_main else None  # one process writes the log
+        self.lr_changes = list(state.get("lr_changes", []))
+        if lowered:
+            self._rebase_learning_rates(base_lrs)
+            change = {"step": self.step, **{key: {"was": was, "now": now} for key, (was, now) in lowered.items()}}
+            self.lr_changes.append(change)
+            self._note = {"lr_lowered": change}
         self._log = StepLog(log_path, resume_step=self.step if self.files.resume else None)
         if self.files.tracker is not None:  # like the log: drop what came after the checkpoint
             self.files.tracker.rewind(self.step)
         self._stop = StopRequests().__enter__()
+    def _rebase_learning_rates(self, base_lrs: list[float]) -> None:
+        """After a resume with lowered learning rates (`LOWERABLE`): the restored optimizer and
+        schedule continue from the checkpoint's step with this run's base rates."""
+        self.scheduler.base_lrs = list(base_lrs)
+        factors = getattr(self.scheduler, "lr_lambdas", None)
+        for index, (group, base) in enumerate(zip(self.optimizer.param_groups, base_lrs)):
+            if factors is not None:
+                group["lr"] = base * factors[index](self.scheduler.last_epoch)
+            else:
+                group["lr"] = group["lr"] * base / group["initial_lr"]
+            group["initial_lr"] = base
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
         return self
 
     def __exit__(self, *exc) -> None:
@@ -134,10 +156,14 @@ class TrainingLoop:
             },
         )
 
-    def last_good(self) -> str:
-        """Where a run stopped by a numerical failure can be resumed from (no artifact is written)."""
+    def last_good(self, lower: str = "") -> str:
+        """Where a run stopped by a numerical failure can be resumed from (no artifact is written);
+        `lower`: the learning-rate flags to lower, with their values (e.g. `--lr (now 0.3)`)."""
         path = self.files.checkpoint
+                **({"lr_changes": self.lr_changes} if self.lr_changes else {}),
         if path is not None and Path(path).is_file():
             step = load_checkpoint(path)["step"]
-            return f"no artifact written; the last good checkpoint is '{path}' (step {step}), resume with --resume"
-        return "no artifact written and no checkpoint yet"
+            return f"no artifact written; the last good checkpoint is '{path}' (step {step}): resume from it with --resume{fix}"
+        rerun = f": rerun with a lower {lower}" if lower else ""
+        return f"no artifact written and no checkpoint yet{rerun}"
+        fix = f" and a lower {lower}" if lower else ""

@@ -84,14 +84,19 @@ def _off_diagonal(sq_dists: Tensor) -> list[float]:
 
 
 def _median_heuristic(off_diagonal: list[float], m: int) -> float:
-    """``median / log(M + 1)`` of the off-diagonal squared distances, or 1.0 where that is not
-    finite and positive (see :func:`median_bandwidth`)."""
+    """``median / log(M + 1)`` of the off-diagonal squared distances, or 1.0 where the median is 0
+    (see :func:`median_bandwidth`); a median that is not finite raises ``ValueError``."""
     if m < 2:
         return 1.0
     values = sorted(off_diagonal)
     n = len(values)  # M(M − 1): always even
     h = 0.5 * (values[n // 2 - 1] + values[n // 2]) / math.log(m + 1)
-    return h if math.isfinite(h) and h > 0 else 1.0
+    if not math.isfinite(h):  # a bandwidth of 1 would silently switch the repulsion off
+        raise ValueError(
+            f"the median squared particle distance is {h * math.log(m + 1)}: the particles are not finite or "
+            "too far apart for their dtype (particle_kernel computes such distances in float64)"
+        )
+    return h if h > 0 else 1.0
 
 
 def _mean_distance(off_diagonal: list[float]) -> float:
@@ -114,9 +119,11 @@ def median_bandwidth(sq_dists: Tensor) -> Tensor:
 
     Fallbacks, so nothing ever divides by zero: for ``M = 1`` (no pairs; the
     kernel is ``k = 1`` and the repulsion vanishes anyway) and whenever the
-    result is not finite and positive (e.g. all particles coincide, so the
-    median is 0), ``h = 1.0`` is returned. The result is a 0-dim tensor in
-    the dtype/device of ``sq_dists``.
+    median is 0 (e.g. all particles coincide), ``h = 1.0`` is returned. A
+    median that is not finite (squared distances that overflowed the dtype,
+    or particles that are not finite) raises ``ValueError``: a bandwidth of 1
+    there would switch the repulsion off without a word. The result is a
+    0-dim tensor in the dtype/device of ``sq_dists``.
     """
     if sq_dists.dim() != 2 or sq_dists.shape[0] != sq_dists.shape[1]:
         raise ValueError(f"sq_dists must be a square (M, M) matrix, got shape {tuple(sq_dists.shape)}")
@@ -156,12 +163,22 @@ class ParticleKernel(NamedTuple):
 def particle_kernel(particles: Tensor, *, bandwidth: Bandwidth = None) -> ParticleKernel:
     """The RBF kernel of :func:`rbf_kernel`, its bandwidth and :func:`mean_pairwise_distance`, from
     one distance matrix and one host copy of its off-diagonal (SPEC §2) — a step's kernel, h and
-    spread for the price of one ``cdist``; ``bandwidth`` overrides the median heuristic."""
+    spread for the price of one ``cdist``; ``bandwidth`` overrides the median heuristic.
+
+    Squared distances beyond the dtype's range (float32: distances over ~1.8e19) are computed again
+    in float64, so h and the spread stay the true ones (the kernel is returned in the particles'
+    dtype); particles that are not finite, or too far apart even for float64, raise ``ValueError``.
+    """
     theta = _flatten_particles(particles)  # (M, D)
     sq = pairwise_sq_dists(theta)  # (M, M)
     off = _off_diagonal(sq)  # M(M − 1) floats
+    if not math.isfinite(sum(off)) and theta.dtype != torch.float64:  # overflowed (or not finite): once more in float64
+        sq = pairwise_sq_dists(theta.double())  # (M, M) float64
+        off = _off_diagonal(sq)
+    if not math.isfinite(sum(off)):
+        raise ValueError("particles must be finite, with squared distances within float64's range")
     h = _median_heuristic(off, theta.shape[0]) if bandwidth is None else _bandwidth_value(bandwidth)
-    return ParticleKernel(_kernel_matrix(sq, h), h, _mean_distance(off))
+    return ParticleKernel(_kernel_matrix(sq, h).to(theta.dtype), h, _mean_distance(off))
 
 
 def rbf_kernel(particles: Tensor, *, bandwidth: Bandwidth = None, sq_dists: Tensor | None = None) -> Tuple[Tensor, Tensor]:

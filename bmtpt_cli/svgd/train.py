@@ -22,6 +22,7 @@ from bmtpt_cli.runner.prompts import sample_vocab_prompts
 from bmtpt_cli.runner.plan import PassPlan
 from bmtpt_cli.runner.runner import EncodedBatch, FrozenT5Runner, target_units
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
+from bmtpt_cli.runtime.divergence import SizeGuard
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
 from bmtpt_cli.runtime.profiling import phase
 from bmtpt_cli.runtime.schedule import linear_schedule
@@ -81,6 +82,7 @@ class SourceState:
     damping: float
     plan: str | None = None  # the last step's chunk plan (logged again only when it changes)
 
+    guard: SizeGuard | None = None  # the divergence check after each update (None: finiteness only)
 
 def init_particles(runner: FrozenT5Runner, config: SourceConfig, generator: torch.Generator) -> torch.Tensor:
     """M prompts of l vocabulary embeddings each, a different draw per particle: `(M, l, d)` float32."""
@@ -124,7 +126,8 @@ def start_source(runner: FrozenT5Runner, config: SourceConfig) -> tuple[SourceSt
     particles = torch.nn.Parameter(init_particles(runner, config, generator).to(runner.device))
     optimizer = adamw([particles], lr=config.lr, weight_decay=config.weight_decay)
     scheduler = linear_schedule(optimizer, warmup_steps=config.warmup_steps, total_steps=config.steps)
-    return SourceState(particles, optimizer, scheduler, resolved_damping(config, runner.d_model)), generator
+    guard = SizeGuard({"particles": [particles]}, runner.vocab_embeddings)  # from the initial draw, also on resume
+    return SourceState(particles, optimizer, scheduler, resolved_damping(config, runner.d_model), guard=guard), generator
 
 
 class SVGDStep(NamedTuple):
@@ -218,24 +221,29 @@ def source_update(
     *,
     step: int,
     dist: Distributed = SINGLE,
-    stopped: Callable[[], str] = lambda: "no artifact written",
+    stopped: Callable[[str], str] = lambda lower: "no artifact written",
 ) -> StepRecord:
-    """Step `step` of a source run on one batch: `svgd_step`, the optimizer and schedule, finiteness
-    checks; returns the step's record. `stopped()` says where a failed run can be resumed from."""
+    """Step `step` of a source run on one batch: `svgd_step`, the optimizer and schedule, the
+    finiteness and divergence checks (`runtime.divergence`: before anything is logged or saved);
+    returns the step's record. `stopped(lower)` says where a failed run can be resumed from and
+    `lower` the learning rate to lower."""
     lr = state.scheduler.get_last_lr()[0]
     losses, h, spread = svgd_step(
+    lower = f"--lr (now {config.lr:g})"
         runner, state.particles, examples, damping=state.damping, likelihood_scale=config.likelihood_scale,
         bandwidth=config.bandwidth, loss_weighting=config.loss_weighting, dist=dist,
     )
     values = losses.tolist()  # the record's, and the finiteness check's, in one copy
     if not all(map(math.isfinite, values)):
-        raise BmtptError(f"non-finite loss at step {step}: lower --lr; {stopped()}")
+        raise BmtptError(f"non-finite loss at step {step}: {stopped(lower)}")
     with phase("bmtpt.optimizer"):
         state.optimizer.step()
         state.particles.grad = None  # zero_grad(set_to_none=True) of the optimizer's one parameter
         state.scheduler.step()
-    if not bool(state.particles.isfinite().all()):
-        raise BmtptError(f"particles became non-finite at step {step}: lower --lr; {stopped()}")
+    if state.guard is not None:
+        state.guard.check({"particles": [state.particles]}, step=step, where=lambda: stopped(lower))
+    elif not bool(state.particles.isfinite().all()):
+        raise BmtptError(f"particles became non-finite at step {step}: {stopped(lower)}")
     plan = runner.last_plan
     described = str(plan) if plan is not None else None
     record = StepRecord(

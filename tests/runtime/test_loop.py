@@ -21,7 +21,7 @@ def _train(files: RunFiles | None, *, stop_at: int | None = None) -> torch.Tenso
     """SGD with noise from the data generator on ½‖x − 3‖², through TrainingLoop: what a real loop does."""
     generator = torch.Generator().manual_seed(0)
     x = torch.nn.Parameter(torch.zeros(4))
-    optimizer = torch.optim.AdamW([x], lr=0.5)
+    optimizer = torch.optim.AdamW([x], lr=files.fingerprint.get("lr", 0.5) if files else 0.5)
     scheduler = linear_schedule(optimizer, warmup_steps=1, total_steps=STEPS)
     loop = TrainingLoop(files, total_steps=STEPS, checkpoint_every=2, optimizer=optimizer, scheduler=scheduler, generator=generator)
     saved = loop.resume()
@@ -58,8 +58,33 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 def test_resume_refuses_other_settings_and_names_the_setting(tmp_path):
     files = RunFiles(tmp_path / "run.ckpt", tmp_path / "run.log.jsonl", False, {"lr": 0.5})
     _train(files)
-    with pytest.raises(BmtptError, match="'lr' was 0.5, now 0.1"):
-        _train(RunFiles(files.checkpoint, files.log, True, {"lr": 0.1}))
+    with pytest.raises(BmtptError, match=r"'lr' was 0.5, now 0.7 .* \(or a lower --lr\)"):
+        _train(RunFiles(files.checkpoint, files.log, True, {"lr": 0.7}))
+    with pytest.raises(BmtptError, match="'steps' was None, now 3"):
+        _train(RunFiles(files.checkpoint, files.log, True, {"lr": 0.5, "steps": 3}))
+
+
+def test_a_resume_may_lower_the_learning_rate_and_records_it(tmp_path):
+    """The way on after a divergence: the checkpoint's optimizer and schedule continue with the lower
+    base rate from the checkpoint's step, the next log record and later checkpoints say so."""
+    files = RunFiles(tmp_path / "run.ckpt", tmp_path / "run.log.jsonl", False, {"lr": 0.5})
+    with pytest.raises(Interrupted):
+        _train(files, stop_at=3)
+    _train(RunFiles(files.checkpoint, files.log, True, {"lr": 0.1}))
+    records = [json.loads(line) for line in files.log.read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+    assert records[3]["lr_lowered"] == {"step": 3, "lr": {"was": 0.5, "now": 0.1}}
+    assert all("lr_lowered" not in r for i, r in enumerate(records) if i != 3)
+    assert load_checkpoint(files.checkpoint)["lr_changes"] == [records[3]["lr_lowered"]]
+    # the schedule continues at its step with the new base: the same factor as an lr-0.1 run from the start
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = linear_schedule(optimizer, warmup_steps=1, total_steps=STEPS)
+    for _ in range(STEPS):
+        optimizer.step()
+        scheduler.step()
+    state = load_checkpoint(files.checkpoint)
+    assert state["optimizer"]["param_groups"][0]["lr"] == optimizer.param_groups[0]["lr"]
+    assert state["scheduler"]["base_lrs"] == [0.1]
 
 
 def test_without_files_nothing_is_written_and_a_stop_still_stops(tmp_path, monkeypatch):

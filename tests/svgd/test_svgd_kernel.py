@@ -353,3 +353,25 @@ def test_particle_kernel_is_rbf_kernel_its_bandwidth_and_the_spread(m: int) -> N
     for bad in (0.0, -1.0, float("nan"), torch.ones(2)):
         with pytest.raises(ValueError, match="bandwidth"):
             particle_kernel(theta, bandwidth=bad)
+
+
+# --------------------------------------------------------------------------- 10. far-apart particles
+
+
+def test_particle_kernel_keeps_the_true_bandwidth_when_float32_squares_overflow() -> None:
+    """Issue 27 item 8: distances of ~1e25 overflow float32 squares; the kernel used to fall back to
+    h = 1 (no repulsion) and report an infinite spread. Now h and the spread are float64's."""
+    from bmtpt_cli.svgd.kernel import particle_kernel
+
+    theta64 = _rand(4, 6, seed=7) * 1e25
+    got = particle_kernel(theta64.float())
+    _, bf_h = _bf_kernel(theta64.float().double().tolist())
+    assert got.bandwidth == pytest.approx(bf_h, rel=1e-12) and math.isfinite(got.mean_distance)
+    assert got.matrix.dtype == torch.float32 and torch.isfinite(got.matrix).all()
+    for bad in (float("nan"), float("inf")):
+        broken = theta64.float().clone()
+        broken[1, 2] = bad
+        with pytest.raises(ValueError, match="finite"):
+            particle_kernel(broken)
+    with pytest.raises(ValueError, match="not finite"):
+        rbf_kernel(theta64.float())  # float32 squares overflowed: an error, never a silent h = 1
