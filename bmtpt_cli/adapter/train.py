@@ -132,12 +132,12 @@ def _loss_and_gradients(
     return dist.sum(ce_sum.detach()) / tokens, prior.detach()
 
 
-def adapt(
 def _trained(prompts: TargetPrompts) -> dict[str, list[torch.Tensor]]:
     """The trained tensors by the name the divergence check reports: W, and every a_k and b_k."""
     return {"the shared prompt W": [prompts.shared], "the scales a, b": prompts.scale_parameters()}
 
 
+def adapt(
     runner: FrozenT5Runner,
     tasks: list[Task],
     train_by_task: dict[str, list[TextExample]],
@@ -176,9 +176,9 @@ def _trained(prompts: TargetPrompts) -> dict[str, list[torch.Tensor]]:
         weight_decay=config.weight_decay,
     )
     scheduler = linear_schedule(optimizer, warmup_steps=config.warmup_steps, total_steps=config.steps)
-    task_index = {name: k for k, name in enumerate(names)}
     guard = SizeGuard(_trained(prompts), runner.vocab_embeddings)  # from the init, also on resume
     lower = f"--lr-shared and --lr-scales (now {config.lr_shared:g} and {config.lr_scales:g})"
+    task_index = {name: k for k, name in enumerate(names)}
     loop = TrainingLoop(
         files, total_steps=config.steps, checkpoint_every=config.checkpoint_every, optimizer=optimizer,
         scheduler=scheduler, generator=generator, dist=dist,
@@ -216,9 +216,9 @@ def _trained(prompts: TargetPrompts) -> dict[str, list[torch.Tensor]]:
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            guard.check(_trained(prompts), step=loop.step + 1, where=lambda: loop.last_good(lower))  # before any save
             scheduler.step()
             loop.step += 1
-            guard.check(_trained(prompts), step=loop.step + 1, where=lambda: loop.last_good(lower))  # before any save
             step = loop.step
             record = AdaptStepRecord(step=step, loss=float(total), prior=float(prior), lr=lr)
             if config.eval_every and (step % config.eval_every == 0 or step == config.steps):

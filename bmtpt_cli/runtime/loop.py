@@ -91,22 +91,16 @@ class TrainingLoop:
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"], self.generator)
         self.step = state["step"]
-        if extended:
-            self._note = {**self._note, "steps_extended": {"step": self.step, **extended, "lr": reapply_schedule(self.optimizer, self.scheduler)}}
-        return state
-
-    def __enter__(self) -> TrainingLoop:
-        log_path = self.files.log if self.dist.is_main else None  # one process writes the log
         self.lr_changes = list(state.get("lr_changes", []))
         if lowered:
             self._rebase_learning_rates(base_lrs)
             change = {"step": self.step, **{key: {"was": was, "now": now} for key, (was, now) in lowered.items()}}
             self.lr_changes.append(change)
             self._note = {"lr_lowered": change}
-        self._log = StepLog(log_path, resume_step=self.step if self.files.resume else None)
-        if self.files.tracker is not None:  # like the log: drop what came after the checkpoint
-            self.files.tracker.rewind(self.step)
-        self._stop = StopRequests().__enter__()
+        if extended:
+            self._note = {**self._note, "steps_extended": {"step": self.step, **extended, "lr": reapply_schedule(self.optimizer, self.scheduler)}}
+        return state
+
     def _rebase_learning_rates(self, base_lrs: list[float]) -> None:
         """After a resume with lowered learning rates (`LOWERABLE`): the restored optimizer and
         schedule continue from the checkpoint's step with this run's base rates."""
@@ -120,6 +114,12 @@ class TrainingLoop:
             group["initial_lr"] = base
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
+    def __enter__(self) -> TrainingLoop:
+        log_path = self.files.log if self.dist.is_main else None  # one process writes the log
+        self._log = StepLog(log_path, resume_step=self.step if self.files.resume else None)
+        if self.files.tracker is not None:  # like the log: drop what came after the checkpoint
+            self.files.tracker.rewind(self.step)
+        self._stop = StopRequests().__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -153,6 +153,7 @@ class TrainingLoop:
                 "rng": capture_rng(self.generator),
                 "step": self.step,
                 "fingerprint": self.files.fingerprint,
+                **({"lr_changes": self.lr_changes} if self.lr_changes else {}),
             },
         )
 
@@ -160,10 +161,9 @@ class TrainingLoop:
         """Where a run stopped by a numerical failure can be resumed from (no artifact is written);
         `lower`: the learning-rate flags to lower, with their values (e.g. `--lr (now 0.3)`)."""
         path = self.files.checkpoint
-                **({"lr_changes": self.lr_changes} if self.lr_changes else {}),
+        fix = f" and a lower {lower}" if lower else ""
         if path is not None and Path(path).is_file():
             step = load_checkpoint(path)["step"]
             return f"no artifact written; the last good checkpoint is '{path}' (step {step}): resume from it with --resume{fix}"
         rerun = f": rerun with a lower {lower}" if lower else ""
         return f"no artifact written and no checkpoint yet{rerun}"
-        fix = f" and a lower {lower}" if lower else ""

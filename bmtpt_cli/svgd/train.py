@@ -81,8 +81,8 @@ class SourceState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     damping: float
     plan: str | None = None  # the last step's chunk plan (logged again only when it changes)
-
     guard: SizeGuard | None = None  # the divergence check after each update (None: finiteness only)
+
 
 def init_particles(runner: FrozenT5Runner, config: SourceConfig, generator: torch.Generator) -> torch.Tensor:
     """M prompts of l vocabulary embeddings each, a different draw per particle: `(M, l, d)` float32."""
@@ -228,8 +228,8 @@ def source_update(
     returns the step's record. `stopped(lower)` says where a failed run can be resumed from and
     `lower` the learning rate to lower."""
     lr = state.scheduler.get_last_lr()[0]
-    losses, h, spread = svgd_step(
     lower = f"--lr (now {config.lr:g})"
+    losses, h, spread = svgd_step(
         runner, state.particles, examples, damping=state.damping, likelihood_scale=config.likelihood_scale,
         bandwidth=config.bandwidth, loss_weighting=config.loss_weighting, dist=dist,
     )
