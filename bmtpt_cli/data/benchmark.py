@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bmtpt_cli.data.layout import task_layout
 from bmtpt_cli.data.sources import find_task_dir, load_hub_split
 from bmtpt_cli.data.splits import SplitRule, protocol_split
 from bmtpt_cli.data.task import Task
@@ -95,4 +96,5 @@ def benchmark_task(
         description=description,
         source=hub.describe(),
         split_rule=rule.describe(),
+        layout=functools.partial(task_layout, name, local, rule),
     )

@@ -73,6 +73,8 @@ class Task:
     """Where the data comes from, e.g. "nyu-mll/glue (rte)"."""
     split_rule: str = ""
     """How train/validation/test are made (SPEC §7: S, L or O), for `bmtpt tasks`."""
+    layout: Callable[[], object] | None = None
+    """The files --data-dir must hold for it (`data.layout.TaskLayout`, `bmtpt tasks --layout`); None: generated data."""
 
     @property
     def metric(self) -> str:
