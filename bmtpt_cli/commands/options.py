@@ -41,6 +41,7 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
             if options.get("print_config"):
                 print_config(command, settings)
                 return
+            check_output_apart(command, settings)
             run(settings)
 
     parameters = [_parameter(name, _option(name, settings_cls.model_fields[name])) for name in names]
@@ -75,6 +76,29 @@ DEFAULTS_NOTE = (
     " takes the built-in ones). A model, prompt length and input format recorded in an --init, --prompts or"
     " --particles file apply unless given. --print-config shows what a run resolves to."
 )
+
+RUN_INPUTS = ("init", "prompts", "prompts_dir", "particles", "multitask", "source_prompts", "data_dir")
+"""Settings naming files or folders a run reads, which its output may not be (`check_output_apart`)."""
+REPLACED_AS_A_WHOLE = ("export", "transfer-matrix")
+"""Commands whose output directory is replaced as a whole, so an input may not be inside it either."""
+
+
+def check_output_apart(command: str, settings: CommonSettings) -> None:
+    """Refuse an output that is one of the run's inputs (`adapt --init p --out p`), however it is spelled."""
+    from bmtpt_cli.runtime.outputs import check_not_an_input
+
+    out = getattr(settings, "output", None) or getattr(settings, "out", None)
+    if out is None:
+        return
+    unused = {"evaluate": "prompts" if getattr(settings, "shots", None) else "init"}.get(command)
+    inputs = {}
+    for name in RUN_INPUTS:
+        value = getattr(settings, name, None) if name != unused else None
+        if value is None or str(value) == "random":
+            continue
+        inputs[f"--{name.replace('_', '-')}"] = Path(str(value).removeprefix("retrieve:"))
+    check_not_an_input(Path(out), inputs, replaces_directory=command in REPLACED_AS_A_WHOLE)
+
 
 COMMAND_LINE_ONLY = ("force",)
 """Settings a preset, a `BMTPT_*` variable or a saved configuration may not set (`resolve_settings` refuses them)."""

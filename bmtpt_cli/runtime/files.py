@@ -22,6 +22,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     directory = check_output_directory(path)
+    check_regular(path)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=directory)
     except OSError as exc:
@@ -98,12 +99,23 @@ def check_side_names(out: Path, flag: str = "--out") -> None:
             )
 
 
+def check_regular(path: Path, flag: str = "--out") -> None:
+    """Refuse a path that exists as something other than a regular file (a device, FIFO, socket, or a
+    link to one or to nothing): bmtpt never replaces one, even with --force."""
+    if os.path.lexists(path) and not Path(path).is_file():
+        raise BmtptError(
+            f"'{path}' is not a regular file (a device, FIFO, socket or broken link): bmtpt replaces only regular "
+            f"files, even with --force; choose another {flag}"
+        )
+
+
 def check_writable(path: Path, *, force: bool, flag: str = "--out") -> None:
     """Refuse to overwrite an existing output unless `force`; refuse a missing or read-only directory,
     and a name that collides with a side file (`check_side_names`)."""
     path = Path(path)
     if path.is_dir():
         raise BmtptError(f"'{path}' is a directory: give {flag} a file path")
+    check_regular(path, flag)
     check_side_names(path, flag)
     if path.exists() and not force:
         raise BmtptError(f"'{path}' already exists: pass --force to overwrite it or choose another {flag}")
@@ -338,7 +350,16 @@ def check_replaceable_directory(out: Path, *, force: bool, flag: str = "--out") 
         raise BmtptError(f"'{out}' is a file: give {flag} a directory path (the output is several files)")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise BmtptError(f"'{out}' already exists and is not empty: pass --force to replace it or choose another {flag}")
+    if out.is_dir() and any(out.iterdir()) and not (out / OUTPUT_MARKER).is_file():
+        raise BmtptError(
+            f"'{out}' holds files bmtpt did not write (no {OUTPUT_MARKER} file in it): --force replaces only a directory "
+            f"bmtpt wrote; empty it yourself or choose another {flag}"
+        )
     check_output_directory(out, flag)
+
+
+OUTPUT_MARKER = ".bmtpt-output"
+"""The file in every directory `staged_directory` writes: `--force` replaces a non-empty directory only with it."""
 
 
 @contextlib.contextmanager
@@ -357,7 +378,9 @@ def staged_directory(out: Path, *, force: bool, flag: str = "--out") -> Iterator
         raise BmtptError(f"cannot create a directory in '{parent}' ({exc.strerror or exc}): choose another {flag}") from None
     try:
         yield staging
+        (staging / OUTPUT_MARKER).write_text("written by bmtpt: `--force` may replace this directory as a whole\n", encoding="utf-8")
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 directories; give the output the usual permissions
+        fsync_directory(staging)
         old = None
         if out.exists():
             check_replaceable_directory(out, force=force, flag=flag)  # it may have appeared while we wrote
@@ -372,5 +395,6 @@ def staged_directory(out: Path, *, force: bool, flag: str = "--out") -> Iterator
         finally:
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+        fsync_directory(parent)  # the rename itself survives a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)

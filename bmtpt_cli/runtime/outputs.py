@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,22 @@ from bmtpt_cli.runtime.files import check_writable, side_file
 def sidecar(out: Path, suffix: str) -> Path:
     """A file beside an output, named by appending to its whole name: particles.safetensors → particles.safetensors.ckpt."""
     return side_file(out, suffix)
+
+
+def check_not_an_input(out: Path, inputs: dict[str, Path], *, replaces_directory: bool = False, flag: str = "--out") -> None:
+    """Refuse an output that is one of the run's inputs (`inputs`: flag → path), compared as resolved paths
+    and, where both exist, as the same file; with `replaces_directory`, also an input inside it."""
+    out = Path(out)
+    target = out.resolve()
+    for given, path in inputs.items():
+        source = Path(path).resolve()
+        same = source == target
+        if not same and os.path.exists(out) and os.path.exists(path):
+            same = os.path.samefile(out, path)
+        if same:
+            raise BmtptError(f"{flag} '{out}' is this run's input {given} '{path}', which writing it would destroy: choose another {flag}")
+        if replaces_directory and target in source.parents:
+            raise BmtptError(f"{given} '{path}' is inside {flag} '{out}', which the run replaces as a whole: choose another {flag}")
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,72 @@ def test_the_model_cards_repeat_this_run_preset_does_not_carry_force():
 
     config = {"steps": 4, "force": True, "out": "p.safetensors"}
     assert "force" not in preset_text("adapt", config) and "--force" not in command_line("adapt", config)
+
+
+# --------------------------------------------------------------------- what --force may replace (item 5)
+def _one_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+def test_force_never_replaces_a_fifo(tmp_path):
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    message = _one_line(bmtpt("source", *FAST["source"], "--out", fifo, "--force"))
+    assert "regular file" in message and str(fifo) in message
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and listing(tmp_path) == ["fifo"]
+
+
+def test_force_never_replaces_a_link_to_a_device(tmp_path):
+    link = tmp_path / "null"
+    link.symlink_to("/dev/null")
+    message = _one_line(bmtpt("source", *FAST["source"], "--out", link, "--force"))
+    assert "regular file" in message
+    assert link.is_symlink() and os.readlink(link) == "/dev/null" and listing(tmp_path) == ["null"]
+
+
+def test_an_input_given_as_the_output_is_refused(tmp_path):
+    init = tmp_path / "p.safetensors"
+    assert bmtpt("source", *FAST["source"], "--out", init).exit_code == 0
+    before = snapshot(tmp_path)
+    message = _one_line(bmtpt("adapt", *FAST["adapt"], "--init", init, "--out", init, "--force"))
+    assert "--init" in message and "input" in message
+    message = _one_line(bmtpt("evaluate", "--prompts", init, "--out", tmp_path / "." / "p.safetensors", "--force"))
+    assert "--prompts" in message and "input" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_export_force_replaces_only_a_directory_bmtpt_wrote(tmp_path):
+    from bmtpt_cli.runtime.files import OUTPUT_MARKER
+
+    init = tmp_path / "p.safetensors"
+    assert bmtpt("source", *FAST["source"], "--out", init).exit_code == 0
+    prompts = tmp_path / "prompts.safetensors"
+    assert bmtpt("adapt", *FAST["adapt"], "--init", init, "--tasks", "demo_rte", "--out", prompts).exit_code == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    message = _one_line(bmtpt("export", "--prompts", prompts, "--out", mine, "--force"))
+    assert "bmtpt did not write" in message and str(mine) in message
+    assert listing(mine) == ["thesis.tex"]
+    written = tmp_path / "export"
+    assert bmtpt("export", "--prompts", prompts, "--out", written).exit_code == 0
+    assert (written / OUTPUT_MARKER).is_file()
+    assert bmtpt("export", "--prompts", prompts, "--out", written, "--force").exit_code == 0  # its own: replaced
+
+
+def test_transfer_matrix_force_replaces_only_a_folder_bmtpt_wrote(tmp_path):
+    from bmtpt_cli.errors import BmtptError
+    from bmtpt_cli.transfer.write import staged_folder
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    with pytest.raises(BmtptError, match="bmtpt did not write"):
+        with staged_folder(out, force=True) as folder:
+            (folder / "demo.csv").write_text("1")
+    assert listing(out) == ["notes.txt"]

@@ -159,6 +159,12 @@ def test_an_existing_non_empty_out_is_kept_without_force_and_replaced_with_it(pr
         run_export(export_job(path, out))
     assert "--force" in assert_user_error(excinfo, out)
     assert snapshot(out) == before
+    with pytest.raises(BmtptError) as excinfo:  # not a directory bmtpt wrote: not even --force replaces it
+        run_export(export_job(path, out, force=True))
+    assert "bmtpt did not write" in assert_user_error(excinfo, out)
+    assert snapshot(out) == before
+    (out / "mine.txt").unlink()
+    run_export(export_job(path, out))
     run_export(export_job(path, out, force=True))
     assert listing(out) == ["README.md", *TASKS]
     assert listing(tmp_path) == ["out", "prompts.safetensors"]  # no staging or old directory left
@@ -293,7 +299,8 @@ def test_out_holding_the_prompts_file_or_the_working_directory_is_refused_even_w
     before = snapshot(tmp_path)
     with pytest.raises(BmtptError) as excinfo:
         run_export(export_job(path, tmp_path, force=True))  # would delete the prompts file it exports
-    assert "inside --out" in assert_user_error(excinfo, path)
+    message = assert_user_error(excinfo, tmp_path)  # refused as a directory bmtpt did not write (the CLI says "inside --out" first)
+    assert "inside --out" in message or "bmtpt did not write" in message
     monkeypatch.chdir(tmp_path)
     for out in (Path("."), Path("..")):
         with pytest.raises(BmtptError) as excinfo:
