@@ -9,14 +9,18 @@ class BmtptError(Exception):
     """A problem with the user's input (a flag, a file, a preset), not a bug in bmtpt."""
 
 
-def excerpt(value, limit: int = 40) -> str:
+def excerpt(value, limit: int = 40, *, quoted: bool = True) -> str:
     """A short, escaped rendering of an untrusted value (a field of a data file, artifact metadata) for a message.
 
     Strings are quoted with control and other unprintable characters escaped (`repr`), anything longer
     than `limit` characters is cut (`…`), and containers show only their first few items, so an error
-    stays one short line and never echoes more than a glimpse of a file's contents.
+    stays one short line and never echoes more than a glimpse of a file's contents. `quoted=False`:
+    a short printable string is shown as it is, without quotes.
     """
     import reprlib
+
+    if not quoted and isinstance(value, str) and value.isprintable() and len(value) <= limit:
+        return value
 
     shortener = reprlib.Repr()
     shortener.maxlevel, shortener.maxstring, shortener.maxother = 2, limit, limit

@@ -15,7 +15,7 @@ from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
 from bmtpt_cli.data.sources import field, label_id, read_tsv, task_file
 from bmtpt_cli.data.splits import LARGE, SMALL, SplitRule
 from bmtpt_cli.data.task import Task
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 STSB_GRID = tuple(f"{i / 5:.1f}" for i in range(26))  # 0.0, 0.2, …, 5.0: STS-B targets and rank candidates
 
@@ -86,7 +86,7 @@ def _label(value, labels: dict | None, path, line) -> dict:
     try:
         return {"label": stsb_target(value.strip()), "candidates": STSB_GRID}
     except (ValueError, ArithmeticError):
-        raise BmtptError(f"'{path}' line {line}: score {value!r} is not a number in [0, 5]") from None
+        raise BmtptError(f"'{path}' line {line}: score {excerpt(value)} is not a number in [0, 5]") from None
 
 
 def float32_text(value: float) -> str:

@@ -23,10 +23,10 @@ import re
 from pathlib import Path
 
 from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
-from bmtpt_cli.data.sources import field, jsonl_names, jsonl_reader, locate, row_parser
+from bmtpt_cli.data.sources import field, jsonl_names, jsonl_reader, locate, read_text_file, row_parser
 from bmtpt_cli.data.splits import LARGE
 from bmtpt_cli.data.task import Task
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 QA_KEYS = ("question", "context", "answers")
 """Keys an MRQA row (hub or JSONL) must have: answers is a list of strings."""
@@ -43,7 +43,7 @@ def gold_answers(value, where: Path | str, position: int | str) -> tuple[str, ..
     """
     answers = [value] if isinstance(value, str) else value
     if not isinstance(answers, (list, tuple)) or not all(isinstance(a, str) for a in answers):
-        raise BmtptError(f"{locate(where, position)}: field 'answers' must be a list of strings, got {value!r}")
+        raise BmtptError(f"{locate(where, position)}: field 'answers' must be a list of strings, got {excerpt(value)}")
     distinct = tuple(dict.fromkeys(a.strip() for a in answers if a.strip()))
     if not distinct:
         raise BmtptError(f"{locate(where, position)}: the question has no non-empty gold answer")
@@ -115,9 +115,11 @@ def _squad_row(qa, context, path: Path, position: str) -> dict:
 def read_squad_json(path: Path) -> list[dict]:
     """Normalised records of one SQuAD v1.1 JSON file, in file order."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_text_file(path))
     except json.JSONDecodeError as exc:
         raise BmtptError(f"'{path}' line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise BmtptError(f"'{path}': JSON nested too deeply to read") from None
     records = []
     for i, article in enumerate(_squad_list(document, "data", path, "top level")):
         for j, paragraph in enumerate(_squad_list(article, "paragraphs", path, f"article {i}")):

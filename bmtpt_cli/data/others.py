@@ -30,7 +30,7 @@ from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
 from bmtpt_cli.data.sources import Normaliser, field, jsonl_reader, label_id, locate, row_parser
 from bmtpt_cli.data.splits import LARGE, SMALL, SplitRule
 from bmtpt_cli.data.task import Task
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 CHOICE_SEPARATOR = " | "
 """Joins the choice texts of a multiple-choice question into its `choices` field."""
@@ -87,7 +87,7 @@ def choice_texts(row: dict, where: Path | str, position: int | str) -> tuple[lis
     ):
         raise BmtptError(
             f"{locate(where, position)}: field 'choices' must be {{\"label\": [...], \"text\": [...]}} "
-            f"with as many labels as texts (at least 2, non-empty), got {choices!r}"
+            f"with as many labels as texts (at least 2, non-empty), got {excerpt(choices)}"
         )
     return [str(label).strip() for label in labels], texts
 
@@ -107,7 +107,7 @@ def multiple_choice(question_key: str) -> Normaliser:
         answer = str(key).strip()
         if answer not in labels:
             raise BmtptError(
-                f"{locate(where, position)}: answerKey {key!r} is not one of the choice labels {', '.join(labels)}"
+                f"{locate(where, position)}: answerKey {excerpt(key)} is not one of the choice labels {excerpt(', '.join(labels), quoted=False)}"
             )
         return {
             "question": field(row, question_key, where, position, text=True),

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 
 PARQUET_REVISION = "refs/convert/parquet"  # the hub's parquet conversion of every dataset (SPEC §9)
@@ -108,9 +108,55 @@ def find_task_dir(data_dir: Path, family: str, folder_names: tuple[str, ...], ta
     for base in (data_dir, data_dir / family):
         for name in folder_names:
             if (base / name).is_dir():
+                check_inside_data_dir(data_dir, base / name)
                 return base / name
     tried = ", ".join(str(base / folder_names[0]) for base in (data_dir, data_dir / family))
     raise BmtptError(f"no files for task {task} under --data-dir '{data_dir}' (looked for {tried}): add them or drop --data-dir")
+
+
+def check_inside_data_dir(data_dir: Path, folder: Path) -> None:
+    """Refuse a task folder, or a file in it, that a symbolic link leads outside `data_dir`.
+
+    A task reads only files under --data-dir: a link to elsewhere (e.g. `train.tsv -> /etc/...`) would
+    read, and an error would quote, a file the user never pointed bmtpt at. Links inside it are fine.
+    """
+    root = Path(data_dir).resolve()
+    for path in [folder, *(entry for entry in folder.iterdir() if entry.is_symlink())]:
+        target = path.resolve()
+        if target != root and root not in target.parents:
+            raise BmtptError(
+                f"'{path}' leads outside --data-dir '{data_dir}' through a symbolic link: bmtpt reads only files inside "
+                "it; copy the file in, or pass the directory that holds it as --data-dir"
+            )
+
+
+def utf8_error(path: Path) -> BmtptError:
+    """The one-line error for a file that is not valid UTF-8: the byte offset and line of its first bad byte."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = newlines = 0  # bytes fed to the decoder so far, and the newlines among them
+    with open(path, "rb") as handle:
+        for chunk in [*iter(lambda: handle.read(1 << 20), b""), b""]:
+            pending = decoder.getstate()[0]  # the undecoded tail of the previous chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:  # positions in pending + chunk
+                line = newlines + (pending + chunk).count(b"\n", 0, exc.start) + 1
+                return BmtptError(
+                    f"'{path}' line {line}: not valid UTF-8 (byte {offset - len(pending) + exc.start} of the file): "
+                    "save the file as UTF-8"
+                )
+            offset, newlines = offset + len(chunk), newlines + chunk.count(b"\n")
+    return BmtptError(f"'{path}' is not valid UTF-8: save the file as UTF-8")
+
+
+def read_text_file(path: Path) -> str:
+    """A whole data file as text; invalid UTF-8 is a one-line error naming the line and byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
 
 
 def task_file(folder: Path, names: tuple[str, ...], task: str, split: str) -> Path:
@@ -129,20 +175,23 @@ def read_tsv(path: Path, *, header: bool = True) -> Iterator[tuple[int, dict | l
     GLUE files are not CSV: fields are split on tabs with quoting off, and a leading BOM is dropped.
     """
     csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        columns = next(reader, None) if header else None
-        if header and columns is None:
-            raise BmtptError(f"'{path}' is empty: it needs a header line and rows")
-        for line, row in enumerate(reader, start=2 if header else 1):
-            if not row:
-                continue
-            if columns is None:
-                yield line, row
-            else:
-                if len(row) != len(columns):
-                    raise BmtptError(f"'{path}' line {line}: {len(row)} fields, the header has {len(columns)}")
-                yield line, dict(zip(columns, row))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            columns = next(reader, None) if header else None
+            if header and columns is None:
+                raise BmtptError(f"'{path}' is empty: it needs a header line and rows")
+            for line, row in enumerate(reader, start=2 if header else 1):
+                if not row:
+                    continue
+                if columns is None:
+                    yield line, row
+                else:
+                    if len(row) != len(columns):
+                        raise BmtptError(f"'{path}' line {line}: {len(row)} fields, the header has {len(columns)}")
+                    yield line, dict(zip(columns, row))
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
 
 
 FIELDS_FILE = "fields.json"
@@ -179,7 +228,7 @@ def field(row, key: str, where: Path | str, position: int | str, *, text: bool =
         raise BmtptError(f"{locate(where, position)}: missing {what} '{key}'")
     value = row[key]
     if text and (not isinstance(value, str) or not value.strip()):
-        raise BmtptError(f"{locate(where, position)}: field '{key}' must be a non-empty string, got {value!r}")
+        raise BmtptError(f"{locate(where, position)}: field '{key}' must be a non-empty string, got {excerpt(value)}")
     return value
 
 
@@ -196,7 +245,7 @@ def label_id(
         key = int(key)
     if (not bools and isinstance(key, bool)) or key not in labels:
         allowed = ", ".join(map(repr, labels))
-        raise BmtptError(f"{locate(where, position)}: unknown label {value!r} (expected one of {allowed})")
+        raise BmtptError(f"{locate(where, position)}: unknown label {excerpt(value)} (expected one of {allowed})")
     return labels[key]
 
 
@@ -205,14 +254,19 @@ def label_id(
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-empty line of a JSON-lines file."""
-    with open(path, encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield line, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise BmtptError(f"'{path}' line {line}: not valid JSON ({exc.msg})") from None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    yield line, json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise BmtptError(f"'{path}' line {line}: not valid JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise BmtptError(f"'{path}' line {line}: JSON nested too deeply to read") from None
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
 
 
 def jsonl_names(split: str) -> tuple[str, ...]:
@@ -234,14 +288,16 @@ def read_field_map(folder: Path, keys: tuple[str, ...]) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
+        mapping = json.loads(read_text_file(path))
     except json.JSONDecodeError as exc:
         raise BmtptError(f"'{path}' line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise BmtptError(f"'{path}': JSON nested too deeply to read") from None
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise BmtptError(f"'{path}' must be one JSON object mapping field names to key names, e.g. {{\"context\": \"passage\"}}")
     unknown = [name for name in mapping if name not in keys]
     if unknown:
-        raise BmtptError(f"'{path}': unknown field(s) {', '.join(unknown)}; this task reads {', '.join(keys)}")
+        raise BmtptError(f"'{path}': unknown field(s) {', '.join(excerpt(n, quoted=False) for n in unknown[:5])}; this task reads {', '.join(keys)}")
     return mapping
 
 
@@ -252,7 +308,7 @@ def rename_keys(row, mapping: dict[str, str], path: Path, line: int) -> dict:
     renamed = dict(row)
     for name, key in mapping.items():
         if key not in row:
-            raise BmtptError(f"'{path}' line {line}: missing field '{key}' ({FIELDS_FILE} reads '{name}' from it)")
+            raise BmtptError(f"'{path}' line {line}: missing field {excerpt(key)} ({FIELDS_FILE} reads '{name}' from it)")
         renamed[name] = row[key]
     return renamed
 

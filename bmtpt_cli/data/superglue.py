@@ -41,7 +41,7 @@ from bmtpt_cli.data.benchmark import HubSource, LocalSource, benchmark_task
 from bmtpt_cli.data.sources import RowParser, field, jsonl_reader, label_id, locate, task_file
 from bmtpt_cli.data.splits import LARGE, SMALL, SPLIT_SEED, SplitRule, shuffled
 from bmtpt_cli.data.task import Task
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 HUB_REPO = "aps/super_glue"
 FILES = {"train": ("train.jsonl",), "validation": ("val.jsonl",)}
@@ -139,7 +139,7 @@ def entity_text(text: str, entity: dict, path: Path, line: int) -> str:
     get = line_getter(path, line)
     start, end = get(entity, "start"), get(entity, "end")
     if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(text)):
-        raise BmtptError(f"{locate(path, line)}: entity span {start!r}..{end!r} is not inside the passage")
+        raise BmtptError(f"{locate(path, line)}: entity span {excerpt(start)}..{excerpt(end)} is not inside the passage")
     return text[start : end + 1]
 
 
@@ -266,7 +266,7 @@ def locate_span(words: list[re.Match], index, span_text: str, location: str) -> 
     """Word position of `span_text`: `index` when the words there match, else the nearest match
     at most `WSC_SEARCH_WORDS` away; an error naming `location` when there is none."""
     if not isinstance(index, int) or not isinstance(span_text, str) or not span_text.split():
-        raise BmtptError(f"{location}: a WSC span needs a word index and a text, got {index!r} and {span_text!r}")
+        raise BmtptError(f"{location}: a WSC span needs a word index and a text, got {excerpt(index)} and {excerpt(span_text)}")
     wanted = _comparable(span_text.split())
     for offset in sorted(range(-WSC_SEARCH_WORDS, WSC_SEARCH_WORDS + 1), key=lambda o: (abs(o), o)):
         start = index + offset
@@ -275,7 +275,7 @@ def locate_span(words: list[re.Match], index, span_text: str, location: str) -> 
                 return start
     found = " ".join(w.group() for w in words[index : index + len(wanted)]) if 0 <= index < len(words) else "nothing"
     raise BmtptError(
-        f"{location}: WSC span {span_text!r} is not at word {index} of the text (found {found!r}): fix the index"
+        f"{location}: WSC span {excerpt(span_text)} is not at word {index} of the text (found {excerpt(found)}): fix the index"
     )
 
 
