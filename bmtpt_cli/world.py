@@ -46,7 +46,7 @@ def read_metadata(path: Path) -> dict[str, str] | None:
             if not 0 < length <= MAX_HEADER_BYTES:
                 return None
             header = json.loads(handle.read(length))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a header nested too deep for the parser: not an artifact here
         return None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or "bmtpt.kind" not in metadata:

@@ -207,3 +207,16 @@ def test_a_command_never_loads_a_recorded_local_model_only_the_file_names(comman
     message = _one_line_error(bmtpt(*argv))
     assert "--model ./local-t5" in message and "in.safetensors" in message, message
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_header_nested_too_deep_is_one_line(command, tmp_path, monkeypatch):
+    """A safetensors header (JSON) nested 100000 deep: every reader of it refuses in one line, none recurses."""
+    monkeypatch.chdir(tmp_path)
+    header = json.dumps({"__metadata__": {"bmtpt.kind": "prompts", "bmtpt.model": "tiny"}})[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    header += " " * (-len(header) % 8)
+    (tmp_path / "deep.safetensors").write_bytes(len(header).to_bytes(8, "little") + header.encode())
+    before = snapshot(tmp_path)
+    message = _one_line_error(bmtpt(command, "--prompts", "deep.safetensors", "--out", "out"))
+    assert "deep.safetensors" in message, message
+    assert snapshot(tmp_path) == before
