@@ -111,6 +111,31 @@ def test_tensorboard_events_equal_the_step_log(tmp_path):
     assert "settings/text_summary" in events.Tags()["tensors"]
 
 
+def test_resume_purges_the_tensorboard_events_after_the_checkpoint(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "p.safetensors"
+    original = TrainingLoop.end_step
+
+    def end_step(self, record, method_state):  # stop after step 5: checkpoint at 4, step 5 logged then redone
+        if self.step == 5:
+            self._stop.requested = "SIGTERM"
+        original(self, record, method_state)
+
+    argv = [*SOURCE, "--checkpoint-every", "4", "--report-to", "tensorboard", "--out", out]
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingLoop, "end_step", end_step)
+        assert bmtpt(*argv).exit_code == 130
+    assert bmtpt(*argv, "--resume").exit_code == 0
+    records = read_jsonl_records(RunOutput(out, False, False).log)
+    events = EventAccumulator(str(sidecar(out, ".tb")), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("loss")]
+    assert [s for s, _ in logged] == [1, 2, 3, 4, 5, 6]  # the first run's step 5 purged, the resumed one kept
+    assert [v for _, v in logged] == pytest.approx([r["loss"] for r in records], rel=1e-6)
+
+
 def test_evaluate_shots_report_to_csv_has_one_run_per_cell(tmp_path):
     init = tmp_path / "p.safetensors"
     assert bmtpt(*SOURCE, "--steps", "2", "--out", init).exit_code == 0
