@@ -127,3 +127,30 @@ def test_a_different_prompt_length_is_refused():
     _tiny_prompts()
     message = _one_line_error(bmtpt("evaluate", "--preset", "tiny", "--prompt-length", "4"))
     assert "prompts.safetensors" in message and "4" in message and "8" in message
+
+
+def _tiny_particles(path="particles.safetensors", **config):
+    metadata = common_metadata(kind=PARTICLES, model="tiny", d_model=64, prompt_length=6, config=TINY_CONFIG | config)
+    save_particles(path, torch.randn(2, 6, 64) * 0.1, tasks=["demo_sentiment"], metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize("command", [["fewshot"], ["evaluate", "--shots", "4", "--init", "particles.safetensors"]])
+def test_training_from_particles_takes_their_world_and_warns_about_another_label_style(command):
+    _tiny_particles(max_source_length=64)
+    shown = _config(bmtpt(*command, "--preset", "tiny", "--print-config"))
+    assert shown["prompt_length"] == "prompt_length = 6  # from particles.safetensors"
+    assert shown["max_source_length"] == "max_source_length = 64  # from particles.safetensors"
+    assert shown["taskless"] == "taskless = true  # from particles.safetensors"
+    warned = bmtpt(*command, "--preset", "tiny", "--label-style", "digits", "--print-config")
+    assert warned.exit_code == 0, warned.output  # the run adapts the prompt to the new targets: said, not refused
+    (warning,) = [line for line in warned.stderr.splitlines() if line.startswith("warning:")]
+    assert "--label-style digits" in warning and "particles.safetensors" in warning and '"words"' in warning
+
+
+def test_two_artifacts_of_different_worlds_are_refused():
+    _tiny_particles()
+    _tiny_particles("multitask.safetensors", taskless=False)
+    message = _one_line_error(bmtpt("fewshot", "--preset", "tiny", "--methods", "bmtpt,multitask",
+                                    "--multitask", "multitask.safetensors", "--print-config"))
+    assert "particles.safetensors" in message and "multitask.safetensors" in message and "taskless" in message
