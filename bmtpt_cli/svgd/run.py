@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, load_prompts, save_particles, save_prompts
+from bmtpt_cli.artifacts.native import metadata_json
 from bmtpt_cli.artifacts.task_prompts import task_prompt_path
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
@@ -150,7 +151,7 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
             for number, task in enumerate(tasks, 1):
                 output = outputs[task.name]
                 if job.output.resume and output.out.is_file():  # finished: keep it, if made with these settings
-                    saved = json.loads(load_prompts(output.out, flag="--out").metadata.get("bmtpt.fingerprint", "{}"))
+                    saved = metadata_json(load_prompts(output.out, flag="--out").metadata, "bmtpt.fingerprint", output.out)
                     check_fingerprint(output.out, saved, fingerprints[task.name])
                     shown.note(f"{task.name} [{number}/{len(tasks)}]: kept the finished '{output.out}' (--resume)")
                 else:

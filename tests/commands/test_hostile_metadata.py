@@ -220,3 +220,17 @@ def test_a_header_nested_too_deep_is_one_line(command, tmp_path, monkeypatch):
     message = _one_line_error(bmtpt(command, "--prompts", "deep.safetensors", "--out", "out"))
     assert "deep.safetensors" in message, message
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("fingerprint", [DEEP, "not json"], ids=["deep", "not JSON"])
+def test_per_task_resume_refuses_a_finished_file_with_a_malformed_fingerprint(fingerprint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir").mkdir()
+    g = torch.Generator().manual_seed(0)
+    save_prompts(tmp_path / "dir" / "demo_sentiment.safetensors", torch.randn(8, 64, generator=g),
+                 {"demo_sentiment": (torch.ones(8), torch.ones(64))}, metadata=_metadata(bmtpt_fingerprint=fingerprint))
+    before = snapshot(tmp_path)
+    message = _one_line_error(bmtpt("source", "--per-task", "--tasks", "demo_sentiment", "--steps", "1", "--warmup-steps", "0",
+                                    "--out", "dir", "--resume"))
+    assert "demo_sentiment.safetensors" in message and "bmtpt.fingerprint" in message, message
+    assert snapshot(tmp_path) == before
