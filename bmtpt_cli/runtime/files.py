@@ -30,14 +30,38 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write(tmp)
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; give the new file the usual permissions
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        try:
+            write(tmp)
+            tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; give the new file the usual permissions
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        except (OSError, RuntimeError) as exc:
+            if not disk_full(exc):
+                raise
+            raise BmtptError(
+                f"no space left on the device to write '{path}' ({_reason(exc)}): free some space and rerun; "
+                "the files already there are intact"
+            ) from None
         os.replace(tmp, path)
         fsync_directory(directory)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a write failed for want of space: ENOSPC or EDQUOT, or torch.save's zip writer giving up
+    on a short write ("unexpected pos")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(s in text for s in ("unexpected pos", "No space left", "file write failed"))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc).strip()
+    return "a short write, torch: " + (text[text.find("unexpected pos"):] if "unexpected pos" in text else text[-80:])
 
 
 def temporary_prefix(path: Path) -> str:

@@ -87,10 +87,12 @@ def test_the_model_cards_repeat_this_run_preset_does_not_carry_force():
 
 # --------------------------------------------------------------------- what --force may replace (item 5)
 def _one_line(result) -> str:
+    """The one error line (a progress bar may come before it), with exit code 2 and no traceback."""
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    assert "Traceback" not in result.output
+    return errors[0]
 
 
 def test_force_never_replaces_a_fifo(tmp_path):
@@ -152,3 +154,82 @@ def test_transfer_matrix_force_replaces_only_a_folder_bmtpt_wrote(tmp_path):
         with staged_folder(out, force=True) as folder:
             (folder / "demo.csv").write_text("1")
     assert listing(out) == ["notes.txt"]
+
+
+# --------------------------------------------------------------------- a full disk
+def _no_temporaries(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp") or p.name.endswith(".lock")]
+
+
+@pytest.mark.parametrize("failure", ["oserror", "torch"])
+def test_a_full_disk_is_one_line_and_keeps_the_old_output(tmp_path, monkeypatch, failure):
+    import errno
+
+    import torch
+
+    out = _kept(tmp_path)
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 2:  # the second checkpoint: the disk is full
+            Path(f).write_bytes(b"PK\x03\x04 half a zip")
+            if failure == "oserror":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 14912 vs 14800")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    result = bmtpt("source", *FAST["source"], "--out", out, "--force")
+    message = _one_line(result)
+    assert "space" in message and str(tmp_path) in message
+    assert out.read_bytes() == b"an earlier run's artifact"
+    assert not _no_temporaries(tmp_path), listing(tmp_path)
+
+
+def test_a_full_step_log_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from bmtpt_cli.runtime import checkpoint
+
+    def full(self, record):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.StepLog, "write", full)
+    message = _one_line(bmtpt("source", *FAST["source"], "--out", tmp_path / "p.safetensors"))
+    assert "space" in message
+    assert not _no_temporaries(tmp_path)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (skipped where mounting is not allowed), filled up to its last 12 KiB."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_leaves_the_old_output_and_no_lock(small_disk):
+    out = small_disk / "p.safetensors"
+    out.write_bytes(b"an earlier run's artifact")
+    usage = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (usage.f_bavail * usage.f_frsize - 12 * 1024))
+    result = bmtpt("source", *FAST["source"], "--out", out, "--force")
+    message = _one_line(result)
+    assert "space" in message
+    assert out.read_bytes() == b"an earlier run's artifact"
+    assert not _no_temporaries(small_disk), listing(small_disk)
+    (small_disk / "filler").unlink()
+    usage = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (usage.f_bavail * usage.f_frsize))  # not a byte left: not even for the lock
+    message = _one_line(bmtpt("source", *FAST["source"], "--out", out, "--force"))
+    assert "space" in message
+    assert out.read_bytes() == b"an earlier run's artifact" and not _no_temporaries(small_disk)
