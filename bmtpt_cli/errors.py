@@ -30,3 +30,13 @@ def excerpt(value, limit: int = 40, *, quoted: bool = True) -> str:
     except (ValueError, RecursionError):  # e.g. an int beyond Python's digit limit
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit + 8 else text[: limit + 4] + "…"
+
+
+def one_line(message: str, limit: int = 1000) -> str:
+    """`message` as the one line the user sees: unprintable characters (line breaks, terminal escapes) escaped,
+    and the middle of an over-long one cut, keeping its start (the problem) and its end (the fix)."""
+    if not message.isprintable():
+        message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    if len(message) > limit:
+        message = message[: limit * 2 // 3] + " … " + message[-(limit // 3) :]
+    return message

@@ -94,6 +94,8 @@ class CommonSettings(BaseSettings):
     grad_checkpointing: bool = Field(False, json_schema_extra=panel(MODEL), description="Recompute LM activations in the backward pass: less memory, more time.")
     chunk_sequences: int | None = Field(None, gt=0, json_schema_extra=panel(MODEL), description="Sequences per forward/backward pass of a training step: a source step's M·B sequences (an adaptation batch's B) go through the LM in chunks of this many, gradients accumulated (the same result to float32 round-off; lower it to cap memory). Unset: one pass on a GPU while it fits, passes whose largest activation stays within 32 MiB on a CPU; the step log records the plan.")
     eval_tokens: int | None = Field(None, gt=0, json_schema_extra=panel(MODEL), description="Padded (prompt + input) tokens per evaluation pass: examples are sorted by length and scored (rank scoring and generation) in chunks of at most this many positions. Unset: sized from the device and shapes (on a CPU: the largest activation within 32 MiB).")
+    verbose: bool = Field(False, json_schema_extra=panel(RUN), description="Show what third-party libraries print: transformers' and datasets' loading bars and their known warnings (e.g. the tokenizer's 'Token indices sequence length is longer than the specified maximum'); silenced without it.")
+    progress_every: float = Field(30.0, gt=0, le=86400, json_schema_extra=panel(RUN), description="When stderr is not a terminal (a batch job, a log file), a plain progress line every this many seconds.")
 
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
     _flags: frozenset[str] = PrivateAttr(default_factory=frozenset)

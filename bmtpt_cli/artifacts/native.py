@@ -103,8 +103,41 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
         if not torch.isfinite(tensor).all():
             raise BmtptError(f"refusing to write '{path}': tensor '{name}' has NaN or Inf values")
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in tensors.items()}
+    metadata = {**metadata, CHECKSUM: content_sha256(tensors, metadata)}
     data = canonical_header(save(tensors, metadata=metadata))
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+CHECKSUM = "bmtpt.sha256"
+"""The metadata key of an artifact's checksum (`content_sha256`), verified by every load."""
+
+
+def content_sha256(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """Hex SHA-256 of an artifact's content: every tensor's name, dtype, shape and bytes, and every
+    metadata entry but the checksum itself, in sorted order (independent of the header's layout)."""
+    digest = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != CHECKSUM:
+            digest.update(json.dumps(["metadata", key, metadata[key]]).encode("utf-8") + b"\n")
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(json.dumps(["tensor", name, str(tensor.dtype), list(tensor.shape)]).encode("utf-8") + b"\n")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_checksum(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Refuse an artifact whose content no longer matches the checksum it was written with.
+
+    A file without `bmtpt.sha256` (written by a bmtpt from before checksums) still loads: the check
+    is skipped for it, as for a safetensors file made by other tools.
+    """
+    recorded = metadata.get(CHECKSUM)
+    if recorded is not None and recorded != content_sha256(tensors, metadata):
+        raise BmtptError(
+            f"'{path}' is damaged: its content does not match the checksum it was written with (a changed bit on "
+            "disk or in a copy): regenerate it with the bmtpt command that made it, or restore a good copy"
+        )
 
 
 def canonical_header(data: bytes) -> bytes:
@@ -135,6 +168,7 @@ def _read(path: Path, kind: str, flag: str) -> tuple[dict[str, torch.Tensor], di
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise BmtptError(f"'{path}' is not a readable safetensors file ({exc}): pass a file written by bmtpt") from exc
+    check_checksum(path, tensors, metadata)
     found = metadata.get("bmtpt.kind")
     if found != kind:
         what = f"a bmtpt {excerpt(found)} file" if found else "not a bmtpt artifact"
@@ -145,9 +179,30 @@ def _read(path: Path, kind: str, flag: str) -> tuple[dict[str, torch.Tensor], di
             f"{FORMAT_VERSION}: re-create it with this version"
         )
     for name, tensor in tensors.items():
+        if not tensor.is_floating_point():  # integers or booleans would pass the finiteness check below
+            raise BmtptError(
+                f"'{path}' holds {str(tensor.dtype).replace('torch.', '')} values in {excerpt(name)}, bmtpt artifacts hold "
+                "float32: re-create it with bmtpt"
+            )
         if not torch.isfinite(tensor).all():
             raise BmtptError(f"'{path}' holds NaN or Inf values in '{name}': re-create it from a healthy run")
+    tensors = {name: tensor.float() for name, tensor in tensors.items()}
     return tensors, metadata
+
+
+def _check_shape(path: Path, metadata: dict[str, str], width: int, length: int) -> None:
+    """Refuse tensors `(…, length, width)` that disagree with the metadata's prompt_length and d_model
+    (a hand-made file): a loader would otherwise fail deep inside the model."""
+    for key, found in (("bmtpt.d_model", width), ("bmtpt.prompt_length", length)):
+        try:
+            recorded = int(metadata.get(key, found))
+        except ValueError:
+            continue  # check_model_fit reports malformed values
+        if recorded != found:
+            raise BmtptError(
+                f"'{path}' holds tensors of {key.split('.')[1]} {found}, its metadata says {key.split('.')[1]} {recorded}: "
+                "re-create it with bmtpt"
+            )
 
 
 def check_model_fit(path: Path, metadata: dict[str, str], *, d_model: int, prompt_length: int | None) -> None:
@@ -181,6 +236,7 @@ def load_particles(path: Path, *, flag: str = "--init") -> tuple[torch.Tensor, d
     particles = tensors.get("particles")
     if particles is None or particles.dim() != 3:
         raise BmtptError(f"'{path}' has no (M, l, d) tensor 'particles': pass a particles file written by bmtpt source")
+    _check_shape(path, metadata, particles.shape[2], particles.shape[1])
     return particles, metadata
 
 
@@ -220,6 +276,7 @@ def load_prompts(path: Path, *, flag: str = "--prompts") -> PromptArtifact:
     shared = tensors.get("shared")
     if shared is None or shared.dim() != 2:
         raise BmtptError(f"'{path}' has no (l, d) tensor 'shared': pass a prompts file written by bmtpt adapt")
+    _check_shape(path, metadata, shared.shape[1], shared.shape[0])
     scales = {}
     for task in [t for t in metadata.get("bmtpt.tasks", "").split(",") if t]:
         a, b = tensors.get(f"tasks.{task}.a"), tensors.get(f"tasks.{task}.b")

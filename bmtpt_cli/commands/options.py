@@ -19,7 +19,7 @@ import typer
 from pydantic.fields import FieldInfo
 
 from bmtpt_cli.commands.display import user_errors
-from bmtpt_cli.console import err_console
+from bmtpt_cli.console import configure_output, err_console
 from bmtpt_cli.settings import PANELS, RUN, SETTINGS_BY_COMMAND, CommonSettings, resolve_settings
 
 PRESET_HELP = "Preset: a name from presets/ (demo, tiny, glue6, …) or a path to a .toml file. Default: $BMTPT_PRESET, else demo (the toy world only: a real task, another model or an artifact of another world takes the built-in defaults)."
@@ -36,6 +36,7 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
         flags = {name: value for name, value in options.items() if value is not None and name not in CONTROL}
         with user_errors():
             settings = resolve_settings(command, options.get("preset"), flags)
+            configure_output(verbose=settings.verbose, progress_every=settings.progress_every)  # before a library loads
             for note in settings.notes:
                 err_console.print(note, markup=False, soft_wrap=True)
             if options.get("print_config"):

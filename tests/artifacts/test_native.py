@@ -77,7 +77,7 @@ def test_particles_round_trip_and_metadata(tmp_path):
     loaded, metadata = load_particles(path)
     assert loaded.dtype == torch.float32
     assert torch.equal(loaded, particles)
-    assert set(metadata) == COMMON_KEYS | {"bmtpt.num_particles", "bmtpt.tasks"}
+    assert set(metadata) == COMMON_KEYS | {"bmtpt.num_particles", "bmtpt.tasks", "bmtpt.sha256"}
     assert metadata["bmtpt.kind"] == "particles"
     assert metadata["bmtpt.format"] == "1"
     assert metadata["bmtpt.model"] == "tiny"

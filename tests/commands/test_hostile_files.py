@@ -157,3 +157,12 @@ def test_a_bad_field_is_shown_as_a_short_escaped_excerpt(label, tmp_path, monkey
     message = _one_line_error(_adapt_on("data"))
     assert "train.tsv' line 5" in message and "unknown label" in message and len(message) < 300, message
     assert "\x1b" not in message and "X" * 100 not in message, message
+
+
+# --------------------------------------------------------------------------------- any error stays one line
+@pytest.mark.parametrize("name", ["a\nb.safetensors", "x\x1b[2J" + "y" * 200 + ".safetensors"], ids=["newline", "escape and long"])
+def test_an_error_naming_a_hostile_path_is_still_one_short_line(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    message = _one_line_error(bmtpt("adapt", "--init", name, "--steps", "1", "--warmup-steps", "0", "--out", "t.safetensors"))
+    assert "not found" in message and "\x1b" not in message and len(message) < 600, message
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,68 @@
+"""Batch-job output (issue 26, item 10): with stderr going to a pipe or a log file, progress comes
+as plain lines every `--progress-every` seconds, and third-party loading bars and known warnings
+are silenced unless `--verbose`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAIN_LINE = re.compile(r"^adapt: \d+/3 \(\d+%\) · \d+:\d\d:\d\d")
+
+
+def _adapt(tmp_path, *args):
+    """`bmtpt adapt` on the shipped toy model (a real `from_pretrained` load), stderr to a pipe."""
+    env = {name: value for name, value in os.environ.items() if name != "TRANSFORMERS_VERBOSITY"}
+    env |= {"BMTPT_PROGRESS_EVERY": "0.02", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bmtpt_cli", "adapt", "--preset", "demo", "--init", "random", "--steps", "3",
+         "--eval-every", "3", "--warmup-steps", "0", "--out", str(tmp_path / "p.safetensors"), *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+@pytest.mark.integration
+def test_a_batch_job_gets_plain_periodic_progress_lines_and_no_third_party_bars(tmp_path):
+    stderr = _adapt(tmp_path)
+    lines = stderr.splitlines()
+    progress = [line for line in lines if PLAIN_LINE.match(line)]
+    assert progress and progress[-1].startswith("adapt: 3/3 (100%)"), stderr
+    ticks = [line for line in lines if re.search(r" … \d+:\d\d:\d\d$", line) or (PLAIN_LINE.match(line) and line != progress[-1])]
+    assert ticks, f"no periodic line before the end:\n{stderr}"
+    assert "\x1b[" not in stderr and "━" not in stderr and "\r" not in stderr  # no terminal redrawing in a log
+    assert "Loading weights" not in stderr and "it/s]" not in stderr  # transformers' tqdm bar
+    assert "Token indices sequence length" not in stderr
+
+
+@pytest.mark.integration
+def test_verbose_restores_the_third_party_bars(tmp_path):
+    stderr = _adapt(tmp_path, "--verbose")
+    assert "Loading weights" in stderr
+
+
+def test_the_tokenizer_length_warning_is_silenced_unless_verbose(capfd, monkeypatch):
+    from bmtpt_cli.console import configure_output
+    from bmtpt_cli.runner.model import load_frozen_t5
+
+    _, tokenizer = load_frozen_t5("toy")
+    text = "the " * (tokenizer.model_max_length + 10)
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)  # tests/conftest.py sets it; a user's shell does not
+    try:
+        configure_output(verbose=False)
+        capfd.readouterr()
+        tokenizer(text)
+        assert "Token indices sequence length" not in capfd.readouterr().err
+        configure_output(verbose=True)
+        tokenizer.deprecation_warnings.clear()  # transformers says it once per tokenizer
+        tokenizer(text)
+        assert "Token indices sequence length" in capfd.readouterr().err
+    finally:
+        configure_output(verbose=False)
