@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from bmtpt_cli.runtime.files import atomic_write, write_text_atomic
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
@@ -61,10 +61,29 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BmtptError(f"--resume given but no checkpoint at '{path}': run without --resume to start fresh")
+    check_zip_crcs(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 — torch raises several types for damaged files
         raise BmtptError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): delete it and start fresh") from exc
+
+
+def check_zip_crcs(path: Path) -> None:
+    """Refuse a checkpoint whose zip records (the tensors and the pickle `torch.save` writes) fail
+    their CRC-32: `torch.load` never checks them, so a changed bit would otherwise load silently.
+    Reading every record once costs about as much as the load itself."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as exc:  # noqa: BLE001 — zipfile raises several types for damaged archives
+        raise BmtptError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): delete it and start fresh") from None
+    if bad is not None:
+        raise BmtptError(
+            f"checkpoint '{path}' is damaged (record {excerpt(bad)} fails its checksum, a changed bit on disk): "
+            "delete it and start fresh"
+        )
 
 
 LOWERABLE = ("lr", "lr_shared", "lr_scales")
