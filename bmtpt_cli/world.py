@@ -158,6 +158,8 @@ def adopt_artifact_world(command: str, settings: Any) -> None:
         if key not in world or key not in fields:
             continue
         value = world[key]
+        if key != "model":  # the model name is checked where it is taken (below)
+            _check_recorded(path, key, value, fields[key])
         if key not in settings._explicit:
             if key == "model":  # a file names a model to load only as tiny, toy or a hub id, never as a path
                 from bmtpt_cli.runner.model import check_recorded_model
@@ -167,6 +169,24 @@ def adopt_artifact_world(command: str, settings: Any) -> None:
             settings._origins[key] = f"from {path}"
         elif getattr(settings, key) != value and command != "export":
             _differs(command, settings, key, value, path)
+
+
+def _check_recorded(path: Path, key: str, value: Any, field: Any) -> None:
+    """Refuse a recorded value its setting would not accept (a crafted or damaged file): the setting's own bounds."""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from bmtpt_cli.errors import excerpt
+
+    try:
+        kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        TypeAdapter(kind).validate_python(value, strict=True)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise BmtptError(
+            f"'{path}' records {key} = {excerpt(value)}, which no run accepts ({reason}): re-create it with bmtpt"
+        ) from None
 
 
 def _differs(command: str, settings: Any, key: str, recorded: Any, path: Path) -> None:

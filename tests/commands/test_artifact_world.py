@@ -154,3 +154,10 @@ def test_two_artifacts_of_different_worlds_are_refused():
     message = _one_line_error(bmtpt("fewshot", "--preset", "tiny", "--methods", "bmtpt,multitask",
                                     "--multitask", "multitask.safetensors", "--print-config"))
     assert "particles.safetensors" in message and "multitask.safetensors" in message and "taskless" in message
+
+
+@pytest.mark.parametrize("key, value", [("max_source_length", -3), ("max_target_length", 0), ("label_style", "emoji")])
+def test_a_recorded_value_no_run_accepts_is_refused_in_one_line(key, value):
+    _tiny_prompts(**{key: value})
+    message = _one_line_error(bmtpt("evaluate", "--preset", "tiny", "--print-config"))
+    assert "prompts.safetensors" in message and key in message and len(message) < 300, message
