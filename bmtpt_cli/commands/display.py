@@ -31,15 +31,30 @@ def user_errors() -> Iterator[None]:
 
 
 class RichProgress(Progress):
-    """Spinners, progress bars and notes on stderr (results stay alone on stdout)."""
+    """Spinners, progress bars and notes on stderr (results stay alone on stdout); when stderr is not
+    a terminal (a batch job's log), `PlainProgress`'s plain lines every `--progress-every` seconds."""
+
+    def __init__(self) -> None:
+        from bmtpt_cli import console as output
+        from bmtpt_cli.runtime.progress import PlainProgress
+
+        self.plain = None if err_console.is_terminal else PlainProgress(_err_line, every=output.PROGRESS_EVERY)
 
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[None]:
+        if self.plain:
+            with self.plain.status(message):
+                yield
+            return
         with err_console.status(message):
             yield
 
     @contextlib.contextmanager
     def bar(self, description: str, total: int) -> Iterator[Update]:
+        if self.plain:
+            with self.plain.bar(description, total) as update:
+                yield update
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as RichBar
 
@@ -52,7 +67,17 @@ class RichProgress(Progress):
             yield lambda completed, info="": progress.update(task, completed=completed, info=info)
 
     def note(self, message: str) -> None:
+        if self.plain:
+            self.plain.note(message)  # one line, unwrapped
+            return
         err_console.print(message, markup=False)
+
+
+def _err_line(line: str) -> None:
+    """One plain line on stderr, flushed (a log shows it at once), never wrapped."""
+    stream = err_console.file
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def wrote(path) -> None:
@@ -90,6 +115,8 @@ def render_results(report: dict) -> None:
         table.add_column(column, justify="right" if column in ("value", "examples") else "left")
     for row in report["results"]:
         value = f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if "std" in row else "")
+        if row.get("examples") and row.get("invalid", 0) >= row["examples"] and "std" not in row:
+            value = f"— ({row['invalid']}/{row['examples']} invalid)"  # every generation invalid: undefined, not 0
         others = " · ".join(f"{name} {v:.4f}" for name, v in row.get("metrics", {}).items() if name != row["metric"])
         table.add_row(row["task"], row["metric"], value, others, row["decode"], row["split"], str(row["examples"]))
     console.print(table)
