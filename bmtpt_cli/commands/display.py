@@ -28,6 +28,16 @@ def user_errors() -> Iterator[None]:
 
         err_console.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+    except OSError as exc:  # a full disk outside `atomic_write` (e.g. appending to a step log)
+        from bmtpt_cli.runtime.files import disk_full
+
+        if not disk_full(exc) or os.environ.get("BMTPT_DEBUG") == "1":
+            raise
+        where = f" writing '{exc.filename}'" if exc.filename else ""
+        message = (f"no space left on the device{where} ({exc.strerror}): free some space and rerun (with --resume "
+                   "if a checkpoint was saved); the files written before are intact")
+        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 class RichProgress(Progress):
