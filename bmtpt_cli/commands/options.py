@@ -146,10 +146,35 @@ def _option(name: str, field: FieldInfo) -> Any:
     if field.default is not None:
         help_text += f" (default: {_shown_default(field.default)})"
     extra = {"metavar": ""} if kind is bool else {}
+    if kind is int:
+        extra = {"parser": whole_number, "metavar": "INTEGER"}
     return Annotated[
         Optional[kind],
         typer.Option(*declarations, help=help_text, rich_help_panel=_panel(field), show_default=False, **extra),
     ]
+
+
+INT64_MAX = 2**63 - 1
+"""The largest integer an option takes: what PyTorch's generators and bmtpt's files hold (int64)."""
+
+
+def whole_number(value: Any) -> int:
+    """An integer option's value: a whole number within int64, else a one-line usage error that says
+    which (instead of an overflow deep inside a run, or pydantic's parsing message)."""
+    import re
+
+    from pydantic_core import PydanticCustomError
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        text = str(value).strip()
+    shown = text if len(text) <= 24 else text[:20] + "…"
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise PydanticCustomError("whole_number", "{value} is not a whole number", {"value": repr(shown)})
+    if len(text.lstrip("+-")) > 19 or abs(int(text)) > INT64_MAX:
+        raise PydanticCustomError("too_large", "{value} is too large (at most {limit})", {"value": shown, "limit": INT64_MAX})
+    return int(text)
 
 
 def _shown_default(value: Any) -> str:
