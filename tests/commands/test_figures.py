@@ -177,3 +177,18 @@ def test_chance_caveat_and_invalid_counts_are_in_every_file(transfer):
     assert "tiny" in caption and "invalid" in caption
     table = transfer["result"].stdout
     assert "64/64 invalid" in table and " 0.0 " not in table
+
+
+def test_evaluate_shows_a_task_with_every_generation_invalid_as_undefined(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "export"))
+    from exporthelpers import write_prompts
+
+    write_prompts(tmp_path / "p.safetensors")
+    result = bmtpt("evaluate", "--prompts", tmp_path / "p.safetensors", "--decode", "generate", "--max-source-length", "48",
+                   "--out", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert all(row["invalid"] == row["examples"] for row in report["results"])  # tiny generates no label word
+    assert "invalid)" in result.stdout and "0.0000 " not in result.stdout, result.stdout
