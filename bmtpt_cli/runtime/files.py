@@ -70,6 +70,42 @@ def temporary_prefix(path: Path) -> str:
     return f".{Path(path).name}.{os.getpid()}."
 
 
+LEGACY_TEMPORARY_AGE = 3600.0
+"""A temporary file named without a pid (bmtpt before issue 27) is a dead run's once this old (seconds)."""
+
+
+def remove_dead_temporaries(out: Path) -> list[Path]:
+    """Remove the temporary files (`.NAME.PID.XXXXXXXX.tmp`) that killed runs left beside `out` and its
+    side files (NAME = the output's or a side file's name) whose process is gone, and those named
+    without a pid (`.NAME.XXXXXXXX.tmp`) older than `LEGACY_TEMPORARY_AGE`. Called by the run holding
+    the output's lock, so no live run writes these names (a live writer's pid keeps its file)."""
+    import re
+
+    out = Path(out)
+    directory = out.parent if str(out.parent) else Path(".")
+    names = [out.name, *(f"{out.name}{suffix}" for suffix in SIDE_FILES)]
+    patterns = [re.compile(re.escape(f".{name}.") + r"(?:(\d+)\.)?[a-z0-9_]{8}\.tmp") for name in names]
+    removed = []
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(f".{out.name}.") and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for path in candidates:
+        for pattern in patterns:
+            match = pattern.fullmatch(path.name)
+            if match is None:
+                continue
+            try:
+                dead = (not _pid_alive(int(match[1]))) if match[1] else time.time() - path.lstat().st_mtime > LEGACY_TEMPORARY_AGE
+                if dead and path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                pass
+            break
+    return removed
+
+
 def fsync_directory(directory: Path) -> None:
     """Flush a directory's entries (a rename or a new name in it) to disk; a no-op where not supported."""
     try:
@@ -218,6 +254,7 @@ class OutputLock:
         finally:
             tmp.unlink(missing_ok=True)
         fsync_directory(directory)
+        remove_dead_temporaries(self.out)  # ours now: no live run writes these names
         return self
 
     def __exit__(self, *exc) -> None:

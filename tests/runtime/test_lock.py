@@ -116,3 +116,19 @@ def test_a_lock_path_that_is_a_directory_is_one_line(tmp_path):
     with pytest.raises(BmtptError) as excinfo:
         OutputLock(out).__enter__()
     assert "\n" not in str(excinfo.value) and f"{out}.lock" in str(excinfo.value) and "directory" in str(excinfo.value)
+
+
+def test_taking_the_lock_removes_the_temporary_files_of_dead_runs(tmp_path):
+    out = tmp_path / "p.safetensors"
+    dead, live = _dead_pid(), os.getppid()
+    gone = [f".p.safetensors.{dead}.abcd_123.tmp", f".p.safetensors.ckpt.{dead}.x1y2z3w4.tmp",
+            f".p.safetensors.lock.{dead}.qwertyui.tmp", ".p.safetensors.legacy01.tmp"]
+    kept = [f".p.safetensors.{live}.abcd_123.tmp", ".p.safetensors.legacy02.tmp",  # a live writer's; a recent one
+            f".other.safetensors.{dead}.abcd_123.tmp", f".p.safetensors.1.{dead}.abcd_123.tmp"]  # other outputs'
+    for name in gone + kept:
+        (tmp_path / name).write_bytes(b"part of a write")
+    old = time.time() - 7200
+    os.utime(tmp_path / ".p.safetensors.legacy01.tmp", (old, old))  # named before temporary names held the pid
+    with OutputLock(out):
+        left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(kept + ["p.safetensors.lock"])
