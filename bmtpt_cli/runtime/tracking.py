@@ -33,6 +33,7 @@ import importlib
 import importlib.util
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,19 @@ PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 def check_installed(report_to: str) -> str:
     """Refuse, in one line naming the extra to install, a backend whose package is missing."""
     package = PACKAGES.get(report_to)
-    if package is not None and importlib.util.find_spec(package) is None:
+    if package is not None and not _installed(package):
         raise BmtptError(
             f"--report-to {report_to} needs the {package} package, which is not installed: "
             f"pip install 'bmtpt[{report_to}]' (or choose --report-to csv, which needs nothing)"
         )
     return report_to
+
+
+def _installed(package: str) -> bool:
+    """Whether `import package` can work: already imported (None there: known to fail), or found."""
+    if package in sys.modules:
+        return sys.modules[package] is not None
+    return importlib.util.find_spec(package) is not None
 
 
 def _import(report_to: str):
@@ -167,6 +175,8 @@ class CsvBackend(_Backend):
         self._handle = None
 
     def start(self, settings: dict[str, Any]) -> None:
+        for path in (self.path, self.settings_path):
+            _refuse_directory(path, "csv")
         if not self.resume:
             self.path.unlink(missing_ok=True)
         elif self.path.is_file():
@@ -236,6 +246,10 @@ class TensorBoardBackend(_Backend):
         return self.directory if run is None else self.directory / _safe(run)
 
     def start(self, settings: dict[str, Any]) -> None:
+        if self.directory.exists() and not self.directory.is_dir():
+            raise BmtptError(
+                f"'{self.directory}' is a file, but --report-to tensorboard writes a folder there: move it away or choose another --out"
+            )
         if not self.resume:
             shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(exist_ok=True)
@@ -266,6 +280,11 @@ class TensorBoardBackend(_Backend):
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
+
+
+def _refuse_directory(path: Path, report_to: str) -> None:
+    if path.is_dir():
+        raise BmtptError(f"'{path}' is a directory, but --report-to {report_to} writes a file there: move it away or choose another --out")
 
 
 def _summary_writer():

@@ -157,8 +157,7 @@ def test_report_to_without_training_is_refused_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("backend", ["mlflow", "wandb"])
 def test_missing_optional_backend_names_the_extra(tmp_path, monkeypatch, backend):
-    monkeypatch.setitem(sys.modules, backend, None)  # as if not installed (find_spec sees None too)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == backend else types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, backend, None)  # as if not installed: `import` fails
     out = tmp_path / "p.safetensors"
     result = bmtpt(*SOURCE, "--report-to", backend, "--out", out)
     assert result.exit_code == 2, result.output
@@ -177,7 +176,6 @@ def test_mlflow_backend_gets_settings_and_metrics(tmp_path, monkeypatch):
         end_run=lambda status: calls.append(("end_run", status)),
     )
     monkeypatch.setitem(sys.modules, "mlflow", fake)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: types.SimpleNamespace())
     out = tmp_path / "p.safetensors"
     result = bmtpt(*SOURCE, "--report-to", "mlflow", "--out", out)
     assert result.exit_code == 0, result.output
@@ -214,3 +212,37 @@ def test_transfer_matrix_tune_report_to_csv_has_one_run_per_tuning_run(tmp_path)
     assert sorted(set(runs)) == sorted(f"{source} -> {target}" for target in ("demo_rte", "demo_nli")
                                        for source in ("random init", "demo_rte", "demo_nli"))
     assert len(runs) == 6 * 2
+
+
+def test_wandb_backend_gets_config_and_records(tmp_path, monkeypatch):
+    runs = []
+
+    class Run:
+        def __init__(self, **kwargs):
+            self.init, self.logged, self.finished = kwargs, [], None
+            runs.append(self)
+
+        def log(self, values):
+            self.logged.append(values)
+
+        def finish(self, exit_code):
+            self.finished = exit_code
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: Run(**kw)))
+    monkeypatch.setenv("WANDB_PROJECT", "mine")
+    out = tmp_path / "p.safetensors"
+    result = bmtpt(*SOURCE, "--report-to", "wandb", "--out", out)
+    assert result.exit_code == 0, result.output
+    (run,) = runs
+    assert run.init["project"] == "mine" and run.init["config"]["particles"] == 2
+    records = read_jsonl_records(RunOutput(out, False, False).log)
+    assert [(v["step"], v["loss"]) for v in run.logged] == [(r["step"], r["loss"]) for r in records]
+    assert run.finished == 0
+
+
+def test_a_folder_where_the_csv_goes_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "p.safetensors"
+    sidecar(out, ".csv").mkdir()
+    result = bmtpt(*SOURCE, "--report-to", "csv", "--out", out)
+    assert result.exit_code == 2
+    assert "is a directory" in result.stderr and result.stderr.strip().splitlines()[-1].startswith("error:")
