@@ -16,7 +16,7 @@ from bmtpt_cli.data.others import OTHER_TASKS
 from bmtpt_cli.data.superglue import SUPERGLUE_TASKS
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.data.toyworld import TOY_TASKS
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 
 TASKS: dict[str, Task] = {
     **DEMO_TASKS,
@@ -71,7 +71,10 @@ def resolve_tasks(names: Iterable[str] | str) -> list[Task]:
 def _unknown_message(missing: list[str]) -> str:
     """One line: the unknown names, each with its close matches, and where to see them all."""
     described = []
-    for name in missing:
-        close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.75)
-        described.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+    for name in missing[:5]:  # a name may come from a crafted file: shown short and escaped
+        close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.75) if len(name) <= 100 else []
+        shown = excerpt(name, quoted=False)
+        described.append(f"{shown} (did you mean {' or '.join(close)}?)" if close else shown)
+    if len(missing) > 5:
+        described.append(f"… ({len(missing) - 5} more)")
     return f"unknown tasks: {', '.join(described)}; `bmtpt tasks` lists the {len(TASKS)} available tasks"

@@ -234,3 +234,13 @@ def test_per_task_resume_refuses_a_finished_file_with_a_malformed_fingerprint(fi
                                     "--out", "dir", "--resume"))
     assert "demo_sentiment.safetensors" in message and "bmtpt.fingerprint" in message, message
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("task", [DEEP, "demo\n```x\x1b[2J"], ids=["deep", "controls"])
+def test_evaluate_names_a_crafted_task_in_one_short_line(task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _crafted(tmp_path / "prompts.safetensors", task, [f"tasks.{task}.a", f"tasks.{task}.b"])
+    before = snapshot(tmp_path)
+    message = _one_line_error(bmtpt("evaluate", "--prompts", "prompts.safetensors", "--out", "r.json"))
+    assert "unknown task" in message and len(message) < 300 and "\x1b" not in message, message
+    assert snapshot(tmp_path) == before
