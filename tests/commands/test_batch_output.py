@@ -18,7 +18,10 @@ PLAIN_LINE = re.compile(r"^adapt: \d+/3 \(\d+%\) · \d+:\d\d:\d\d")
 
 def _adapt(tmp_path, *args):
     """`bmtpt adapt` on the shipped toy model (a real `from_pretrained` load), stderr to a pipe."""
-    env = {name: value for name, value in os.environ.items() if name != "TRANSFORMERS_VERBOSITY"}
+    from bmtpt_cli.console import QUIET_ENVIRONMENT
+
+    # a user's shell: none of the switches that tests/conftest.py or an in-process command set here
+    env = {name: value for name, value in os.environ.items() if name not in QUIET_ENVIRONMENT}
     env |= {"BMTPT_PROGRESS_EVERY": "0.02", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "bmtpt_cli", "adapt", "--preset", "demo", "--init", "random", "--steps", "3",
