@@ -34,20 +34,46 @@ def settle_offline_mode() -> str | None:
     Must run before `datasets` or `huggingface_hub` is imported, which read the variable then.
     """
     import os
-    import urllib.error
-    import urllib.request
 
     if os.environ.get("HF_HUB_OFFLINE") == "1" or "datasets" in sys.modules or "huggingface_hub" in sys.modules:
         return None
-    endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
-    except urllib.error.HTTPError:
-        return None  # it answered: reachable
-    except (OSError, ValueError) as exc:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        return f"note: the hub ({endpoint}) cannot be reached ({getattr(exc, 'reason', exc)}): using only datasets already in the local cache"
-    return None
+    reason = hub_unreachable()
+    if reason is None:
+        return None
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return f"note: the hub ({hub_endpoint()}) cannot be reached ({reason}): using only datasets already in the local cache"
+
+
+def hub_endpoint() -> str:
+    """The hub this process talks to: `HF_ENDPOINT`, else huggingface.co."""
+    import os
+
+    return os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
+
+
+_PROBES: dict[str, str | None] = {}
+"""Each endpoint's probe result in this process (why it is unreachable, or None): probed once."""
+
+
+def hub_unreachable(*, probe: bool = True) -> str | None:
+    """Why the hub cannot be reached (one HEAD request of at most PROBE_TIMEOUT_S), or None if it answers.
+
+    The data load (`settle_offline_mode`) and the model load (`runner.model`) share it, so a process
+    probes once; with `probe=False` only an earlier probe's result is returned (None if none ran).
+    """
+    import urllib.error
+    import urllib.request
+
+    endpoint = hub_endpoint()
+    if endpoint not in _PROBES and probe:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+            _PROBES[endpoint] = None
+        except urllib.error.HTTPError:
+            _PROBES[endpoint] = None  # it answered: reachable
+        except (OSError, ValueError) as exc:
+            _PROBES[endpoint] = str(getattr(exc, "reason", exc))
+    return _PROBES.get(endpoint)
 
 
 class HubUnreachable(BmtptError):

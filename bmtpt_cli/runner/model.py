@@ -59,7 +59,7 @@ def model_config(name: str):
 
     _check_local_model(name)
     try:
-        return AutoConfig.from_pretrained(name)
+        return AutoConfig.from_pretrained(name, local_files_only=_cache_only(name))
     except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from exc
 
@@ -92,8 +92,9 @@ def _load_pretrained(name: str):
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
     _check_local_model(name)
+    cache_only = _cache_only(name)
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, local_files_only=cache_only)
     except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from exc
     if not getattr(config, "is_encoder_decoder", False):
@@ -103,8 +104,8 @@ def _load_pretrained(name: str):
         )
     _check_safetensors_weights(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, use_safetensors=True)  # never a pickled checkpoint
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=cache_only)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, use_safetensors=True, local_files_only=cache_only)  # never a pickle
     except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from exc
     return model, tokenizer
@@ -173,7 +174,33 @@ def check_recorded_model(name: str, path: Path | str) -> str:
     )
 
 
+def _cache_only(name: str) -> bool:
+    """Whether a hub model must come from the local cache: HF_HUB_OFFLINE=1, or the hub cannot be reached.
+
+    The hub is probed as the data load probes it (`data.sources.hub_unreachable`: one short request,
+    once per process), so an unreachable hub fails at once in one line (`_load_error`) instead of
+    transformers retrying every file for half a minute; a model in the cache still loads. A local
+    directory never asks the hub.
+    """
+    from bmtpt_cli.data.sources import hub_unreachable
+
+    if Path(name).expanduser().exists():
+        return False
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return True
+    return hub_unreachable() is not None
+
+
 def _load_error(name: str, exc: Exception) -> BmtptError:
+    from bmtpt_cli.data.sources import hub_endpoint, hub_unreachable
+
+    unreachable = None if Path(name).expanduser().exists() else hub_unreachable(probe=False)
+    if unreachable is not None:
+        return BmtptError(
+            f"model '{name}' is not in the local cache and the hub ({hub_endpoint()}) cannot be reached ({unreachable}): "
+            f"pass a local directory saved with save_pretrained(), or connect to the network and retry "
+            f"(with HF_HUB_OFFLINE=1 a cached model loads without asking the hub)"
+        )
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1 is set: only models already in the local cache load)" if offline else ""
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
