@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
 from bmtpt_cli.errors import BmtptError
@@ -66,6 +66,56 @@ TaskList = Annotated[list[str], NoDecode]  # `a,b` on the command line and in BM
 def _split_tasks(value: Any) -> Any:
     if isinstance(value, str):
         return [name.strip() for name in value.split(",") if name.strip()]
+    return value
+
+
+SeedList = Annotated[list[int], NoDecode]  # `--seeds`: `0,1,2`, `0-2` or a count N; a list or a number in TOML
+MAX_SEEDS = 10_000
+"""The most seeds one run takes (a count or a range beyond it is surely a typo)."""
+SEEDS_HELP = (
+    "The seeds, one meaning in every command: 0,1,2 or 0-2 (or 0-2,7) lists them; a single number N is a count, "
+    "the N seeds --seed … --seed + N - 1 (for seed 3 alone: --seeds 3-3)."
+)
+
+
+def parse_seeds(value: Any, first: Any) -> Any:
+    """`--seeds` as a list of seeds: `0,1,2` and `0-2` (and a TOML list) list them, a single number N
+    (a TOML integer) is a count, the seeds `first` … `first` + N − 1; anything else is refused
+    naming both forms. Bounds and repeats are checked on the list (`check_seed_list`)."""
+    import re
+
+    forms = "write --seeds 0,1,2 or 0-2 to list seeds, or N for N seeds from --seed"
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not seeds: {forms}")
+    if isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value)):
+        count = int(value)
+        if count < 1:
+            raise ValueError(f"a count of {count} seeds runs nothing: {forms} (seed 0 alone: --seeds 0-0)")
+        if count > MAX_SEEDS:
+            raise ValueError(f"{count} seeds is more than {MAX_SEEDS}: {forms}")
+        start = first if isinstance(first, int) else 0
+        return list(range(start, start + count))
+    if isinstance(value, str):
+        seeds: list[int] = []
+        for part in value.split(","):
+            match = re.fullmatch(r"\s*(\d{1,40})\s*(?:-\s*(\d{1,40})\s*)?", part)  # too large: check_seed_list says
+            low, high = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (1, 0)
+            if not match or high < low:
+                raise ValueError(f"{part.strip()[:24]!r} is neither a seed, a range a-b with a <= b, nor a count: {forms}")
+            if high - low + 1 + len(seeds) > MAX_SEEDS:
+                raise ValueError(f"more than {MAX_SEEDS} seeds: {forms}")
+            seeds.extend(range(low, high + 1))
+        return seeds
+    return value  # a TOML list: checked as a list of integers
+
+
+def check_seed_list(value: list[int]) -> list[int]:
+    """Every seed within 0 … 2^63 − 1 (what the generators take), and none given twice."""
+    if any(not 0 <= seed <= SEED_MAX for seed in value):
+        raise ValueError(f"every seed must be from 0 to {SEED_MAX} (2^63 - 1)")
+    repeated = sorted({seed for seed in value if value.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seed(s) {', '.join(map(str, repeated))} given twice; give each seed once")
     return value
 
 
@@ -279,7 +329,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Few-shot probe: adapt from --init on K training examples per task, then score.")
     init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="With --shots: the initialisation (particles file, prompts file, or 'random').")
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="With --shots: the tasks to probe, comma-separated.")
-    seeds: Annotated[list[int], NoDecode] = Field([0, 1, 2], min_length=1, json_schema_extra=panel(METHOD), description="With --shots: the k-shot sampling and training seeds, comma-separated.")
+    seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="With --shots: the k-shot sampling and training seeds. " + SEEDS_HELP)
     steps: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: adaptation steps per task and seed.")
     warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: steps of linear learning-rate warm-up.")
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: AdamW weight decay.")
@@ -293,15 +343,15 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _parse_seeds(cls, value: Any, info: ValidationInfo) -> Any:
+        return parse_seeds(value, info.data.get("seed"))
+
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if any(not 0 <= seed <= SEED_MAX for seed in value):
-            raise ValueError(f"every seed must be from 0 to {SEED_MAX} (2^63 - 1)")
-        repeated = sorted({seed for seed in value if value.count(seed) > 1})
-        if repeated:
-            raise ValueError(f"seed(s) {', '.join(map(str, repeated))} given twice; give each seed once")
-        return value
+        return check_seed_list(value)
 
     def check_combination(self, flags: frozenset[str]) -> None:
         if self.shots is None:
@@ -395,7 +445,7 @@ class FewshotSettings(AdaptHyperparameters, CommonSettings):
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
     methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), particle-I (particle I of --particles), spot (retrieval from --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
-    seeds: int = Field(3, gt=0, json_schema_extra=panel(METHOD), description="Number of seeds N (a count, unlike evaluate --seeds): cells use seeds --seed … --seed + N - 1; each seed has its own k-shot subset, shared by every method, and its own random init.")
+    seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
     particles: Path | None = Field(Path("particles.safetensors"), json_schema_extra=panel(METHOD), description="Particles file (bmtpt source) for the methods bmtpt, bmtpt-noprior and particle-I.")
     multitask: Path | None = Field(None, json_schema_extra=panel(METHOD), description="One-particle file (bmtpt source --particles 1) for the method multitask (vanilla multi-task transfer).")
     source_prompts: Path | None = Field(None, json_schema_extra=panel(METHOD), description="Directory of per-task prompts (bmtpt source --per-task) for the method spot.")
@@ -414,6 +464,16 @@ class FewshotSettings(AdaptHyperparameters, CommonSettings):
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _parse_seeds(cls, value: Any, info: ValidationInfo) -> Any:
+        return parse_seeds(value, info.data.get("seed"))
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        return check_seed_list(value)
 
     @field_validator("shots")
     @classmethod

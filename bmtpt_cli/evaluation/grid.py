@@ -68,7 +68,7 @@ class Method:
 
 @dataclass(frozen=True)
 class GridJob:
-    """The grid: methods × shots × tasks × seeds (`seed` … `seed + seeds − 1`), and where it goes.
+    """The grid: methods × shots × tasks × seeds (the seeds `--seeds` resolved to), and where it goes.
 
     `prompt_length`: the length of `pt`'s random init when no file gives one; `required_length`: a
     length asked for explicitly, which every file must match. `adapt.seed` is replaced per cell.
@@ -77,7 +77,7 @@ class GridJob:
     tasks: list[str]
     methods: list[str]
     shots: list[int]
-    seeds: int
+    seeds: list[int]
     seed: int
     particles: Path | None
     multitask: Path | None
@@ -100,7 +100,7 @@ class GridJob:
 
     @property
     def seed_list(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.seeds))
+        return list(self.seeds)
 
     def protocol(self, k: int) -> FewshotProtocol:
         """The protocol of every k-shot cell."""
