@@ -338,7 +338,7 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="With --shots: keep the best of 10 evaluations on this many dev examples per task (unset: score the last step, as the paper).")
     predictions: bool = Field(False, json_schema_extra=panel(RUN), description="Also write every example's prediction as JSON lines beside the results (<out>.predictions.jsonl: task, index, input, gold, prediction, and with rank scoring each label's score).")
 
-    @field_validator("tasks", "seeds", mode="before")
+    @field_validator("tasks", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
