@@ -31,6 +31,16 @@ def check_not_an_input(out: Path, inputs: dict[str, Path], *, replaces_directory
             raise BmtptError(f"{given} '{path}' is inside {flag} '{out}', which the run replaces as a whole: choose another {flag}")
 
 
+def _left_beside(checkpoint: Path, out: Path) -> bool:
+    """A finished output with a checkpoint older than it beside it: the run's last checkpoint, which a
+    kill between the artifact's rename and the checkpoint's removal leaves (the artifact is written
+    only after the last checkpoint, so an unfinished later run's checkpoint would be newer)."""
+    try:
+        return out.is_file() and checkpoint.is_file() and checkpoint.stat().st_mtime_ns <= out.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class RunOutput:
     """The output a run writes (`out`), whether it may overwrite it, and whether it resumes."""
@@ -62,6 +72,12 @@ class RunOutput:
             raise BmtptError(
                 f"'{self.out}' is a finished run and its checkpoint '{self.checkpoint}' was removed, so --resume cannot "
                 "continue it: drop --resume (with --force to train it again); to extend a run later, train it with --keep-checkpoint"
+            )
+        if checkpointed and not (self.resume or self.force) and _left_beside(self.checkpoint, self.out):
+            raise BmtptError(
+                f"'{self.out}' already exists, finished, and its last checkpoint '{self.checkpoint}' is still beside it "
+                "(a run stopped before removing it, or --keep-checkpoint): pass --resume to finish it (the artifact is "
+                "written again from that checkpoint, which is then removed), --force to train again, or choose another --out"
             )
         check_writable(self.out, force=self.force or extending)
         if not checkpointed:

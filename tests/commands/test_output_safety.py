@@ -237,3 +237,26 @@ def test_a_really_full_disk_leaves_the_old_output_and_no_lock(small_disk):
     message = _one_line(bmtpt("source", *FAST["source"], "--out", out, "--force"))
     assert "space" in message
     assert out.read_bytes() == b"an earlier run's artifact" and not _no_temporaries(small_disk)
+
+
+# --------------------------------------------------------------------- a kill after the artifact's rename
+def test_a_checkpoint_left_beside_a_finished_output_says_how_to_finish(tmp_path, monkeypatch):
+    """A run killed between writing its artifact and removing its checkpoint leaves both: the rerun
+    says so and how to finish (--resume rewrites the artifact from that last checkpoint and removes it)."""
+    out = tmp_path / "p.safetensors"
+    real_unlink = Path.unlink
+
+    def killed(self, *args, **kwargs):
+        if self.name.endswith(".ckpt"):
+            raise KeyboardInterrupt  # the kill, just after the artifact's rename
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", killed)
+    assert bmtpt("source", *FAST["source"], "--out", out).exit_code != 0
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    checkpoint = tmp_path / "p.safetensors.ckpt"
+    assert out.is_file() and checkpoint.is_file()
+    message = _one_line(bmtpt("source", *FAST["source"], "--out", out))
+    assert "already exists" in message and str(checkpoint) in message and "--resume" in message
+    assert bmtpt("source", *FAST["source"], "--out", out, "--resume").exit_code == 0
+    assert out.is_file() and not checkpoint.exists()
