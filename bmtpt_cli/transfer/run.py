@@ -256,6 +256,7 @@ def tuned_matrices(tuned: dict, random: dict[str, TaskScore], sources: list[str]
     """(b) transfer with tuning: the tuned scores and the relative error reduction over random-init PT (SPEC §5b)."""
     columns = [task.name for task in targets]
     rows = [*sources, RANDOM]  # the random-init baseline as the last row
+    steps = f"{config.steps} step" + ("s" if config.steps != 1 else "")
     cells = tuned | {(RANDOM, name): random[name] for name in columns}
     scores = grid(cells, rows, columns)
     invalid, examples = counts(cells, rows, columns)
@@ -273,14 +274,14 @@ def tuned_matrices(tuned: dict, random: dict[str, TaskScore], sources: list[str]
     }
     return [
         Matrix(
-            name="tuned", title=f"Transfer with tuning: target score after {config.steps} steps from each source prompt",
+            name="tuned", title=f"Transfer with tuning: target score after {steps} from each source prompt",
             description="the target's main metric after adapting from the source prompt (last row: from a random init)",
             unit="score (target's main metric)", rows=rows, columns=columns, values=scores, cell_format=".3f", extra=details,
             invalid=invalid, examples=examples,
         ),
         Matrix(
             name="error_reduction",
-            title=f"Transfer with tuning ({config.steps} steps): relative error reduction over random-init PT (%)",
+            title=f"Transfer with tuning ({steps}): relative error reduction over random-init PT (%)",
             description="100 * (err_random - err_source) / err_random, err = 1 - score (SPoT); null where err_random is 0; "
                         "the last row is the random-init baseline itself (0 by definition)",
             unit="relative error reduction (%)", rows=rows, columns=columns,
