@@ -83,6 +83,12 @@ class RunOutput:
         if not checkpointed:
             return
         if self.resume and not self.checkpoint.is_file():
+            legacy = self.out.with_suffix(".ckpt")  # where bmtpt before issue 27 kept it
+            if legacy != self.checkpoint and legacy.is_file():
+                raise BmtptError(
+                    f"--resume given but no checkpoint at '{self.checkpoint}'; '{legacy}' may be one an older bmtpt wrote "
+                    f"for this output: rename it to '{self.checkpoint}' to resume, or run without --resume to start fresh"
+                )
             raise BmtptError(f"--resume given but no checkpoint at '{self.checkpoint}': run without --resume to start fresh")
         if not self.resume and self.checkpoint.exists() and not self.force:
             raise BmtptError(

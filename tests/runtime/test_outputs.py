@@ -50,3 +50,23 @@ def test_an_output_whose_side_file_is_another_runs_output_is_refused(tmp_path):
 
 def test_an_output_ending_in_ckpt_with_no_such_neighbour_is_fine(tmp_path):
     RunOutput(tmp_path / "p.ckpt", force=False, resume=False).check()
+
+
+def test_resume_names_a_checkpoint_an_older_bmtpt_wrote(tmp_path):
+    (tmp_path / "p.ckpt").write_bytes(b"an older version's checkpoint of p.safetensors")
+    with pytest.raises(BmtptError) as excinfo:
+        RunOutput(tmp_path / "p.safetensors", force=False, resume=True).check()
+    message = str(excinfo.value)
+    assert "\n" not in message and "p.ckpt'" in message and "p.safetensors.ckpt" in message and "rename" in message
+
+
+def test_the_directory_is_fsynced_after_a_rename(tmp_path, monkeypatch):
+    from bmtpt_cli.runtime import files
+
+    synced = []
+    monkeypatch.setattr(files, "fsync_directory", lambda directory: synced.append(Path(directory)))
+    files.write_text_atomic(tmp_path / "a.json", "{}")
+    assert synced == [tmp_path]
+    with files.staged_directory(tmp_path / "out", force=False) as staging:
+        (staging / "x").write_text("1")
+    assert tmp_path in synced[1:] and (tmp_path / "out" / files.OUTPUT_MARKER).is_file()
