@@ -535,8 +535,8 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any], *,
     settings._origins |= {name: _flag(name) for name in flags}
     if settings.force and "force" not in flags:  # a preset, BMTPT_FORCE or a saved configuration may not overwrite
         raise BmtptError(
-            f"force = true from {settings.origin('force')} is refused: overwriting is asked for only by typing --force "
-            "on the command line; remove it there"
+            f"force = true from {settings.origin('force')} is refused: --force counts only when typed on the command "
+            "line; remove it from there (and pass --force to overwrite)"
         )
     if not_applied is None and path.resolve() == (PRESETS_DIR / f"{DEMO_PRESET}.toml").resolve():
         reason = demo_exit(command, settings)
