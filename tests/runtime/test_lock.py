@@ -53,7 +53,15 @@ def _leave(lock: Path, kind: str, dead: int) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")
-def test_processes_started_together_never_both_hold_the_lock(tmp_path):
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_processes_started_together_never_both_hold_the_lock(tmp_path, monkeypatch, links):
+    if not links:  # the fallback for file systems without hard links: create, then write
+        import errno
+
+        def no_links(*args, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
     context = multiprocessing.get_context("fork")
     dead = _dead_pid()
     overlaps, acquired = context.Value("i", 0), context.Value("i", 0)
@@ -132,3 +140,27 @@ def test_taking_the_lock_removes_the_temporary_files_of_dead_runs(tmp_path):
     with OutputLock(out):
         left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(kept + ["p.safetensors.lock"])
+
+
+def test_without_hard_links_the_lock_still_works(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # e.g. a FAT or some FUSE file system
+    out = tmp_path / "p.safetensors"
+    lock = Path(f"{out}.lock")
+    with OutputLock(out):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(BmtptError, match="another bmtpt run"):
+            OutputLock(out).__enter__()
+    assert not lock.exists()
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": os.uname().nodename}))
+    with OutputLock(out):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert listing_of(tmp_path) == []
+
+
+def listing_of(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
