@@ -15,12 +15,14 @@ finished cells and runs the rest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bmtpt_cli.adapter.init import TargetInit, read_init_file, resolve_init
 from bmtpt_cli.adapter import train as adapter_train
@@ -239,7 +241,7 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
     """Run every (task, seed) cell not finished yet; writes and returns the report."""
     tasks = resolve_tasks(job.tasks)
     output = job.output
-    with OutputLock(output.out):
+    with OutputLock(output.out), leave_nothing_on_failure(output.cells):
         check_writable(output.out, force=output.force)
         if output.cells.exists() and not (output.resume or output.force):
             raise BmtptError(
@@ -264,6 +266,22 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
 
 
 def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
+@contextlib.contextmanager
+def leave_nothing_on_failure(path: Path, directory: Path | None = None):
+    """On an error or an interrupt before a row reached `path`: remove the empty `path`, and `directory`
+    (one this run created) if that leaves it empty, so the corrected rerun is not refused as the
+    continuation of an unfinished run (`--shots 100000` failed, and its empty file blocked the rerun)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+            if directory is not None:
+                directory.rmdir()  # only if empty
+        raise
+
+
     """Finished cells of an interrupted probe: (task, seed) → TaskScore fields."""
     if not path.is_file():
         raise BmtptError(f"--resume given but no cells at '{path}': run without --resume to start fresh")

@@ -149,7 +149,7 @@ def check_side_names(out: Path, flag: str = "--out") -> None:
     for suffix, what in SIDE_FILES.items():
         if out.name.endswith(suffix) and len(out.name) > len(suffix):
             base = out.with_name(out.name[: -len(suffix)])
-            if os.path.lexists(base) or os.path.lexists(side_file(base, ".lock")):
+            if (os.path.lexists(base) and not base.is_dir()) or os.path.lexists(side_file(base, ".lock")):  # a folder has no side files
                 raise BmtptError(f"'{out}' is the name of the {what} of the output '{base}': choose another {flag}")
         side = side_file(out, suffix)
         if os.path.lexists(side) and any(os.path.lexists(side_file(side, other)) for other in SIDE_FILES):

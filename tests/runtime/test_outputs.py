@@ -70,3 +70,8 @@ def test_the_directory_is_fsynced_after_a_rename(tmp_path, monkeypatch):
     with files.staged_directory(tmp_path / "out", force=False) as staging:
         (staging / "x").write_text("1")
     assert tmp_path in synced[1:] and (tmp_path / "out" / files.OUTPUT_MARKER).is_file()
+
+
+def test_a_folder_of_the_same_stem_is_no_collision(tmp_path):
+    (tmp_path / "model").mkdir()  # e.g. a local model folder: folders have no side files beside them
+    RunOutput(tmp_path / "model.ckpt", force=False, resume=False).check()
