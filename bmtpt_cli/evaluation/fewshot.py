@@ -265,7 +265,6 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
     return report
 
 
-def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
 @contextlib.contextmanager
 def leave_nothing_on_failure(path: Path, directory: Path | None = None):
     """On an error or an interrupt before a row reached `path`: remove the empty `path`, and `directory`
@@ -282,6 +281,7 @@ def leave_nothing_on_failure(path: Path, directory: Path | None = None):
         raise
 
 
+def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
     """Finished cells of an interrupted probe: (task, seed) → TaskScore fields."""
     if not path.is_file():
         raise BmtptError(f"--resume given but no cells at '{path}': run without --resume to start fresh")
