@@ -51,6 +51,8 @@ def read_preset(path: Path) -> dict[str, Any]:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BmtptError(f"preset '{path}' does not parse: {exc} — fix the TOML syntax") from exc
+    except UnicodeDecodeError:
+        raise BmtptError(f"preset '{path}' is not a TOML text file (not UTF-8 text): pass a .toml preset or a shipped preset's name") from None
     for key, value in data.items():
         if isinstance(value, dict) and key not in COMMAND_TABLES:
             raise BmtptError(

@@ -138,6 +138,15 @@ class CommonSettings(BaseSettings):
     taskless: bool = Field(False, json_schema_extra=panel(DATA), description="Drop the task name from the inputs (fair zero-shot transfer).")
     label_style: Literal["words", "digits"] = Field("words", json_schema_extra=panel(DATA), description="Targets: label words (entailment, positive, …) or the baselines' digits (0, 1, 2).")
     data_dir: Path | None = Field(None, json_schema_extra=panel(DATA), description="Read task data from this folder (GLUE TSV, SuperGLUE JSONL, SQuAD JSON, generic JSONL layouts) instead of the hub.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_a_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            what = "a file, not a directory" if value.exists() else "no directory"
+            raise ValueError(f"{what}: pass the folder that holds the task files (GLUE TSV, SuperGLUE JSONL, …)")
+        return value
+
     force: bool = Field(False, json_schema_extra=panel(RUN), description="Overwrite existing output files (only regular files, and directories bmtpt wrote). Command line only: a preset or BMTPT_FORCE that sets it is refused.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", json_schema_extra=panel(MODEL), description="LM precision: bf16 autocast (prompts stay float32), fp32, or auto (bf16 on CUDA where supported, else fp32).")
     compile: bool = Field(False, json_schema_extra=panel(MODEL), description="torch.compile the frozen LM (slow first step, faster later ones).")

@@ -30,7 +30,7 @@ from bmtpt_cli.artifacts.task_prompts import read_task_prompts
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.fewshot import FewshotProtocol, load_task_data, run_cell, subset_sha256
+from bmtpt_cli.evaluation.fewshot import FewshotProtocol, leave_nothing_on_failure, load_task_data, run_cell, subset_sha256
 from bmtpt_cli.evaluation.plot import uniform_chance, write_plot
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
 from bmtpt_cli.evaluation.tables import build_table, table_csv, table_markdown
@@ -156,6 +156,11 @@ def read_sources(job: GridJob, methods: list[Method]) -> tuple[dict, dict[str, s
             lengths |= {p.prompt.shape[0] for p in prompts.values()}
             continue
         init_file = read_init_file(method.init)
+        if method.flag == "--particles" and init_file.particles is None:
+            raise BmtptError(
+                f"--particles '{method.init}' is a prompts file (bmtpt adapt), not particles: methods {method.name} and "
+                "particle-I start from a source posterior; pass the particles file `bmtpt source` wrote"
+            )
         if method.flag == "--multitask" and (init_file.particles is None or init_file.particles.shape[0] != 1):
             count = "a prompts file" if init_file.particles is None else f"M = {init_file.particles.shape[0]} particles"
             raise BmtptError(
@@ -241,11 +246,12 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
         (m.name, k, t.name, s): cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length)
         for m, k, t, s in cells
     }
+    created = not Path(job.out).exists()  # removed again if the run fails before its first row
     try:
         Path(job.out).mkdir(exist_ok=True)
     except OSError as exc:  # e.g. under /proc or on a read-only mount
         raise BmtptError(f"cannot create files in '{Path(job.out).parent}' ({exc.strerror or exc}): choose another --out") from None
-    with OutputLock(results):
+    with leave_nothing_on_failure(results, Path(job.out) if created else None), OutputLock(results):
         if job.force and not job.resume:
             for name in OUTPUTS:
                 (Path(job.out) / name).unlink(missing_ok=True)
