@@ -126,7 +126,8 @@ class CommonSettings(BaseSettings):
 
     model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, 'tiny' (offline random-weight test model) or 'toy' (the shipped toy T5 pretrained on the toy world, docs/toyworld.md).")
     prompt_length: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
-    seed: int = Field(0, ge=0, le=SEED_MAX, json_schema_extra=panel(RUN), description="Random seed; the same seed gives the same result.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, json_schema_extra=panel(RUN), description="Random seed. It guarantees the same numbers on the same machine with the same --threads and the same versions (all recorded in the output's provenance); on another CPU or with another thread count, float round-off may change the results, more so at high learning rates.")
+    threads: int | None = Field(None, ge=1, le=1024, json_schema_extra=panel(RUN), description="CPU threads PyTorch uses (intra- and inter-op). Unset: $OMP_NUM_THREADS if set, else 1 for the small models tiny and toy (more only wait for cores), else min(CPUs available, 4); recorded in the provenance.")
     device: str = Field("auto", json_schema_extra=panel(MODEL), description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
 
     @field_validator("device")
@@ -440,7 +441,7 @@ class ExportSettings(CommonSettings):
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
 
-    command_line: ClassVar[tuple[str, ...]] = ("prompts", "format", "tasks", "multitask", "out", "model", "force")
+    command_line: ClassVar[tuple[str, ...]] = ("prompts", "format", "tasks", "multitask", "out", "model", "force", "threads")
     """The options `export` shows: it runs no model, so the other shared settings have no flag here."""
 
     def check_combination(self, flags: frozenset[str]) -> None:

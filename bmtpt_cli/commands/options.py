@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from bmtpt_cli.commands.display import user_errors
 from bmtpt_cli.console import configure_output, err_console
+from bmtpt_cli.runtime.threads import apply_threads
 from bmtpt_cli.settings import PANELS, RUN, SETTINGS_BY_COMMAND, CommonSettings, resolve_settings
 
 PRESET_HELP = "Preset: a name from presets/ (demo, tiny, glue6, …) or a path to a .toml file. Default: $BMTPT_PRESET, else demo (the toy world only: a real task, another model or an artifact of another world takes the built-in defaults)."
@@ -43,6 +44,7 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
                 print_config(command, settings)
                 return
             check_output_apart(command, settings)
+            apply_threads(settings.threads, settings.model)  # before any torch work; provenance records it
             run(settings)
 
     parameters = [_parameter(name, _option(name, settings_cls.model_fields[name])) for name in names]
