@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from bmtpt_cli.runner.plan import PassPlan, examples_per_eval_pass, length_buckets, plan_step
 from bmtpt_cli.runner.prompts import vocab_candidate_ids
+from bmtpt_cli.runtime.checkpoint import check_stop
 
 IGNORE_INDEX = -100
 TOKEN_CACHE_SIZE = 200_000  # texts whose token ids the runner keeps (cleared when full)
@@ -229,6 +230,7 @@ class FrozenT5Runner:
 
     def token_losses(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
         """Token-level cross-entropy `(N, t)` of the labels given prompt + input; 0 at padding."""
+        check_stop()  # every training pass (and chunk) starts here: a SIGTERM abandons the step
         inputs_embeds, mask = self.prompted_inputs(prompts, batch.input_ids, batch.attention_mask)
         decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=batch.labels)
         with self._autocast():
@@ -298,6 +300,7 @@ class FrozenT5Runner:
         states, and the start token's self-attention) all of the example's candidates then share;
         the candidates' remaining tokens go through the decoder together in one pass.
         """
+        check_stop()  # an evaluation chunk inside a training run: a SIGTERM abandons it
         encoded = self.encode(sources)
         inputs_embeds, mask = self.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
         owner = torch.tensor([b for b, choices in enumerate(candidates) for _ in choices], device=mask.device)
@@ -347,6 +350,7 @@ class FrozenT5Runner:
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, sources: list[str], *, max_new_tokens: int | None = None) -> list[str]:
         """Greedy decoding from `[θ_b; x_b]` for each example; returns the decoded target strings."""
+        check_stop()  # an evaluation chunk inside a training run: a SIGTERM abandons it
         encoded = self.encode(sources)
         inputs_embeds, mask = self.prompted_inputs(prompts, encoded.input_ids, encoded.attention_mask)
         with self._autocast():

@@ -182,15 +182,39 @@ def _parse_line(line: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-class StopRequests:
-    """Turns SIGINT/SIGTERM into a flag the training loop checks between steps.
+class StepAbandoned(BaseException):
+    """Raised by `check_stop` between two passes of the model when a stop was requested during a
+    step: the step is abandoned (the training loop turns this into `Interrupted`). A BaseException,
+    like KeyboardInterrupt, so no `except Exception` on the way swallows it."""
 
-    A step is never cut in half: the loop finishes it, saves a checkpoint, then stops. A second
-    Ctrl-C while that happens falls back to Python's default (immediate KeyboardInterrupt).
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+_ACTIVE: list["StopRequests"] = []  # the StopRequests entered (a stack: the innermost is last)
+
+
+def check_stop() -> None:
+    """Called before every pass of the model (`FrozenT5Runner`): raise `StepAbandoned` when the
+    innermost active `StopRequests` allows abandoning a step and a stop was requested."""
+    if _ACTIVE and _ACTIVE[-1].abandon and _ACTIVE[-1].requested:
+        raise StepAbandoned(_ACTIVE[-1].requested)
+
+
+class StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the training loop checks between steps, and (with
+    `abandon`) `check_stop` between the passes of a step.
+
+    Between steps the loop saves a checkpoint and stops; within a step, the next pass raises
+    `StepAbandoned` and the loop saves the state the step started from (`TrainingLoop.__exit__`),
+    so a long step need not finish. A second Ctrl-C falls back to Python's default (immediate
+    KeyboardInterrupt).
     """
 
-    def __init__(self):
+    def __init__(self, *, abandon: bool = False):
         self.requested: str | None = None
+        self.abandon = abandon
         self._previous: dict = {}
 
     def _handle(self, signum, frame):  # noqa: ARG002 — signal handler signature
@@ -206,11 +230,14 @@ class StopRequests:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         import signal
 
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 

@@ -20,6 +20,7 @@ from typing import Any
 from bmtpt_cli.runtime.checkpoint import (
     LOWERABLE,
     Interrupted,
+    StepAbandoned,
     StepLog,
     StopRequests,
     capture_rng,
@@ -76,6 +77,13 @@ class TrainingLoop:
         self._stop: StopRequests | None = None
         self.lr_changes: list[dict[str, Any]] = []  # learning rates lowered on resume (kept in checkpoints)
         self._note: dict[str, Any] = {}  # added to the next step's log record (a lowering on resume)
+        # A stop within a step (`StepAbandoned`) saves the state the step started from: the method's
+        # state as of the last `end_step`, the RNG the step started with, if no update happened since.
+        self._method_state: Callable[[], dict[str, Any]] | None = None
+        self._step_rng: tuple | None = None  # (data generator, torch) states when the step began
+        self._updated = False  # the optimizer stepped since the last `end_step`
+        self._hook = None
+        self._saved_step: int | None = None  # the step of the checkpoint on disk, when known
 
     def resume(self) -> dict[str, Any] | None:
         """With `resume`: read the checkpoint, refuse other settings, restore optimizer, scheduler
@@ -91,6 +99,7 @@ class TrainingLoop:
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"], self.generator)
         self.step = state["step"]
+        self._saved_step = self.step
         self.lr_changes = list(state.get("lr_changes", []))
         if lowered:
             self._rebase_learning_rates(base_lrs)
@@ -119,12 +128,52 @@ class TrainingLoop:
         self._log = StepLog(log_path, resume_step=self.step if self.files.resume else None)
         if self.files.tracker is not None:  # like the log: drop what came after the checkpoint
             self.files.tracker.rewind(self.step)
-        self._stop = StopRequests().__enter__()
+        self._stop = StopRequests(abandon=not self.dist.enabled).__enter__()  # data-parallel: between steps only
+        if self.optimizer is not None and hasattr(self.optimizer, "register_step_post_hook"):
+            self._hook = self.optimizer.register_step_post_hook(self._mark_updated)
+        self._step_began()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._stop.__exit__(*exc)
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self._stop.__exit__(exc_type, exc, traceback)
+        if self._hook is not None:
+            self._hook.remove()
         self._log.close()
+        if isinstance(exc, StepAbandoned):
+            raise self._abandoned(exc.signal_name) from None
+
+    def _mark_updated(self, *_) -> None:
+        self._updated = True
+
+    def _step_began(self) -> None:
+        """Note what a step that is abandoned must restore (7 µs: the data generator's and torch's
+        RNG states; a step draws its batch from the one and may use the other)."""
+        import torch
+
+        self._updated = False
+        self._step_rng = (self.generator.get_state(), torch.get_rng_state()) if self.generator is not None else None
+
+    def _abandoned(self, signal_name: str) -> Interrupted:
+        """A stop arrived during a step and its next pass raised `StepAbandoned`: save the state
+        the step started from when nothing was updated yet (a step's passes only compute the
+        gradient), so `--resume` redoes the step bit for bit; otherwise (adaptation's dev
+        evaluation, after the update) the last checkpoint stays the resume point."""
+        step = self.step if self._updated else self.step + 1
+        during = f"stopped by {signal_name} during step {step}, which was abandoned"
+        path = self.files.checkpoint
+        if path is None or not self.dist.is_main:
+            return Interrupted(f"{during}: no checkpoint kept")
+        if not self._updated and self._method_state is not None and self._step_rng is not None:
+            rng = capture_rng(self.generator)
+            rng["data"], rng["torch"] = self._step_rng
+            self.save(self._method_state(), rng=rng)
+            return Interrupted(f"{during}: step {self.step}'s state saved to '{path}' — rerun the same command with --resume")
+        if self._saved_step is not None and Path(path).is_file():
+            return Interrupted(
+                f"{during}: the checkpoint '{path}' (step {self._saved_step}) is where it continues — rerun the same "
+                "command with --resume"
+            )
+        return Interrupted(f"{during} before any checkpoint: rerun the same command")
 
     def end_step(self, record: dict[str, Any], method_state: Callable[[], dict[str, Any]]) -> None:
         """After step `self.step` (already counted): log `record`; checkpoint every `checkpoint_every`
@@ -136,12 +185,15 @@ class TrainingLoop:
         stop = self._stop.requested
         if self.step % self.checkpoint_every == 0 or self.step == self.total_steps or stop:
             self.save(method_state())
+        self._method_state = method_state
+        self._step_began()
         if stop and self.step < self.total_steps:
             where = f"checkpoint saved to '{self.files.checkpoint}'" if self.files.checkpoint else "no checkpoint kept"
             raise Interrupted(f"stopped by {stop} after step {self.step}: {where} — rerun the same command with --resume")
 
-    def save(self, method_state: dict[str, Any]) -> None:
-        """Write the checkpoint: the loop's tensors plus optimizer, scheduler, RNG, step, fingerprint."""
+    def save(self, method_state: dict[str, Any], *, rng: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint: the loop's tensors plus optimizer, scheduler, RNG (`rng`, default:
+        the states now), step, fingerprint."""
         if self.files.checkpoint is None or not self.dist.is_main:  # every process holds the same state
             return
         save_checkpoint(
@@ -150,12 +202,13 @@ class TrainingLoop:
                 **method_state,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "rng": capture_rng(self.generator),
+                "rng": capture_rng(self.generator) if rng is None else rng,
                 "step": self.step,
                 "fingerprint": self.files.fingerprint,
                 **({"lr_changes": self.lr_changes} if self.lr_changes else {}),
             },
         )
+        self._saved_step = self.step
 
     def last_good(self, lower: str = "") -> str:
         """Where a run stopped by a numerical failure can be resumed from (no artifact is written);
