@@ -10,7 +10,7 @@ from bmtpt_cli.adapter.init import RetrievalTarget, check_init_particle, read_in
 from bmtpt_cli.adapter.retrieve import is_retrieval, read_sources
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord, adapt
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
-from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.config import DataConfig, examples_sha256
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
@@ -19,6 +19,7 @@ from bmtpt_cli.runner.vocabulary import check_label_words
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
+from bmtpt_cli.runtime.memory import check_batch_within_data
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
 from bmtpt_cli.runtime.provenance import provenance
@@ -97,6 +98,8 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             read_sources(job.init)  # a missing or empty directory shows before the model loads
         data = job.data.splits(tasks, "train", "validation")  # data problems show before the model loads
         train_by_task, dev_by_task = data["train"], data["validation"]
+        check_batch_within_data(job.adapt.batch_size, {name: len(examples) for name, examples in train_by_task.items()},
+                                setting="--batch-size", value=job.adapt.batch_size)
         runner = load_runner(job.runner, device, progress)
         for task in tasks:  # before training: the first dev evaluation would find it only after eval_every steps
             check_label_words(runner.tokenizer, task, job.data.label_style)
@@ -120,6 +123,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             trainable_elements=length * runner.d_model + len(tasks) * (length + runner.d_model),
             what=f"batches of {job.adapt.batch_size} sequences of {{length}} tokens",
             lower="--batch-size or --max-source-length (or pass --grad-checkpointing)",
+            host_examples=job.adapt.batch_size, setting=("--batch-size", job.adapt.batch_size, 1),
         )
         if init.model is not None and init.model != job.runner.model:
             shown.note(f"warning: '{job.init}' was made with model {init.model}, adapting with {job.runner.model}")
@@ -134,6 +138,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             **({"init_particle": job.init_particle} if job.init_particle is not None else {}),
             **({"retrieval_steps": job.retrieval_steps, "retrieval_measure": job.retrieval_measure} if target else {}),
             **job.data.fingerprint(),
+            "data_sha256": examples_sha256(data),
             **job.runner.fingerprint(),
         }
         tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)

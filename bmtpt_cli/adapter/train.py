@@ -22,6 +22,7 @@ from bmtpt_cli.runner.runner import FrozenT5Runner, target_units
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed, sum_gradients
 from bmtpt_cli.runtime.divergence import SizeGuard
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
+from bmtpt_cli.runtime.resume_checks import check_best
 from bmtpt_cli.runtime.schedule import linear_schedule
 
 
@@ -187,6 +188,7 @@ def adapt(
     best_score, best = float("-inf"), AdaptResult(copy.deepcopy(prompts).cpu())
     saved = loop.resume()
     if saved is not None:
+        check_best(loop.files.checkpoint, saved, prompts.state_dict(), step=loop.step)
         prompts.load_state_dict(saved["prompts"])
         best_score = saved["best_score"]
         best = AdaptResult(copy.deepcopy(prompts).cpu(), saved["best_dev"], saved["best_step"])

@@ -8,7 +8,8 @@ Formats (metadata values are strings, as safetensors requires):
 - prompts: tensors `shared` (l, d), `tasks.<name>.a` (l,), `tasks.<name>.b` (d,); `bmtpt.kind=prompts`,
   `bmtpt.init`, `bmtpt.init_sha256`, `bmtpt.dev_metrics` (JSON).
 - both: `bmtpt.format`, `bmtpt.model`, `bmtpt.d_model`, `bmtpt.prompt_length`, `bmtpt.config` (JSON of
-  the resolved settings), `bmtpt.version`.
+  the resolved settings), `bmtpt.version`, and `bmtpt.sha256` (`content_sha256`: the tensors and the
+  other metadata), verified by every load; a file without it (an older bmtpt) loads with the check skipped.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +71,29 @@ class DataConfig:
             "label_style": self.label_style,
             "data_dir": str(self.data_dir) if self.data_dir else None,
         }
+
+
+def examples_sha256(examples: dict) -> str:
+    """Hex SHA-256 of the examples a run reads: `examples` maps names (splits, tasks) to lists of
+    `TextExample` or to further such maps; every field of every example counts, in order.
+
+    Part of the fingerprints, so a resume (or a kept result) notices when the data behind the same
+    settings changed: an edited file under --data-dir, a new hub revision. Hashing the examples
+    themselves rather than files' sizes and times sees every change of content, and costs about a
+    second per 100,000 examples.
+    """
+    digest = hashlib.sha256()
+
+    def add(value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                digest.update(json.dumps(["name", str(key)]).encode("utf-8") + b"\n")
+                add(value[key])
+            return
+        digest.update(json.dumps(["examples", len(value)]).encode("utf-8") + b"\n")
+        for e in value:
+            fields = [e.source, e.target, e.label, list(e.answers), list(e.candidates), e.group]
+            digest.update(json.dumps(fields, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
+
+    add(examples)
+    return digest.hexdigest()

@@ -31,13 +31,18 @@ class RunnerConfig:
     chunk_sequences: int | None = None  # sequences per training pass (None: the automatic plan)
     eval_tokens: int | None = None  # padded tokens per evaluation pass (None: sized from the device)
 
-    def fingerprint(self) -> dict:
-        """The runner settings that change a run's numbers (beside the model, fingerprinted on its own)."""
+    def fingerprint(self, *, evaluates: bool = True) -> dict:
+        """The runner settings that change a run's numbers (beside the model, fingerprinted on its own):
+        the chunking changes sums' order (≈1e-7), and with `evaluates` the evaluation passes' padding
+        (`eval_tokens`) the scores' round-off; `source` never evaluates, so it leaves that out."""
         return {
             "max_source_length": self.max_source_length,
             "max_target_length": self.max_target_length,
             "precision": self.precision,
+            "chunk_sequences": self.chunk_sequences,
+            **({"eval_tokens": self.eval_tokens} if evaluates else {}),
         }
+
 
 
 def load_runner(config: RunnerConfig, device: torch.device | None = None, progress: Progress = SILENT) -> FrozenT5Runner:
@@ -72,8 +77,15 @@ def check_step_fits(
     particles: int = 1,
     what: str,
     lower: str,
+    host_examples: int = 0,
+    setting: tuple[str, int, int] | None = None,
 ) -> None:
     """Refuse, before anything is allocated, a training step that would not fit in memory.
+
+    `host_examples`: the examples a step's batch holds and tokenises on the host
+    (`runtime.memory.host_batch_bytes`), counted with the device's estimate on a CPU and against the
+    host's memory on a GPU; `setting` = (flag, value, examples per unit of it) names what to lower
+    and the largest value that fits when the batch is what does not fit.
 
     The step's peak is estimated from the model's shape, the sequences of one pass of the step's
     chunk plan (the runner's `chunk_sequences`, or the automatic plan's chunk of the `sequences`
@@ -83,7 +95,10 @@ def check_step_fits(
     with it is not checked.
     """
     from bmtpt_cli.runner.plan import sequences_per_pass
-    from bmtpt_cli.runtime.memory import available_bytes, check_fits, estimate_training_bytes, t5_dims
+    from bmtpt_cli.errors import BmtptError
+    from bmtpt_cli.runtime.memory import (
+        FIT_FRACTION, available_bytes, check_fits, estimate_training_bytes, format_bytes, host_batch_bytes, t5_dims,
+    )
 
     model = runner.model
     checkpointing = model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing") else model.is_gradient_checkpointing
@@ -102,4 +117,19 @@ def check_step_fits(
         per_pass, _ = sequences_per_pass(device_type=runner.device.type, memory_bytes=available, dims=dims,
                                          sequences=sequences, **shape)
     estimate = estimate_training_bytes(**dims, sequences=per_pass, **shape)
+    if host_examples:  # the host-side batch: with the step's tensors on a CPU, alone against the host's memory on a GPU
+        on_cpu = runner.device.type == "cpu"
+        per_example = host_batch_bytes(1, source, target)
+        room = FIT_FRACTION * (available if on_cpu else available_bytes("cpu")) - (estimate if on_cpu else 0)
+        if host_examples * per_example > room and setting is not None:
+            flag, value, per_unit = setting
+            fits = int(max(0, room) // (per_example * per_unit))
+            fix = f"lower {flag} to at most {fits:,}" if fits else f"lower {lower}"
+            raise BmtptError(
+                f"{flag} {value:,} makes a step hold {host_examples:,} examples of up to {source + target} tokens, about "
+                f"{format_bytes(host_examples * per_example)} on the host beside {format_bytes(estimate if on_cpu else 0)} "
+                f"for the step's tensors, but {format_bytes(available if on_cpu else available_bytes('cpu'))} are available: {fix}"
+            )
+        if on_cpu:
+            estimate += host_examples * per_example
     check_fits(estimate, available, what=what.format(length=prompt_length + source), lower=lower)

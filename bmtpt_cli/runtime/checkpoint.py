@@ -130,9 +130,14 @@ class StepLog:
         if self.path is None:
             return
         if resume_step is not None and self.path.is_file():
-            kept = "".join(json.dumps(r) + "\n" for r in read_jsonl_records(self.path) if r["step"] <= resume_step)
+            kept = "".join(json.dumps(r) + "\n" for r in resumed_records(self.path, resume_step))
             write_text_atomic(self.path, kept)
             self._handle = open(self.path, "a", encoding="utf-8")
+        elif resume_step:  # a log of only the resumed steps would pass for the whole run's
+            raise BmtptError(
+                f"the step log '{self.path}' of the run being resumed (at step {resume_step}) is missing: put it back, "
+                "or start fresh without --resume and with --force"
+            )
         else:
             self.path.unlink(missing_ok=True)
 
@@ -168,18 +173,43 @@ def _finite(value: Any) -> Any:
 
 
 def read_jsonl_records(path: Path) -> list[dict]:
-    """The complete records of a JSON-lines file a run appends to (a torn last line is dropped)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    """The complete records of a JSON-lines file a run appends to (a torn last line is dropped, and
+    so is any line that is not a JSON object in UTF-8: what a killed run, or a resumed one appending
+    after a torn line, leaves)."""
+    lines = Path(path).read_bytes().splitlines()
     return [record for record in map(_parse_line, lines) if record is not None]
 
 
-def _parse_line(line: str) -> dict | None:
+def _parse_line(line: bytes) -> dict | None:
     """A log record, or None for a line a killed run left half-written."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def resumed_records(path: Path, step: int) -> list[dict]:
+    """The step log's records of steps 1 to `step`, the checkpoint's; refused in one line unless the
+    log holds exactly those steps in order first (a torn line after them is what a kill leaves)."""
+    lines = Path(path).read_bytes().splitlines()
+    kept = []
+    for number, line in enumerate(lines[:step], 1):
+        record = _parse_line(line)
+        found = record.get("step") if record is not None else None
+        if type(found) is not int or found != len(kept) + 1:
+            what = "is not a JSON record" if record is None else f"has step {excerpt(found)}"
+            raise BmtptError(
+                f"the step log '{path}' does not hold steps 1 to {step} of the checkpoint in order (line {number} {what}): "
+                "put back the run's own log, or start fresh without --resume and with --force"
+            )
+        kept.append(record)
+    if len(kept) < step:
+        raise BmtptError(
+            f"the step log '{path}' holds {len(kept)} steps, the checkpoint is at step {step}: put back the run's own "
+            "log, or start fresh without --resume and with --force"
+        )
+    return kept
 
 
 class StepAbandoned(BaseException):

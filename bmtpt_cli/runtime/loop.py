@@ -31,6 +31,7 @@ from bmtpt_cli.runtime.checkpoint import (
 )
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
 from bmtpt_cli.runtime.extend import grown_steps, reapply_schedule
+from bmtpt_cli.runtime.resume_checks import check_resumable
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,13 @@ class RunFiles:
 
 
 def config_fingerprint(config: Any, *, ignore: tuple[str, ...] = ("checkpoint_every",)) -> dict[str, Any]:
-    """A config dataclass as a dict, without the fields that do not change the result."""
-    return {key: value for key, value in asdict(config).items() if key not in ignore}
+    """A config dataclass as a dict, without the fields that do not change the result, and the bmtpt
+    version (another version may compute differently: its checkpoints and results are not resumed)."""
+    import bmtpt_cli
+
+    fields = {key: value for key, value in asdict(config).items() if key not in ignore}
+    return {**fields, "bmtpt_version": bmtpt_cli.__version__}
+
 
 
 class TrainingLoop:
@@ -92,6 +98,7 @@ class TrainingLoop:
             return None
         path = self.files.checkpoint
         state = load_checkpoint(path)
+        check_resumable(path, state, total_steps=self.total_steps, optimizer=self.optimizer, scheduler=self.scheduler)
         saved, extended = grown_steps(state["fingerprint"], self.files.fingerprint)  # --steps may grow (runtime/extend.py)
         lowered = check_fingerprint(path, saved, self.files.fingerprint, lowerable=LOWERABLE)
         base_lrs = list(self.scheduler.base_lrs)  # this run's, lower than the checkpoint's where `lowered`

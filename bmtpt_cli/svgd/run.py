@@ -12,7 +12,7 @@ import torch
 from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, load_prompts, save_particles, save_prompts
 from bmtpt_cli.artifacts.native import metadata_json
 from bmtpt_cli.artifacts.task_prompts import task_prompt_path
-from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.config import DataConfig, examples_sha256
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
@@ -22,6 +22,7 @@ from bmtpt_cli.runtime.checkpoint import check_fingerprint
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import check_output_directory, main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
+from bmtpt_cli.runtime.memory import check_batch_within_data
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
 from bmtpt_cli.runtime.provenance import provenance
@@ -61,22 +62,26 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
     with data_parallel(resolve_device(job.runner.device)) as (dist, device), main_process_lock(output.out, dist.is_main):
         output.check()
         train_by_task = job.data.by_task(tasks, "train")  # data problems show before the model loads
-        runner = load_runner(job.runner, device, progress)
         svgd = job.svgd
         per_step = svgd.examples_per_task * (svgd.sample_tasks or len(tasks))
+        check_batch_within_data(per_step, {name: len(examples) for name, examples in train_by_task.items()},
+                                setting="--examples-per-task", value=svgd.examples_per_task, per_unit=per_step // svgd.examples_per_task)
+        runner = load_runner(job.runner, device, progress)
         check_step_fits(  # before the particles and their optimizer state exist
             runner, [e for examples in train_by_task.values() for e in examples[:500]],
             sequences=svgd.particles * per_step, prompt_length=svgd.prompt_length,
             trainable_elements=svgd.particles * svgd.prompt_length * runner.d_model, particles=svgd.particles,
             what=f"{svgd.particles:,} particles × {per_step} sequences of {{length}} tokens",
             lower="--particles or --examples-per-task (or pass --grad-checkpointing)",
+            host_examples=per_step, setting=("--examples-per-task", svgd.examples_per_task, per_step // svgd.examples_per_task),
         )
         fingerprint = {
             **job.svgd.fingerprint(),
             "model": job.runner.model,
             "tasks": [task.name for task in tasks],
             **job.data.fingerprint(),
-            **job.runner.fingerprint(),
+            "data_sha256": examples_sha256(train_by_task),
+            **job.runner.fingerprint(evaluates=False),
         }
         tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
         with on_main(progress, dist.is_main).bar("source", job.svgd.steps) as update, tracking as tracker:
@@ -141,11 +146,14 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
         if dist.is_main:
             check_per_task_directory(job.output)
         train_by_task = job.data.by_task(tasks, "train")  # data problems show before anything is written
+        for task in tasks:  # each task alone: no step may draw more examples than its task holds
+            check_batch_within_data(job.svgd.examples_per_task, {task.name: len(train_by_task[task.name])},
+                                    setting="--examples-per-task", value=job.svgd.examples_per_task)
         if dist.is_main:
             directory.mkdir(exist_ok=True)
         with main_process_lock(directory / PER_TASK_LOCK, dist.is_main):
             outputs = {task.name: _task_output(job, task) for task in tasks}
-            fingerprints = {task.name: _task_fingerprint(job, task) for task in tasks}
+            fingerprints = {task.name: _task_fingerprint(job, task, train_by_task[task.name]) for task in tasks}
             shown = on_main(progress, dist.is_main)
             todo = []
             for number, task in enumerate(tasks, 1):
@@ -166,6 +174,7 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
                 trainable_elements=job.svgd.prompt_length * runner.d_model, particles=1,
                 what=f"{job.svgd.examples_per_task} sequences of {{length}} tokens",
                 lower="--examples-per-task (or pass --grad-checkpointing)",
+                host_examples=job.svgd.examples_per_task, setting=("--examples-per-task", job.svgd.examples_per_task, 1),
             )
             for number, task in todo:
                 output = outputs[task.name]
@@ -189,11 +198,11 @@ def _task_output(job: SourceJob, task: Task) -> RunOutput:
     return RunOutput(out, force=job.output.force, resume=resume)
 
 
-def _task_fingerprint(job: SourceJob, task: Task) -> dict:
+def _task_fingerprint(job: SourceJob, task: Task, train: list) -> dict:
     """What a task's prompt depends on: the source config, model, that one task, data and runner."""
     return {
         **job.svgd.fingerprint(), "model": job.runner.model, "tasks": [task.name], **job.data.fingerprint(),
-        **job.runner.fingerprint(),
+        "data_sha256": examples_sha256({task.name: train}), **job.runner.fingerprint(evaluates=False),
     }
 
 

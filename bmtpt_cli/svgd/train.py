@@ -25,6 +25,7 @@ from bmtpt_cli.runtime.distributed import SINGLE, Distributed
 from bmtpt_cli.runtime.divergence import SizeGuard
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
 from bmtpt_cli.runtime.profiling import phase
+from bmtpt_cli.runtime.resume_checks import check_tensor
 from bmtpt_cli.runtime.schedule import linear_schedule
 from bmtpt_cli.svgd.kernel import damping_lambda, particle_kernel, svgd_direction
 
@@ -283,7 +284,7 @@ def train_source(
     saved = loop.resume()
     if saved is not None:
         with torch.no_grad():
-            state.particles.copy_(saved["particles"])
+            state.particles.copy_(check_tensor(loop.files.checkpoint, saved, "particles", state.particles.detach()))
     if on_start:
         on_start(loop.step)
     with loop:

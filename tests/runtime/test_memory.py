@@ -271,3 +271,44 @@ def test_the_module_imports_no_torch_and_no_command_line_libraries():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------ (d) the host-side batch
+HOST = r"""
+import json, os, sys
+from bmtpt_cli.runner.model import load_frozen_t5
+from bmtpt_cli.runner.runner import FrozenT5Runner
+from bmtpt_cli.runtime.memory import host_batch_bytes
+B, WORDS = 5000, int(sys.argv[1])
+model, tokenizer = load_frozen_t5(sys.argv[2])
+runner = FrozenT5Runner(model, tokenizer, max_source_length=256, max_target_length=16)
+sources = [f"{i} " + "word " * WORDS for i in range(B)]  # distinct texts: nothing is shared between examples
+targets = ["positive" if i % 2 else "negative" for i in range(B)]
+def rss():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = rss()
+batch = runner.encode(sources, targets)
+measured = rss() - before
+estimate = host_batch_bytes(B, batch.input_ids.shape[1], batch.labels.shape[1])
+print(json.dumps({"estimate": estimate, "measured": measured}))
+"""
+
+
+def test_host_batch_estimate_is_the_documented_formula():
+    assert memory.host_batch_bytes(0, 100, 10) == 0
+    assert memory.host_batch_bytes(3, 100, 10) == 3 * (memory.HOST_EXAMPLE_BYTES + memory.HOST_TOKEN_BYTES * 110)
+    with pytest.raises(ValueError, match="examples"):
+        memory.host_batch_bytes(-1, 1, 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RSS from /proc: Linux")
+@pytest.mark.parametrize("model,words", [("tiny", 40), ("toy", 40)])
+def test_host_batch_estimate_bounds_the_measured_growth_of_tokenising_a_batch(model, words):
+    """5,000 distinct texts tokenised by `FrozenT5Runner.encode` (tiny's byte tokenizer, the toy model's
+    word tokenizer) grow the RSS by less than the estimate, and by more than an eighth of it."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="1")
+    done = subprocess.run([sys.executable, "-c", HOST, str(words), model], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["estimate"] / 8 <= result["measured"] <= result["estimate"], result
