@@ -28,7 +28,7 @@ from bmtpt_cli.adapter.init import TargetInit, read_init_file, resolve_init
 from bmtpt_cli.adapter import train as adapter_train
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
 from bmtpt_cli.artifacts import file_sha256
-from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.config import DataConfig, examples_sha256
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.data.sampling import EpochBatches, kshot, kshot_per_class
 from bmtpt_cli.data.task import Task, TextExample
@@ -250,6 +250,7 @@ def run_fewshot(job: FewshotJob, progress: Progress = SILENT) -> dict:
         init_file = read_init_file(job.init)
         data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)
         fingerprint = job.fingerprint(file_sha256(init_file.path) if init_file else "")
+        fingerprint["data_sha256"] = examples_sha256({name: vars(task_data) for name, task_data in data.items()})
         if not output.resume:
             output.cells.unlink(missing_ok=True)  # --force: the earlier probe's cells are discarded
         done = read_cells(output.cells, fingerprint) if output.resume else {}
@@ -287,9 +288,38 @@ def read_cells(path, fingerprint: dict) -> dict[tuple[str, int], dict]:
         raise BmtptError(f"--resume given but no cells at '{path}': run without --resume to start fresh")
     cells = {}
     for record in read_jsonl_records(path):
+        check_cell(path, record)
         check_fingerprint(path, record["fingerprint"], fingerprint)
         cells[(record["task"], record["seed"])] = record["score"]
     return cells
+
+
+def check_cell(path, record: dict) -> None:
+    """Refuse, in one line, a cells record this probe did not write: a task name, an integer seed, a
+    fingerprint dict and a score with exactly `TaskScore`'s fields, each of its type."""
+    score = record.get("score")
+    fields = {field.name: field.type for field in dataclasses.fields(TaskScore)}
+    problem = None
+    if not (isinstance(record.get("task"), str) and type(record.get("seed")) is int and isinstance(record.get("fingerprint"), dict)):
+        problem = "its task, seed or fingerprint is missing or of the wrong type"
+    elif not isinstance(score, dict) or set(score) != set(fields):
+        problem = "its score does not have the fields of a task score"
+    else:
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        wrong = [name for name, ok in (
+            ("task", isinstance(score["task"], str)), ("metric", isinstance(score["metric"], str)),
+            ("value", number(score["value"])), ("decode", isinstance(score["decode"], str)),
+            ("examples", type(score["examples"]) is int), ("invalid", type(score["invalid"]) is int),
+            ("metrics", isinstance(score["metrics"], dict) and all(number(v) for v in score["metrics"].values())),
+            ("rules", isinstance(score["rules"], dict)),
+        ) if not ok]
+        if wrong:
+            problem = f"its score's {', '.join(wrong)} of the wrong type"
+    if problem:
+        raise BmtptError(
+            f"the few-shot cells file '{path}' holds a record this probe did not write ({problem}): rerun with --force "
+            "instead of --resume to start the probe over"
+        )
 
 
 def _run_cells(job: FewshotJob, tasks, data, init_file, fingerprint, done, progress) -> dict[str, list[TaskScore]]:

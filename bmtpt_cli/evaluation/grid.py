@@ -27,9 +27,9 @@ from bmtpt_cli.adapter.init import RANDOM_INIT, RETRIEVE_PREFIX, RetrievalTarget
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
 from bmtpt_cli.artifacts import file_sha256
 from bmtpt_cli.artifacts.task_prompts import read_task_prompts
-from bmtpt_cli.data.config import DataConfig
+from bmtpt_cli.data.config import DataConfig, examples_sha256
 from bmtpt_cli.data.registry import resolve_tasks
-from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.errors import BmtptError, excerpt
 from bmtpt_cli.evaluation.fewshot import FewshotProtocol, leave_nothing_on_failure, load_task_data, run_cell, subset_sha256
 from bmtpt_cli.evaluation.plot import uniform_chance, write_plot
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
@@ -225,11 +225,28 @@ def read_results(path: Path, expected: dict[tuple, dict]) -> dict[tuple, dict]:
     other settings is refused, naming the setting (a row of a cell outside the grid is kept as is)."""
     rows = {}
     for row in read_jsonl_records(path):
+        check_row(path, row)
         key = (row.get("method"), row.get("k"), row.get("task"), row.get("seed"))
         if key in expected:
             check_fingerprint(path, row.get("fingerprint", {}), expected[key])
             rows[key] = row
     return rows
+
+
+ROW_TYPES = {"method": str, "k": int, "task": str, "seed": int, "metric": str, "value": float, "decode": str, "fingerprint": dict}
+"""The fields of a `results.jsonl` row that resuming and the table read, with their types."""
+
+
+def check_row(path: Path, row: dict) -> None:
+    """Refuse, in one line, a results row the grid did not write (a field missing or of another type)."""
+    for name, kind in ROW_TYPES.items():
+        value = row.get(name)
+        fits = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)  # NaN: an undefined metric
+        if not fits or (kind in (int, float) and isinstance(value, bool)):
+            raise BmtptError(
+                f"'{path}' holds a row this grid did not write (its {name} is {excerpt(value)}): rerun with --force "
+                "instead of --resume to start the grid over"
+            )
 
 
 def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
@@ -242,8 +259,10 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
     data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)  # data problems show before any write
     seeds = job.seed_list
     cells = [(method, k, task, seed) for k in job.shots for task in tasks for seed in seeds for method in methods]
+    data_hashes = {t.name: examples_sha256(vars(data[t.name])) for t in tasks}  # the examples behind each cell
     expected = {
-        (m.name, k, t.name, s): cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length)
+        (m.name, k, t.name, s): {**cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length),
+                                 "data_sha256": data_hashes[t.name]}
         for m, k, t, s in cells
     }
     created = not Path(job.out).exists()  # removed again if the run fails before its first row

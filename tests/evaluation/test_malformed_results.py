@@ -1,0 +1,84 @@
+"""A few-shot probe's cells file and a grid's results.jsonl, damaged or edited, are refused on
+--resume in one line naming the file (issue 27: tracebacks), and an intact one is read as before."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.evaluation.fewshot import read_cells
+from bmtpt_cli.evaluation.grid import read_results
+
+FINGERPRINT = {"lr": 0.3, "model": "tiny"}
+SCORE = {"task": "demo_nli", "metric": "accuracy", "value": 0.5, "decode": "rank", "examples": 8,
+         "metrics": {"accuracy": 0.5}, "rules": {"rank_score": "sum"}, "invalid": 0}
+CELL = {"task": "demo_nli", "seed": 1, "fingerprint": FINGERPRINT, "score": SCORE}
+ROW = {"method": "pt", "k": 4, "task": "demo_nli", "seed": 1, "metric": "accuracy", "value": 0.5, "decode": "rank",
+       "fingerprint": FINGERPRINT}
+
+
+def _write(path, records) -> None:
+    path.write_bytes(b"".join(r if isinstance(r, bytes) else (json.dumps(r) + "\n").encode() for r in records))
+
+
+def _without(record: dict, key: str) -> dict:
+    return {k: v for k, v in record.items() if k != key}
+
+
+def test_an_intact_cells_file_and_results_file_are_read(tmp_path):
+    _write(tmp_path / "cells.jsonl", [CELL, b'{"task": "demo_nli", "se'])  # and a torn last line
+    assert read_cells(tmp_path / "cells.jsonl", FINGERPRINT) == {("demo_nli", 1): SCORE}
+    _write(tmp_path / "results.jsonl", [ROW])
+    assert read_results(tmp_path / "results.jsonl", {("pt", 4, "demo_nli", 1): FINGERPRINT}) == {("pt", 4, "demo_nli", 1): ROW}
+
+
+CELL_CASES = {
+    "no fingerprint": _without(CELL, "fingerprint"),
+    "fingerprint a list": {**CELL, "fingerprint": [1]},
+    "no score": _without(CELL, "score"),
+    "score a string": {**CELL, "score": "0.5"},
+    "score without value": {**CELL, "score": _without(SCORE, "value")},
+    "score with an unknown field": {**CELL, "score": {**SCORE, "extra": 1}},
+    "value a string": {**CELL, "score": {**SCORE, "value": "high"}},
+    "metrics a list": {**CELL, "score": {**SCORE, "metrics": [0.5]}},
+    "seed a list": {**CELL, "seed": [1]},
+    "no task": _without(CELL, "task"),
+}
+
+
+@pytest.mark.parametrize("case", list(CELL_CASES))
+def test_a_malformed_cells_file_is_a_one_line_error(tmp_path, case):
+    path = tmp_path / "probe.json.cells.jsonl"
+    _write(path, [CELL_CASES[case]])
+    with pytest.raises(BmtptError) as excinfo:
+        read_cells(path, FINGERPRINT)
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message and "--force" in message, message
+
+
+ROW_CASES = {
+    "fingerprint a list": {**ROW, "fingerprint": [1]},
+    "k a list": {**ROW, "k": [4]},
+    "value a string": {**ROW, "value": "0.5"},
+    "no value": _without(ROW, "value"),
+    "decode a number": {**ROW, "decode": 3},
+    "metric missing": _without(ROW, "metric"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROW_CASES))
+def test_a_malformed_results_row_is_a_one_line_error(tmp_path, case):
+    path = tmp_path / "results.jsonl"
+    _write(path, [ROW_CASES[case]])
+    with pytest.raises(BmtptError) as excinfo:
+        read_results(path, {("pt", 4, "demo_nli", 1): FINGERPRINT})
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message and "--force" in message, message
+
+
+def test_invalid_utf8_in_a_results_file_is_not_a_traceback(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_bytes((json.dumps(ROW) + "\n").encode() + b"\xff\xfe garbage\n")
+    assert list(read_results(path, {("pt", 4, "demo_nli", 1): FINGERPRINT})) == [("pt", 4, "demo_nli", 1)]
