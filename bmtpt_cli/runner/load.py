@@ -44,7 +44,6 @@ class RunnerConfig:
         }
 
 
-
 def load_runner(config: RunnerConfig, device: torch.device | None = None, progress: Progress = SILENT) -> FrozenT5Runner:
     """Load and freeze the model, apply the speed options, and wrap it as a `FrozenT5Runner`
     (on `device`, default: the configured one)."""

@@ -58,7 +58,6 @@ def config_fingerprint(config: Any, *, ignore: tuple[str, ...] = ("checkpoint_ev
     return {**fields, "bmtpt_version": bmtpt_cli.__version__}
 
 
-
 class TrainingLoop:
     """Resume, checkpoints, step log and stop requests around one training loop (see the module doc)."""
 
