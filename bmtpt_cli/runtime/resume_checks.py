@@ -152,10 +152,16 @@ def check_scheduler_state(path: Path, saved: Any, scheduler, *, step: int) -> No
     current = scheduler.state_dict()
     if not isinstance(saved, dict):
         raise damaged(path, f"the scheduler state is a {type(saved).__name__}, not a dict")
-    unknown = [key for key in saved if key not in current]
-    if unknown:  # load_state_dict would set them as attributes of the scheduler
+    # load_state_dict sets every field as an attribute of the scheduler: a field of another torch
+    # version (a plain value) is harmless, one named like a method (`step`) or holding more is not
+    unknown = [key for key in saved if key not in current and (
+        not isinstance(key, str) or callable(getattr(scheduler, key, None))
+        or not (saved[key] is None or isinstance(saved[key], (bool, int, float, str))))]
+    if unknown:
         raise damaged(path, f"the scheduler state has fields this bmtpt does not know ({excerpt(', '.join(map(str, unknown)))})")
     for key, value in saved.items():
+        if key not in current:
+            continue
         mine = current[key]
         if isinstance(mine, list):
             fits = isinstance(value, list) and len(value) == len(mine) and all(

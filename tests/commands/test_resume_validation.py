@@ -281,3 +281,15 @@ def test_resume_refuses_when_the_data_changed(unfinished, tmp_path, command, mon
     result, checkpoint = _resume_in_process(unfinished, command, tmp_path)
     assert result.exit_code == 2, result.output
     assert "setting 'data_sha256'" in result.stderr and str(checkpoint) in result.stderr
+
+
+def test_a_scheduler_field_named_like_a_method_is_refused_a_plain_one_from_another_torch_kept(unfinished, tmp_path):
+    argv, out, checkpoint = _copy_run(unfinished, "source", tmp_path)
+    good = checkpoint.read_bytes()
+    _edit(checkpoint, lambda state: state["scheduler"].update(step=3))  # would shadow LRScheduler.step
+    message = _assert_one_line_error(_resume(argv, out, tmp_path, isolated=False), str(checkpoint))
+    assert "scheduler" in message and "step" in message, message
+    checkpoint.write_bytes(good)
+    _edit(checkpoint, lambda state: state["scheduler"].update(verbose=False))  # an older torch's field
+    result = _resume(argv, out, tmp_path, isolated=False)
+    assert result.returncode == 0, result.stderr
