@@ -237,6 +237,9 @@ def _making(facts: CardFacts) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in recorded.items() if v) if isinstance(recorded, dict) else ""
         lines.append(f"- trained {_md(provenance.get('created', '?'))} on {_md(provenance.get('device', '?'))}"
                      + (f", code {_md(provenance['git'])}" if provenance.get("git") else "") + (f" ({_md(versions)})" if versions else ""))
+        if provenance.get("cpu"):  # what round-off depends on (bmtpt before --threads did not record it)
+            lines.append(f"- CPU {_md(provenance['cpu'])} ({_md(provenance.get('cpu_capability', '?'))}), "
+                         f"{_md(provenance.get('threads', '?'))} threads: the same seed gives the same numbers there")
     lines.append("")
     config = _json(meta, "bmtpt.config")
     preset = _checked_preset(facts.made_by, config) if facts.made_by and config else None

@@ -58,6 +58,10 @@ def test_results_record_the_threads(tmp_path, restore_threads):
     assert result.exit_code == 0, result.output
     recorded = json.loads((tmp_path / "r.json").read_text())["provenance"]
     assert recorded["threads"] == 1 and recorded["cpu_capability"]
+    exported = bmtpt("export", "--prompts", prompts, "--format", "safetensors", "--out", tmp_path / "export")
+    assert exported.exit_code == 0, exported.output
+    card = next((tmp_path / "export").rglob("README.md")).read_text()
+    assert f"({torch.backends.cpu.get_cpu_capability()})" in card and "threads" in card
 
 
 def test_the_default_follows_omp_num_threads_else_the_rule(monkeypatch):
