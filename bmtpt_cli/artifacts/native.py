@@ -161,6 +161,8 @@ def _read(path: Path, kind: str, flag: str) -> tuple[dict[str, torch.Tensor], di
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise BmtptError(f"'{path}' is a directory, not a {kind} file: pass the {kind} file itself with {flag}")
     if not path.is_file():
         raise BmtptError(f"{kind} file '{path}' not found: pass an existing file with {flag}")
     try:

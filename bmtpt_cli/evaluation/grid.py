@@ -138,6 +138,8 @@ def _needs(path: Path | None, method: str, flag: str, what: str) -> str:
         raise BmtptError(f"method '{method}' needs {flag}: pass {flag} with {what}, or drop {method} from --methods")
     if flag == "--source-prompts" and not Path(path).is_dir():
         raise BmtptError(f"{flag} '{path}' is not a directory (needed by method '{method}'): run `bmtpt source --per-task --out {path}` first")
+    if flag != "--source-prompts" and Path(path).is_dir():
+        raise BmtptError(f"{flag} '{path}' is a directory, not a file (needed by method '{method}'): pass {what}")
     if flag != "--source-prompts" and not Path(path).is_file():
         raise BmtptError(f"{flag} '{path}' not found (needed by method '{method}'): make it with {what}, or drop {method} from --methods")
     return str(path)

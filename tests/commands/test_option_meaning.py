@@ -68,6 +68,19 @@ def test_fewshot_particles_must_be_a_particles_file(tmp_path):
     assert listing(tmp_path) == ["prompts.safetensors"]
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["evaluate", "--prompts", "{dir}"], "--prompts"),
+    (["export", "--prompts", "{dir}", "--out", "{tmp}/export"], "--prompts"),
+    (["fewshot", "--particles", "{dir}", "--methods", "bmtpt", "--out", "{tmp}/out"], "--particles"),
+    (["fewshot", "--multitask", "{dir}", "--methods", "multitask", "--out", "{tmp}/out"], "--multitask"),
+])
+def test_a_directory_where_a_file_belongs_is_named_as_one(argv, flag, tmp_path):
+    (tmp_path / "folder").mkdir()
+    line = _one_line(bmtpt(*[a.format(dir=tmp_path / "folder", tmp=tmp_path) for a in argv]))
+    assert "is a directory" in line and flag in line, line
+    assert listing(tmp_path) == ["folder"]
+
+
 def test_data_dir_must_be_a_directory(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     line = _one_line(bmtpt("source", "--data-dir", tmp_path / "file.txt", "--print-config"))
