@@ -18,7 +18,7 @@ from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runner.model import resolve_device
-from bmtpt_cli.runtime.checkpoint import check_fingerprint
+from bmtpt_cli.runtime.checkpoint import LOWERABLE, check_fingerprint
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import check_output_directory, main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
@@ -160,7 +160,8 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
                 output = outputs[task.name]
                 if job.output.resume and output.out.is_file():  # finished: keep it, if made with these settings
                     saved = metadata_json(load_prompts(output.out, flag="--out").metadata, "bmtpt.fingerprint", output.out)
-                    check_fingerprint(output.out, saved, fingerprints[task.name])
+                    # a lower learning rate is allowed, as for a checkpoint: the way on after a divergence
+                    check_fingerprint(output.out, saved, fingerprints[task.name], lowerable=LOWERABLE)
                     shown.note(f"{task.name} [{number}/{len(tasks)}]: kept the finished '{output.out}' (--resume)")
                 else:
                     output.check()

@@ -125,8 +125,11 @@ def test_an_interrupted_task_resumes_from_its_checkpoint_to_the_same_prompt(per_
 def test_resume_refuses_a_finished_task_made_with_other_settings(per_task, tmp_path):
     directory = tmp_path / "prompts"
     shutil.copytree(per_task, directory)
-    with pytest.raises(BmtptError, match="setting 'lr' was 0.3, now 0.2"):
-        run_source(_job(directory, resume=True, lr=0.2))
+    with pytest.raises(BmtptError, match="setting 'lr' was 0.3, now 0.4"):  # only a lower one is allowed
+        run_source(_job(directory, resume=True, lr=0.4))
+    with pytest.raises(BmtptError, match="setting 'seed' was 7, now 1"):
+        run_source(_job(directory, resume=True, seed=1))
+    run_source(_job(directory, resume=True, lr=0.2))  # after a divergence: the finished tasks are kept
 
 
 def test_an_existing_directory_needs_resume_or_force(tmp_path):
