@@ -619,4 +619,7 @@ def _describe(exc: ValidationError, flags: dict[str, Any], origin: dict[str, str
     else:
         where = f"'{key}'"
     value = error.get("input")
-    return f"invalid {where} = {value!r}: {error['msg']}"
+    message = error["msg"]
+    if (error.get("ctx") or {}).get("le") == FLOAT32_MAX:  # pydantic prints it with all 39 digits
+        message = "Input should be at most 3.4e+38, the largest float32 (the prompts' dtype)"
+    return f"invalid {where} = {value!r}: {message}"

@@ -116,7 +116,7 @@ NONSENSE = [
     (["source", "--bandwidth", "inf"], ["--bandwidth", "finite"]),
     (["source", "--lr", "inf"], ["--lr", "finite"]),
     (["source", "--likelihood-scale", "1e39"], ["--likelihood-scale"]),
-    (["adapt", "--lr-shared", "1e39"], ["--lr-shared"]),
+    (["adapt", "--lr-shared", "1e39"], ["--lr-shared", "at most 3.4e+38"]),
     (["adapt", "--lr-scales", "nan"], ["--lr-scales", "finite"]),
     (["adapt", "--sigma", "1e-30"], ["--sigma"]),
     (["source", "--seed", str(2**63)], ["--seed", "9223372036854775807"]),
