@@ -65,9 +65,13 @@ def read_init_file(spec: str) -> InitFile | None:
     kind = read_kind(path)
     if kind == PROMPTS:
         artifact = load_prompts(path, flag="--init")
+        if not artifact.tasks:  # no mean to start from (adapting from it would give a NaN loss, not a diagnosis)
+            raise BmtptError(f"prompts file '{path}' holds no task prompts, so it has no mean: re-create it with bmtpt adapt")
         return InitFile(path, torch.stack([artifact.prompt(t) for t in artifact.tasks]).mean(dim=0), artifact.metadata)
     if kind == PARTICLES or kind is None:  # None: let the particles loader say what is wrong
         particles, metadata = load_particles(path, flag="--init")
+        if particles.shape[0] == 0:  # no mean to start from (adapting from it would give a NaN loss, not a diagnosis)
+            raise BmtptError(f"particles file '{path}' holds no particles (M = 0), so it has no mean: re-create it with bmtpt source")
         return InitFile(path, particles.mean(dim=0), metadata, particles)  # θ̄^S (l, d); Θ (M, l, d)
     raise BmtptError(
         f"'{path}' is a bmtpt '{kind}' file: --init takes a particles or prompts file, 'random' or retrieve:DIR"

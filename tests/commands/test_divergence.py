@@ -141,3 +141,15 @@ def test_nonsense_numbers_are_refused_in_one_line_when_the_settings_are_read(arg
     for word in words:
         assert word in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_particles_file_without_particles_is_refused_not_blamed_on_the_learning_rate(tmp_path, monkeypatch):
+    """Issue 27 item 10: M = 0 gave a NaN mean and "non-finite loss: lower the learning rates"."""
+    from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
+
+    monkeypatch.chdir(tmp_path)
+    metadata = common_metadata(kind=PARTICLES, model="tiny", d_model=64, prompt_length=8, config={})
+    save_particles(tmp_path / "empty.safetensors", torch.zeros(0, 8, 64), tasks=["demo_sentiment"], metadata=metadata)
+    line = _one_error_line(bmtpt("adapt", "--init", "empty.safetensors", "--steps", "2"))
+    assert "'empty.safetensors' holds no particles (M = 0)" in line and "learning rate" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.safetensors"]
