@@ -5,7 +5,7 @@
 Per task, rank scoring of the label words with the frozen model (inputs taskless, as in the toy preset):
 - shortcut: the best rule that answers with another attribute of the scene (0.5 expected);
 - no prompt: the input alone;
-- random prompt: l = 8 vocabulary embeddings drawn as `adapt --init random` draws them, mean over seeds;
+- random prompt: l = 8 vocabulary embeddings drawn as `adapt --init random` draws them, mean ± std [min, max] over seeds;
 - instruction: the task's instruction as text in the prompt's place (for a target: never seen in pretraining).
 """
 
@@ -37,6 +37,12 @@ def shortcut(name: str, examples) -> float:
     return best
 
 
+def _seed_range(part: str) -> range:
+    """'3' → 3; '0-19' → 0..19."""
+    low, _, high = part.partition("-")
+    return range(int(low), int(high or low) + 1)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toy")
@@ -49,7 +55,7 @@ def main(argv=None) -> None:
     model, tokenizer = load_frozen_t5(args.model)
     runner = FrozenT5Runner(model, tokenizer, max_source_length=256, max_target_length=4)
     embed = model.get_input_embeddings()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for part in args.seeds.split(",") for s in _seed_range(part)]
     print("| task | role | shortcut | no prompt | random prompt | instruction as text |")
     print("|---|---|---|---|---|---|")
     for name in args.tasks.split(","):
@@ -66,7 +72,7 @@ def main(argv=None) -> None:
         instructed = score_task(runner, embed(ids).detach(), task, examples).value
         spread = torch.tensor(randoms)
         print(f"| {name} | {design.role} | {shortcut(name, examples):.3f} | {none:.3f} | "
-              f"{spread.mean():.3f} ± {spread.std():.3f} | {instructed:.3f} |", flush=True)
+              f"{spread.mean():.3f} ± {spread.std():.3f} [{spread.min():.3f}, {spread.max():.3f}] | {instructed:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
