@@ -20,7 +20,7 @@ LAYERS = {
     "bmtpt_cli.svgd": 5, "bmtpt_cli.adapter": 5, "bmtpt_cli.evaluation.fewshot": 5,
     "bmtpt_cli.evaluation.grid": 5,
     "bmtpt_cli.transfer": 5, "bmtpt_cli.export": 5,
-    "bmtpt_cli.presets": 6, "bmtpt_cli.settings": 6, "bmtpt_cli.console": 6,
+    "bmtpt_cli.presets": 6, "bmtpt_cli.settings": 6, "bmtpt_cli.console": 6, "bmtpt_cli.world": 6,
     "bmtpt_cli.commands": 7,
     "bmtpt_cli.app": 8, "bmtpt_cli.__main__": 8,
 }

@@ -15,7 +15,7 @@ from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
 from bmtpt_cli.runner.model import resolve_device
-from bmtpt_cli.runner.vocabulary import check_label_words
+from bmtpt_cli.data.vocabulary import check_label_words
 from bmtpt_cli.runtime.distributed import data_parallel
 from bmtpt_cli.runtime.files import main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles

@@ -49,7 +49,7 @@ class DataConfig:
         if problems:
             raise BmtptError(f"{len(problems)} task splits cannot be read: " + "; ".join(problems))
         if self.model == "toy":  # its 173 words: real text would read as <unk> and still be scored
-            from bmtpt_cli.runner.vocabulary import check_toy_vocabulary
+            from bmtpt_cli.data.vocabulary import check_toy_vocabulary
 
             check_toy_vocabulary(tasks, loaded, self.label_style)
         return loaded

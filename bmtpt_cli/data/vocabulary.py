@@ -10,6 +10,7 @@ For every model, a label word containing `<unk>` is refused: rank scoring would 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from bmtpt_cli.errors import BmtptError
 
@@ -19,6 +20,9 @@ UNKNOWN_LIMIT = 0.20
 SAMPLE_PER_SPLIT = 100
 """Examples of each loaded split whose inputs are sampled (the first ones)."""
 REAL_MODEL_HINT = "use a real T5 (--model t5-base)"
+TOY_TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "models" / "toy"
+"""The shipped toy model's folder, `runner.model.TOY_DIR` (the data layer sits below the runner, so it names
+the folder itself; a test checks that the two agree)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -26,9 +30,7 @@ def toy_tokenizer():
     """The shipped toy model's tokenizer (read once, local files only)."""
     from transformers import PreTrainedTokenizerFast
 
-    from bmtpt_cli.runner.model import TOY_DIR
-
-    return PreTrainedTokenizerFast.from_pretrained(TOY_DIR, local_files_only=True)
+    return PreTrainedTokenizerFast.from_pretrained(TOY_TOKENIZER_DIR, local_files_only=True)
 
 
 def _unknown(tokenizer, text: str) -> tuple[int, int]:

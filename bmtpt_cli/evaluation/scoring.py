@@ -10,7 +10,7 @@ from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.evaluation.metrics import compute_metrics
 from bmtpt_cli.runner.runner import FrozenT5Runner
-from bmtpt_cli.runner.vocabulary import check_label_words
+from bmtpt_cli.data.vocabulary import check_label_words
 
 DECODE_MODES = ("rank", "generate")
 RANK_SCORES = ("sum", "mean")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
-from bmtpt_cli.runner.vocabulary import check_label_words, unknown_label_words
+from bmtpt_cli.data.vocabulary import check_label_words, unknown_label_words
 from clihelpers import bmtpt
 
 TOY_TASKS = ["toy_tool_right", "toy_mood_on", "toy_animal_yes", "toy_food_true"]
@@ -101,3 +101,10 @@ def test_label_words_are_checked_for_every_model():
     with pytest.raises(BmtptError) as excinfo:
         check_label_words(tokenizer, get_task("rte"), "words")
     assert "'not_entailment'" in str(excinfo.value) and "<unk>" in str(excinfo.value)
+
+
+def test_the_data_layer_names_the_same_toy_folder_as_the_runner():
+    from bmtpt_cli.data.vocabulary import TOY_TOKENIZER_DIR
+    from bmtpt_cli.runner.model import TOY_DIR
+
+    assert TOY_TOKENIZER_DIR == TOY_DIR and (TOY_DIR / "tokenizer.json").is_file()
