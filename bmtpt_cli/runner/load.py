@@ -116,6 +116,7 @@ def check_step_fits(
         per_pass, _ = sequences_per_pass(device_type=runner.device.type, memory_bytes=available, dims=dims,
                                          sequences=sequences, **shape)
     estimate = estimate_training_bytes(**dims, sequences=per_pass, **shape)
+    check_fits(estimate, available, what=what.format(length=prompt_length + source), lower=lower)  # the tensors alone first
     if host_examples:  # the host-side batch: with the step's tensors on a CPU, alone against the host's memory on a GPU
         on_cpu = runner.device.type == "cpu"
         per_example = host_batch_bytes(1, source, target)
