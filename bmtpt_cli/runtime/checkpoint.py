@@ -144,10 +144,25 @@ class StepLog:
     def write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
+        created = self._handle is None and not self.path.exists()
         if self._handle is None:
             self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(_finite(record)) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(_finite(record)) + "\n")
+            self._handle.flush()
+        except OSError:  # a full disk at the first record: leave no empty log behind
+            if created:
+                self._discard_if_empty()
+            raise
+
+    def _discard_if_empty(self) -> None:
+        handle, self._handle = self._handle, None
+        try:
+            handle.close()
+        except OSError:
+            pass
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._handle is not None:

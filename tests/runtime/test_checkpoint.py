@@ -62,3 +62,33 @@ def test_step_log_keeps_records_up_to_the_resumed_step_and_drops_a_torn_line(tmp
         log.write({"step": 1})
     assert read_jsonl_records(path) == [{"step": 1}]
     StepLog(None, resume_step=None).write({"step": 1})  # a non-main process logs nothing
+
+
+def test_a_full_disk_at_the_first_record_leaves_no_empty_step_log(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from bmtpt_cli.runtime import checkpoint
+
+    class FullDisk:
+        """A file whose writes fail as on a device with no space left."""
+
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            self.handle.close()
+
+    real_open = builtins.open
+    monkeypatch.setattr(checkpoint, "open", lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
+    path = tmp_path / "p.safetensors.log.jsonl"
+    log = checkpoint.StepLog(path, resume_step=None)
+    with pytest.raises(OSError):
+        log.write({"step": 1, "loss": 0.5})
+    assert not path.exists()
