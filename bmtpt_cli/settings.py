@@ -329,7 +329,22 @@ class AdaptSettings(AdaptHyperparameters, TrainingSettings):
     out: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(RUN), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
 
 
-class EvaluateSettings(AdaptHyperparameters, CommonSettings):
+class SeedsSetting(BaseModel):
+    """`--seeds` read one way by every command that has it (`parse_seeds`): the validators only; the field,
+    with its own help, stays in each command's settings."""
+
+    @field_validator("seeds", mode="before", check_fields=False)
+    @classmethod
+    def _parse_seeds(cls, value: Any, info: ValidationInfo) -> Any:
+        return parse_seeds(value, info.data.get("seed"))
+
+    @field_validator("seeds", check_fields=False)
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        return check_seed_list(value)
+
+
+class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt evaluate`: test metrics of target prompts, or the few-shot probe with --shots."""
 
     prompts: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(METHOD), description="Prompts file to evaluate (written by bmtpt adapt).")
@@ -352,16 +367,6 @@ class EvaluateSettings(AdaptHyperparameters, CommonSettings):
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
-
-    @field_validator("seeds", mode="before")
-    @classmethod
-    def _parse_seeds(cls, value: Any, info: ValidationInfo) -> Any:
-        return parse_seeds(value, info.data.get("seed"))
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        return check_seed_list(value)
 
     def check_combination(self, flags: frozenset[str]) -> None:
         if self.shots is None:
@@ -449,7 +454,7 @@ class ExportSettings(CommonSettings):
             raise BmtptError("--multitask builds one PEFT multitask adapter, but --format safetensors writes plain tensors: use --format peft or drop --multitask")
 
 
-class FewshotSettings(AdaptHyperparameters, CommonSettings):
+class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
@@ -474,16 +479,6 @@ class FewshotSettings(AdaptHyperparameters, CommonSettings):
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
-
-    @field_validator("seeds", mode="before")
-    @classmethod
-    def _parse_seeds(cls, value: Any, info: ValidationInfo) -> Any:
-        return parse_seeds(value, info.data.get("seed"))
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        return check_seed_list(value)
 
     @field_validator("shots")
     @classmethod

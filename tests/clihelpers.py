@@ -34,3 +34,30 @@ def listing(directory: Path) -> list[str]:
     """The names in a directory, sorted (to see that nothing was left behind); the `.bmtpt-output`
     marker of a directory bmtpt wrote as a whole is left out (tests/commands/test_output_safety.py checks it)."""
     return sorted(p.name for p in directory.iterdir() if p.name != ".bmtpt-output")
+
+
+def one_line_error(result) -> str:
+    """The one `error:` line of a CLI result that failed as a user error (exit 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return lines[0]
+
+
+TOY_TASKS = ["toy_tool_right", "toy_mood_on", "toy_animal_yes", "toy_food_true"]
+TOY_CONFIG = {"model": "toy", "prompt_length": 8, "taskless": True, "label_style": "words",
+              "max_source_length": 256, "max_target_length": 4, "device": "cpu", "tasks": TOY_TASKS}
+"""The demo preset's source settings, as its particles record them."""
+
+
+def toy_particles(path="particles.safetensors"):
+    """What README command 1 (the demo's `bmtpt source`) leaves: toy-world particles."""
+    import torch
+
+    from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
+
+    metadata = common_metadata(kind=PARTICLES, model="toy", d_model=128, prompt_length=8, config=TOY_CONFIG)
+    save_particles(path, torch.randn(3, 8, 128) * 0.1, tasks=TOY_TASKS, metadata=metadata)
+    return path

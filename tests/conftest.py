@@ -35,3 +35,12 @@ def demo_examples():
     from bmtpt_cli.data.registry import resolve_tasks
 
     return {task.name: task.examples("train")[:6] for task in resolve_tasks("demo_sentiment,demo_nli")}
+
+
+@pytest.fixture
+def user_shell(monkeypatch, tmp_path):
+    """A user's shell: no BMTPT_* variable, so the default preset is `demo`; an empty working directory."""
+    for name in list(os.environ):
+        if name.upper().startswith("BMTPT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -5,31 +5,12 @@ import pytest
 import torch
 
 from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, save_particles, save_prompts
-from clihelpers import bmtpt
+from clihelpers import bmtpt, toy_particles
 
-TOY_TASKS = ["toy_tool_right", "toy_mood_on", "toy_animal_yes", "toy_food_true"]
-TOY_CONFIG = {"model": "toy", "prompt_length": 8, "taskless": True, "label_style": "words",
-              "max_source_length": 256, "max_target_length": 4, "device": "cpu", "tasks": TOY_TASKS}
 TINY_CONFIG = {"model": "tiny", "prompt_length": 8, "taskless": True, "label_style": "words",
                "max_source_length": 256, "max_target_length": 16, "tasks": ["demo_review"]}
 
-
-@pytest.fixture(autouse=True)
-def _no_preset(monkeypatch, tmp_path):
-    """A user's shell: no BMTPT_* variable, so the default preset is `demo`; an empty working directory."""
-    import os
-
-    for name in list(os.environ):
-        if name.upper().startswith("BMTPT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-def _toy_particles(path="particles.safetensors"):
-    """What README command 1 (the demo's `bmtpt source`) leaves: toy-world particles."""
-    metadata = common_metadata(kind=PARTICLES, model="toy", d_model=128, prompt_length=8, config=TOY_CONFIG)
-    save_particles(path, torch.randn(3, 8, 128) * 0.1, tasks=TOY_TASKS, metadata=metadata)
-    return path
+pytestmark = pytest.mark.usefixtures("user_shell")
 
 
 def _tiny_prompts(path="prompts.safetensors", **config):
@@ -72,7 +53,7 @@ def test_a_real_model_or_task_gets_the_built_in_defaults_not_the_demo_preset(giv
 
 
 def test_the_demo_chain_keeps_the_demo_preset():
-    _toy_particles()
+    toy_particles()
     shown = _config(bmtpt("adapt", "--print-config"))
     assert shown["steps"] == "steps = 100  # preset 'demo' key [adapt].steps"
     assert shown["taskless"] == "taskless = true  # from particles.safetensors"
@@ -80,7 +61,7 @@ def test_the_demo_chain_keeps_the_demo_preset():
 
 
 def test_another_model_than_the_artifacts_is_refused_in_one_line():
-    _toy_particles()
+    toy_particles()
     message = _one_line_error(bmtpt("adapt", "--model", "t5-base", "--print-config"))
     assert "particles.safetensors" in message and "toy" in message and "t5-base" in message
     assert "--init random" in message

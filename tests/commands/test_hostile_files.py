@@ -13,16 +13,7 @@ import pickle
 import pytest
 import torch
 
-from clihelpers import bmtpt, snapshot
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
-    return lines[0]
+from clihelpers import bmtpt, one_line_error, snapshot
 
 
 def _model_dir(path, d_model: int = 64):
@@ -60,7 +51,7 @@ def test_a_model_folder_with_only_pickled_weights_is_refused_without_unpickling(
     monkeypatch.chdir(tmp_path)
     _pickled_model_dir(tmp_path / "pickled", payload=payload)
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt("adapt", "--model", "pickled", "--init", "random", "--steps", "1", "--warmup-steps", "0", "--out", "t.safetensors"))
+    message = one_line_error(bmtpt("adapt", "--model", "pickled", "--init", "random", "--steps", "1", "--warmup-steps", "0", "--out", "t.safetensors"))
     assert "pytorch_model.bin" in message and "safetensors" in message and "'pickled'" in message, message
     assert snapshot(tmp_path) == before and not (tmp_path / "PWNED").exists()
 
@@ -102,7 +93,7 @@ def test_a_tsv_with_invalid_utf8_names_the_file_line_and_byte(tmp_path, monkeypa
     (folder / "train.tsv").write_bytes(good + b"3\tbad \xff byte\thyp\tentailment\n")
     (folder / "dev.tsv").write_bytes(good)
     before = snapshot(tmp_path)
-    message = _one_line_error(_adapt_on("data"))
+    message = one_line_error(_adapt_on("data"))
     assert "train.tsv" in message and "UTF-8" in message and "line 5" in message and f"byte {len(good) + 6}" in message, message
     assert snapshot(tmp_path) == before
 
@@ -115,7 +106,7 @@ def test_a_jsonl_with_invalid_utf8_names_the_file_line_and_byte(tmp_path, monkey
     (folder / "train.jsonl").write_bytes(good.encode() + b'{"premise": "\xc3\x28"}\n')
     (folder / "val.jsonl").write_bytes(good.encode())
     before = snapshot(tmp_path)
-    message = _one_line_error(_adapt_on("data", "cb"))
+    message = one_line_error(_adapt_on("data", "cb"))
     assert "train.jsonl" in message and "UTF-8" in message and "line 5" in message and f"byte {len(good) + 13}" in message, message
     assert snapshot(tmp_path) == before
 
@@ -139,7 +130,7 @@ def test_a_symlink_leading_out_of_the_data_dir_is_refused_without_echoing_it(lin
         (tmp_path / "data" / "glue" / "RTE" / "train.tsv").symlink_to(outside / "train.tsv")
     before = snapshot(tmp_path)
     result = _adapt_on("data")
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert SECRET not in result.output and "link" in message and "outside --data-dir" in message, message
     assert snapshot(tmp_path) == before
 
@@ -154,7 +145,7 @@ def test_a_bad_field_is_shown_as_a_short_escaped_excerpt(label, tmp_path, monkey
     (store / "train.tsv").write_text(RTE_HEADER + _rte_rows(3) + f"3\tp\th\t{label.replace(chr(10), ' ')}\n")
     (folder / "dev.tsv").write_text(RTE_HEADER + _rte_rows(3))
     (folder / "train.tsv").symlink_to(os.path.relpath(store / "train.tsv", folder))
-    message = _one_line_error(_adapt_on("data"))
+    message = one_line_error(_adapt_on("data"))
     assert "train.tsv' line 5" in message and "unknown label" in message and len(message) < 300, message
     assert "\x1b" not in message and "X" * 100 not in message, message
 
@@ -163,6 +154,6 @@ def test_a_bad_field_is_shown_as_a_short_escaped_excerpt(label, tmp_path, monkey
 @pytest.mark.parametrize("name", ["a\nb.safetensors", "x\x1b[2J" + "y" * 200 + ".safetensors"], ids=["newline", "escape and long"])
 def test_an_error_naming_a_hostile_path_is_still_one_short_line(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    message = _one_line_error(bmtpt("adapt", "--init", name, "--steps", "1", "--warmup-steps", "0", "--out", "t.safetensors"))
+    message = one_line_error(bmtpt("adapt", "--init", name, "--steps", "1", "--warmup-steps", "0", "--out", "t.safetensors"))
     assert "not found" in message and "\x1b" not in message and len(message) < 600, message
     assert list(tmp_path.iterdir()) == []

@@ -17,20 +17,11 @@ from safetensors.torch import save_file
 
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
 from bmtpt_cli.settings import defaults
-from clihelpers import bmtpt, snapshot
+from clihelpers import bmtpt, one_line_error, snapshot
 
 TASKS = ("demo_review", "demo_rte")
 CONFIG = defaults("adapt").model_dump(mode="json") | {"init": "random", "model": "tiny", "steps": 4, "tasks": list(TASKS)}
 DEEP = "[" * 200000
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
-    return lines[0]
 
 
 def _metadata(**fields: str) -> dict[str, str]:
@@ -64,7 +55,7 @@ def test_export_refuses_json_metadata_too_deep_or_too_large_in_one_line(key, val
     monkeypatch.chdir(tmp_path)
     _prompts(tmp_path / "prompts.safetensors", **{key: value})
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
+    message = one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
     assert key.replace("_", ".", 1) in message and "prompts.safetensors" in message and len(message) < 400, message
     assert snapshot(tmp_path) == before
 
@@ -80,7 +71,7 @@ def test_export_refuses_a_crafted_task_name_in_one_short_line(task, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     _crafted(tmp_path / "prompts.safetensors", task, [f"tasks.{task}.a", f"tasks.{task}.b"])
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
+    message = one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
     assert len(message) < 400 and "\x1b" not in message and "prompts.safetensors" in message, message
     assert snapshot(tmp_path) == before
 
@@ -169,7 +160,7 @@ def test_export_never_reads_a_local_model_only_the_file_names(recorded, tmp_path
     recorded = recorded.format(tmp=tmp_path)
     _prompts(tmp_path / "prompts.safetensors", bmtpt_model=recorded)
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
+    message = one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
     assert f"--model {recorded}" in message and "prompts.safetensors" in message, message
     assert snapshot(tmp_path) == before
     given = bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp", "--model", recorded)
@@ -180,7 +171,7 @@ def test_export_never_reads_a_local_model_only_the_file_names(recorded, tmp_path
 def test_export_refuses_a_recorded_model_that_is_no_model_name(recorded, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _prompts(tmp_path / "prompts.safetensors", bmtpt_model=recorded)
-    message = _one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
+    message = one_line_error(bmtpt("export", "--prompts", "prompts.safetensors", "--out", "exp"))
     assert "--model" in message and len(message) < 400, message
     assert not (tmp_path / "exp").exists()
 
@@ -204,7 +195,7 @@ def test_a_command_never_loads_a_recorded_local_model_only_the_file_names(comman
         _prompts(tmp_path / "in.safetensors", bmtpt_model="./local-t5")
         argv = ["evaluate", "--prompts", "in.safetensors", "--out", "r.json"]
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt(*argv))
+    message = one_line_error(bmtpt(*argv))
     assert "--model ./local-t5" in message and "in.safetensors" in message, message
     assert snapshot(tmp_path) == before
 
@@ -217,7 +208,7 @@ def test_a_header_nested_too_deep_is_one_line(command, tmp_path, monkeypatch):
     header += " " * (-len(header) % 8)
     (tmp_path / "deep.safetensors").write_bytes(len(header).to_bytes(8, "little") + header.encode())
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt(command, "--prompts", "deep.safetensors", "--out", "out"))
+    message = one_line_error(bmtpt(command, "--prompts", "deep.safetensors", "--out", "out"))
     assert "deep.safetensors" in message, message
     assert snapshot(tmp_path) == before
 
@@ -230,7 +221,7 @@ def test_per_task_resume_refuses_a_finished_file_with_a_malformed_fingerprint(fi
     save_prompts(tmp_path / "dir" / "demo_sentiment.safetensors", torch.randn(8, 64, generator=g),
                  {"demo_sentiment": (torch.ones(8), torch.ones(64))}, metadata=_metadata(bmtpt_fingerprint=fingerprint))
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt("source", "--per-task", "--tasks", "demo_sentiment", "--steps", "1", "--warmup-steps", "0",
+    message = one_line_error(bmtpt("source", "--per-task", "--tasks", "demo_sentiment", "--steps", "1", "--warmup-steps", "0",
                                     "--out", "dir", "--resume"))
     assert "demo_sentiment.safetensors" in message and "bmtpt.fingerprint" in message, message
     assert snapshot(tmp_path) == before
@@ -241,6 +232,6 @@ def test_evaluate_names_a_crafted_task_in_one_short_line(task, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     _crafted(tmp_path / "prompts.safetensors", task, [f"tasks.{task}.a", f"tasks.{task}.b"])
     before = snapshot(tmp_path)
-    message = _one_line_error(bmtpt("evaluate", "--prompts", "prompts.safetensors", "--out", "r.json"))
+    message = one_line_error(bmtpt("evaluate", "--prompts", "prompts.safetensors", "--out", "r.json"))
     assert "unknown task" in message and len(message) < 300 and "\x1b" not in message, message
     assert snapshot(tmp_path) == before

@@ -4,37 +4,16 @@ knows; and label words that map to <unk> (rank scoring would tie)."""
 from pathlib import Path
 
 import pytest
-import torch
 
-from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
 from bmtpt_cli.data.vocabulary import check_label_words, unknown_label_words
-from clihelpers import bmtpt
+from clihelpers import bmtpt, toy_particles
 
-TOY_TASKS = ["toy_tool_right", "toy_mood_on", "toy_animal_yes", "toy_food_true"]
-TOY_CONFIG = {"model": "toy", "prompt_length": 8, "taskless": True, "label_style": "words",
-              "max_source_length": 256, "max_target_length": 4, "tasks": TOY_TASKS}
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
 REAL_TEXT = ("The Prime Minister announced sweeping reforms to the pension system on Tuesday.",
              "Parliament approved the government's budget proposal after a lengthy debate.")
 TOY_TEXT = ("the boy saw a dog and a cat in the garden at noon .", "it was lovely .")
 
-
-@pytest.fixture(autouse=True)
-def _no_preset(monkeypatch, tmp_path):
-    """A user's shell: no BMTPT_* variable, so the default preset is `demo`; an empty working directory."""
-    import os
-
-    for name in list(os.environ):
-        if name.upper().startswith("BMTPT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-def _toy_particles(path="particles.safetensors"):
-    """What README command 1 (the demo's `bmtpt source`) leaves: toy-world particles."""
-    metadata = common_metadata(kind=PARTICLES, model="toy", d_model=128, prompt_length=8, config=TOY_CONFIG)
-    save_particles(path, torch.randn(3, 8, 128) * 0.1, tasks=TOY_TASKS, metadata=metadata)
-    return path
+pytestmark = pytest.mark.usefixtures("user_shell")
 
 
 def _rte_folder(sentences, rows=40):
@@ -64,7 +43,7 @@ def test_the_toy_model_refuses_real_text_naming_the_share():
 
 def test_after_the_demo_source_real_targets_are_refused_not_scored_at_chance():
     """The issue's scenario: README command 1, then `adapt --tasks rte --data-dir D` without a preset."""
-    _toy_particles()
+    toy_particles()
     data = _rte_folder(REAL_TEXT)
     message = _one_line_error(bmtpt("adapt", "--tasks", "rte", "--data-dir", data, "--steps", "1", "--warmup-steps", "0"))
     assert "the toy model knows" in message and "task rte" in message
