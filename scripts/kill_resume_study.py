@@ -37,18 +37,19 @@ def tensors(path: Path) -> dict:
     return load_file(path)
 
 
-def run(argv: list[str], folder: Path, kill_after: float | None) -> tuple[int, bool]:
-    """(exit code, killed) of one attempt, SIGKILLed after `kill_after` seconds if still running."""
+def run(argv: list[str], folder: Path, kill_after: float | None) -> tuple[int, bool, str]:
+    """(exit code, killed, last stderr line) of one attempt, SIGKILLed after `kill_after` seconds if still running."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     env.pop("BMTPT_PRESET", None)
     process = subprocess.Popen([*BMTPT, *argv], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        process.wait(timeout=kill_after)
-        return process.returncode, False
+        _, stderr = process.communicate(timeout=kill_after)
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        return process.returncode, False, lines[-1] if lines else ""
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
-        process.wait()
-        return process.returncode, True
+        process.communicate()
+        return process.returncode, True, ""
 
 
 def trial(command: str, folder: Path, rng: random.Random, reference: dict, window: tuple[float, float]) -> dict:
@@ -58,14 +59,17 @@ def trial(command: str, folder: Path, rng: random.Random, reference: dict, windo
     while True:
         attempts += 1
         checkpoint = Path(f"{out}.ckpt")
+        if out.is_file() and not checkpoint.exists():
+            break  # killed after the run had finished (artifact written, checkpoint removed)
         resume = ["--resume"] if checkpoint.is_file() else []
         kill_after = rng.uniform(*window) if kills < 5 else None  # at most five kills, then let it finish
-        code, killed = run([*argv, *resume], folder, kill_after)
+        code, killed, last_line = run([*argv, *resume], folder, kill_after)
         if killed:
             kills += 1
             continue
         if code != 0:
-            return {"command": command, "kills": kills, "attempts": attempts, "ok": False, "exit": code}
+            return {"command": command, "kills": kills, "attempts": attempts, "ok": False, "exit": code,
+                    "resume": bool(resume), "error": last_line}
         break
     got = tensors(out)
     identical = got.keys() == reference.keys() and all(got[k].equal(reference[k]) for k in reference)
@@ -87,7 +91,7 @@ def main() -> None:
         base = Path(root) / "reference"
         base.mkdir()
         started = time.perf_counter()
-        code, _ = run([*COMMANDS[args.command], "--out", str(base / "out.safetensors")], base, None)
+        code, _, _ = run([*COMMANDS[args.command], "--out", str(base / "out.safetensors")], base, None)
         assert code == 0, "the uninterrupted run failed"
         print(f"uninterrupted run: {time.perf_counter() - started:.1f} s", flush=True)
         reference = tensors(base / "out.safetensors")
