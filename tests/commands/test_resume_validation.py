@@ -9,6 +9,7 @@ write out of bounds (SIGABRT), which must not take pytest down with it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -144,13 +145,40 @@ OPTIMIZER_CASES = {
 }
 
 
+RESUME_EACH = """
+import json, os, sys
+from typer.testing import CliRunner
+from bmtpt_cli.app import app
+for job in json.loads(sys.argv[1]):
+    print(json.dumps({"case": job["case"]}), flush=True)  # a case that crashes the interpreter is the last named
+    os.chdir(job["cwd"])
+    result = CliRunner().invoke(app, job["argv"])
+    print(json.dumps({"case": job["case"], "exit": result.exit_code, "stderr": result.stderr}), flush=True)
+"""
+
+
 @pytest.mark.parametrize("command", ["source", "adapt"])
-@pytest.mark.parametrize("case", list(OPTIMIZER_CASES))
-def test_a_misfitting_optimizer_state_is_refused_before_any_kernel_sees_it(unfinished, command, case, tmp_path):
-    argv, out, checkpoint = _copy_run(unfinished, command, tmp_path)
-    _edit(checkpoint, OPTIMIZER_CASES[case])
-    message = _assert_one_line_error(_resume(argv, out, tmp_path), str(checkpoint))
-    assert "optimizer" in message and ("delete it" in message or "--force" in message), message
+def test_a_misfitting_optimizer_state_is_refused_before_any_kernel_sees_it(unfinished, command, tmp_path):
+    # One interpreter for all cases (each a --resume in process), apart from pytest's: before the checks,
+    # a misfitting Adam state made the fused kernel write out of bounds and abort the process.
+    jobs, checkpoints = [], {}
+    for number, (case, change) in enumerate(OPTIMIZER_CASES.items()):
+        folder = tmp_path / f"case-{number}"
+        folder.mkdir()
+        argv, out, checkpoint = _copy_run(unfinished, command, folder)
+        _edit(checkpoint, change)
+        jobs.append({"case": case, "cwd": str(folder), "argv": [*argv, "--out", str(out), "--resume"]})
+        checkpoints[case] = checkpoint
+    done = subprocess.run([sys.executable, "-c", RESUME_EACH, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    results = {r["case"]: r for r in records if "exit" in r}
+    assert done.returncode == 0 and len(results) == len(jobs), (
+        f"the process ended with {done.returncode} during case {records[-1]['case'] if records else '?'}: {done.stderr[-2000:]}")
+    for case, result in results.items():
+        message = _assert_one_line_error(subprocess.CompletedProcess([], result["exit"], "", result["stderr"]),
+                                         str(checkpoints[case]))
+        assert "optimizer" in message and ("delete it" in message or "--force" in message), (case, message)
 
 
 # ------------------------------------------------------------------------------------------ item 10
