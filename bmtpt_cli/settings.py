@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, Settin
 
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.presets import COMMAND_TABLES, PRESETS_DIR, preset_path, preset_values, read_preset
-from bmtpt_cli.world import DEMO_PRESET, adopt_artifact_world, demo_exit
+from bmtpt_cli.world import DEMO_PRESET, adopt_artifact_world, demo_exit, flag_name
 
 # --help panels, in the order they are shown.
 DATA, MODEL, METHOD, OPTIMISATION, RUN = "Data", "Model", "Method", "Optimisation", "Run control"
@@ -205,7 +205,7 @@ class CommonSettings(BaseSettings):
 
     def _refuse_together(self, flags: frozenset[str], first: str, second: str, why: str) -> None:
         if first in flags and second in flags:
-            raise BmtptError(f"{_flag(first)} and {_flag(second)} do not go together: {why}")
+            raise BmtptError(f"{flag_name(first)} and {flag_name(second)} do not go together: {why}")
 
 
 def _tracker_installed(value: str) -> str:
@@ -373,7 +373,7 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
             unused = [name for name in SHOTS_ONLY if name in flags]
             if unused:
                 raise BmtptError(
-                    f"{', '.join(map(_flag, unused))} only {'applies' if len(unused) == 1 else 'apply'} to the few-shot probe: "
+                    f"{', '.join(map(flag_name, unused))} only {'applies' if len(unused) == 1 else 'apply'} to the few-shot probe: "
                     f"add --shots K, or drop {'it' if len(unused) == 1 else 'them'}"
                 )
         elif "prompts" in flags:
@@ -416,14 +416,14 @@ class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
         never = [name for name in ("retrieval_steps", "retrieval_measure") if name in flags]
         if never:
             raise BmtptError(
-                f"{', '.join(map(_flag, never))} only {'applies' if len(never) == 1 else 'apply'} to adapt --init "
+                f"{', '.join(map(flag_name, never))} only {'applies' if len(never) == 1 else 'apply'} to adapt --init "
                 f"retrieve:DIR; transfer-matrix starts from each source prompt itself: drop {'it' if len(never) == 1 else 'them'}"
             )
         if self.tune is None:
             unused = [name for name in TUNE_ONLY if name in flags]
             if unused:
                 raise BmtptError(
-                    f"{', '.join(map(_flag, unused))} only {'applies' if len(unused) == 1 else 'apply'} to transfer with "
+                    f"{', '.join(map(flag_name, unused))} only {'applies' if len(unused) == 1 else 'apply'} to transfer with "
                     f"tuning: add --tune STEPS, or drop {'it' if len(unused) == 1 else 'them'}"
                 )
 
@@ -537,7 +537,7 @@ def resolve_settings(command: str, preset: str | None, flags: dict[str, Any], *,
     settings._origins = {name: f"preset '{path.stem}' key {key}" for name, key in origin.items()}
     settings._origins |= {name: f"default (demo preset not applied: {not_applied})" for name in skipped}
     settings._origins |= {name: f"BMTPT_{name.upper()}" for name in env}
-    settings._origins |= {name: _flag(name) for name in flags}
+    settings._origins |= {name: flag_name(name) for name in flags}
     if settings.force and "force" not in flags:  # a preset, BMTPT_FORCE or a saved configuration may not overwrite
         raise BmtptError(
             f"force = true from {settings.origin('force')} is refused: --force counts only when typed on the command "
@@ -581,10 +581,6 @@ def build(config_cls: type, settings: BaseModel, /, **overrides: Any):
 def defaults(command: str) -> CommonSettings:
     """A command's settings at their declared defaults (no preset, no environment): for library use."""
     return SETTINGS_BY_COMMAND[command].model_construct()
-
-
-def _flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
 
 
 def _check_preset_keys(path: Path, data: dict[str, Any]) -> None:

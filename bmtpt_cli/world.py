@@ -197,7 +197,7 @@ def _differs(command: str, settings: Any, key: str, recorded: Any, path: Path) -
             other = "--init random or an init file" if command == "adapt" else "an artifact"
             raise BmtptError(
                 f"'{path}' was made with model {recorded}, the run asks for {asked}: a prompt does not carry over "
-                f"to another model; drop {_flag(key)} or pass {other} made with {settings.model}"
+                f"to another model; drop {flag_name(key)} or pass {other} made with {settings.model}"
             )
         settings._notes.append(
             f"warning: '{path}' was made with model {recorded}, the run uses {asked} (the same model under "
@@ -206,14 +206,14 @@ def _differs(command: str, settings: Any, key: str, recorded: Any, path: Path) -
         return
     if key == "prompt_length":
         raise BmtptError(
-            f"'{path}' holds prompts of length {recorded}, the run asks for {_flag(key)} {settings.prompt_length}: "
-            f"drop {_flag(key)} or pass {recorded}"
+            f"'{path}' holds prompts of length {recorded}, the run asks for {flag_name(key)} {settings.prompt_length}: "
+            f"drop {flag_name(key)} or pass {recorded}"
         )
     scoring = command not in TRAINING_FROM_ARTIFACT and not (command == "evaluate" and getattr(settings, "shots", None))
     if key == "label_style" and scoring:
         raise BmtptError(
             f"'{path}' was trained with label_style = {_toml(recorded)}, the run asks for {asked}: its prompts would "
-            f"score other label words than they learned; drop {_flag(key)} or train prompts with it"
+            f"score other label words than they learned; drop {flag_name(key)} or train prompts with it"
         )
     effect = "its prompts are scored on inputs formatted otherwise" if scoring else "the run adapts it to this format"
     settings._notes.append(f"warning: {asked}, but '{path}' was made with {key} = {_toml(recorded)}: {effect}")
@@ -226,8 +226,8 @@ def given(settings: Any, key: str) -> str:
     if origin.startswith("BMTPT_"):
         return f"{origin}={_plain(value)}"
     if isinstance(value, bool):
-        return _flag(key) if value else f"--no-{_flag(key)[2:]}"
-    return f"{_flag(key)} {_plain(value)}"
+        return flag_name(key) if value else f"--no-{flag_name(key)[2:]}"
+    return f"{flag_name(key)} {_plain(value)}"
 
 
 def _plain(value: Any) -> str:
@@ -244,5 +244,6 @@ def _toml(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """A setting's command-line flag: `lr_shared` → `--lr-shared`."""
     return f"--{name.replace('_', '-')}"

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bmtpt_cli.runtime.files import atomic_write, write_text_atomic
+from bmtpt_cli.runtime.resume_checks import is_number
 from bmtpt_cli.errors import BmtptError, excerpt
 
 
@@ -101,7 +102,7 @@ def check_fingerprint(
     lowered = {}
     for key in sorted(set(saved) | set(current)):
         was, now = saved.get(key), current.get(key)
-        if key in lowerable and _is_number(was) and _is_number(now) and 0 < now < was:
+        if key in lowerable and is_number(was) and is_number(now) and 0 < now < was:
             lowered[key] = (was, now)
             continue
         if saved.get(key) != current.get(key):
@@ -111,10 +112,6 @@ def check_fingerprint(
                 f"use the same settings{lower}, or start fresh with --force"
             )
     return lowered
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class StepLog:

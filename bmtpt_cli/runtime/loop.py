@@ -31,7 +31,7 @@ from bmtpt_cli.runtime.checkpoint import (
 )
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed
 from bmtpt_cli.runtime.extend import grown_steps, reapply_schedule
-from bmtpt_cli.runtime.resume_checks import check_resumable
+from bmtpt_cli.runtime.resume_checks import check_fields, check_resumable
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,10 @@ class TrainingLoop:
             return None
         path = self.files.checkpoint
         state = load_checkpoint(path)
-        check_resumable(path, state, total_steps=self.total_steps, optimizer=self.optimizer, scheduler=self.scheduler)
+        check_fields(path, state)
         saved, extended = grown_steps(state["fingerprint"], self.files.fingerprint)  # --steps may grow (runtime/extend.py)
-        lowered = check_fingerprint(path, saved, self.files.fingerprint, lowerable=LOWERABLE)
+        lowered = check_fingerprint(path, saved, self.files.fingerprint, lowerable=LOWERABLE)  # names a changed setting
+        check_resumable(path, state, total_steps=self.total_steps, optimizer=self.optimizer, scheduler=self.scheduler)
         base_lrs = list(self.scheduler.base_lrs)  # this run's, lower than the checkpoint's where `lowered`
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -120,14 +121,9 @@ class TrainingLoop:
         """After a resume with lowered learning rates (`LOWERABLE`): the restored optimizer and
         schedule continue from the checkpoint's step with this run's base rates."""
         self.scheduler.base_lrs = list(base_lrs)
-        factors = getattr(self.scheduler, "lr_lambdas", None)
-        for index, (group, base) in enumerate(zip(self.optimizer.param_groups, base_lrs)):
-            if factors is not None:
-                group["lr"] = base * factors[index](self.scheduler.last_epoch)
-            else:
-                group["lr"] = group["lr"] * base / group["initial_lr"]
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
             group["initial_lr"] = base
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        reapply_schedule(self.optimizer, self.scheduler)
 
     def __enter__(self) -> TrainingLoop:
         log_path = self.files.log if self.dist.is_main else None  # one process writes the log
@@ -222,7 +218,7 @@ class TrainingLoop:
         path = self.files.checkpoint
         fix = f" and a lower {lower}" if lower else ""
         if path is not None and Path(path).is_file():
-            step = load_checkpoint(path)["step"]
+            step = self._saved_step if self._saved_step is not None else load_checkpoint(path)["step"]
             return f"no artifact written; the last good checkpoint is '{path}' (step {step}): resume from it with --resume{fix}"
         rerun = f": rerun with a lower {lower}" if lower else ""
         return f"no artifact written and no checkpoint yet{rerun}"

@@ -4,7 +4,7 @@
 values; it says nothing about whether they fit the run. An Adam state of the wrong shape reaches
 the fused AdamW kernel, which writes out of bounds (a crash, not an error); a step of 1000 in a
 run of 100, −5 or 10.5 would silently resume somewhere meaningless; a missing key or a value of
-another type is a traceback deep in torch. `check_resumable` (the loop's common state) and
+another type is a traceback deep in torch. `check_fields` and `check_resumable` (the loop's common state) and
 `check_tensor` / `check_tensors` (each loop's own tensors) turn every such checkpoint, from another
 bmtpt version or edited by hand, into one line naming the checkpoint and the field.
 """
@@ -35,7 +35,8 @@ def damaged(path: Path, problem: str) -> BmtptError:
     )
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number (int or float), not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -43,23 +44,28 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_resumable(path: Path, state: Any, *, total_steps: int, optimizer, scheduler) -> int:
-    """Refuse a checkpoint whose common fields are missing, of the wrong type or out of range, or
-    whose optimizer, scheduler or RNG state does not fit this run; returns its step."""
+def check_fields(path: Path, state: Any) -> None:
+    """Refuse a checkpoint whose common fields are missing or of the wrong type (checked before its
+    fingerprint is compared, so a changed setting is named as such rather than as a misfit)."""
     if not isinstance(state, dict):
         raise damaged(path, f"it holds a {type(state).__name__}, not a checkpoint's fields")
     missing = [key for key in COMMON_KEYS if key not in state]
     if missing:
         raise damaged(path, f"no {', '.join(missing)}")
-    step = state["step"]
-    if not _is_int(step) or not 0 <= step <= total_steps:
-        raise damaged(path, f"step {excerpt(step)} is not a whole number from 0 to the run's {total_steps} steps")
     fingerprint = state["fingerprint"]
     if not isinstance(fingerprint, dict) or not all(isinstance(key, str) for key in fingerprint):
         raise damaged(path, f"fingerprint is a {type(fingerprint).__name__}, not a dict of settings")
     changes = state.get("lr_changes", [])  # learning rates lowered by earlier resumes (runtime.loop)
     if not isinstance(changes, list) or not all(isinstance(change, dict) for change in changes):
         raise damaged(path, f"lr_changes is {excerpt(changes)}, not a list of records")
+
+
+def check_resumable(path: Path, state: dict, *, total_steps: int, optimizer, scheduler) -> int:
+    """Refuse a checkpoint (fields already checked by `check_fields`) whose step is out of range or
+    whose optimizer, scheduler or RNG state does not fit this run; returns its step."""
+    step = state["step"]
+    if not _is_int(step) or not 0 <= step <= total_steps:
+        raise damaged(path, f"step {excerpt(step)} is not a whole number from 0 to the run's {total_steps} steps")
     if optimizer is not None:
         check_optimizer_state(path, state["optimizer"], optimizer, step=step)
     if scheduler is not None:
@@ -109,12 +115,12 @@ def _fits_hyperparameter(value: Any, current: Any) -> bool:
         return value is None or isinstance(value, (bool, int, float, str))
     if current is None or isinstance(current, bool):
         return value is None or isinstance(value, bool)
-    if _is_number(current):
-        return _is_number(value) and math.isfinite(value) and value >= 0
+    if is_number(current):
+        return is_number(value) and math.isfinite(value) and value >= 0
     if isinstance(current, (tuple, list)):
         return (
             isinstance(value, (tuple, list)) and len(value) == len(current)
-            and all(_is_number(v) and math.isfinite(v) for v in value)
+            and all(is_number(v) and math.isfinite(v) for v in value)
         )
     if isinstance(current, torch.Tensor):
         return isinstance(value, torch.Tensor) and value.shape == current.shape and bool(value.isfinite().all())
@@ -165,15 +171,15 @@ def check_scheduler_state(path: Path, saved: Any, scheduler, *, step: int) -> No
         mine = current[key]
         if isinstance(mine, list):
             fits = isinstance(value, list) and len(value) == len(mine) and all(
-                (item is None) if other is None else (_is_number(item) and math.isfinite(item))
+                (item is None) if other is None else (is_number(item) and math.isfinite(item))
                 for item, other in zip(value, mine)
             )
         elif isinstance(mine, bool):
             fits = isinstance(value, bool)
         elif _is_int(mine):
             fits = _is_int(value)
-        elif _is_number(mine):
-            fits = _is_number(value) and math.isfinite(value)
+        elif is_number(mine):
+            fits = is_number(value) and math.isfinite(value)
         else:
             fits = value is None or isinstance(value, (bool, int, float, str))
         if not fits:
@@ -243,9 +249,9 @@ def check_best(path: Path, state: dict, like: dict[str, torch.Tensor], *, step: 
         if key not in state:
             raise damaged(path, f"no {key}")
     score, dev, best_step = state["best_score"], state["best_dev"], state["best_step"]
-    if not _is_number(score) or math.isnan(score) or score == math.inf:
+    if not is_number(score) or math.isnan(score) or score == math.inf:
         raise damaged(path, f"best_score is {excerpt(score)}, not a number")
-    if not isinstance(dev, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in dev.items()):
+    if not isinstance(dev, dict) or not all(isinstance(k, str) and is_number(v) for k, v in dev.items()):
         raise damaged(path, f"best_dev is {excerpt(dev)}, not metrics by task")
     if not _is_int(best_step) or not 0 <= best_step <= step:
         raise damaged(path, f"best_step {excerpt(best_step)} is not a whole number from 0 to the checkpoint's step {step}")

@@ -321,3 +321,11 @@ def test_a_scheduler_field_named_like_a_method_is_refused_a_plain_one_from_anoth
     _edit(checkpoint, lambda state: state["scheduler"].update(verbose=False))  # an older torch's field
     result = _resume(argv, out, tmp_path, isolated=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_changed_setting_is_named_before_the_checkpoint_is_judged_against_the_run(unfinished, tmp_path):
+    # Another --particles also changes the optimizer state's shapes: the message names the setting, not a misfit.
+    argv, out, checkpoint = _copy_run(unfinished, "source", tmp_path)
+    changed = [*argv[: argv.index("--particles") + 1], "3", *argv[argv.index("--particles") + 2 :]]
+    message = _assert_one_line_error(_resume(changed, out, tmp_path, isolated=False), "particles")
+    assert "setting 'particles' was 2, now 3" in message and "does not fit" not in message, message
