@@ -22,12 +22,13 @@ import itertools
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bmtpt_cli.runtime.provenance import cpu_model
 
 TARGET = "toy_animal_right"
 BMTPT = [sys.executable, "-m", "bmtpt_cli"]
@@ -62,16 +63,6 @@ def parse_ints(text: str) -> list[int]:
     return values
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_once(*, lr: float, threads: int, seed: int, steps: int, eval_every: int, warmup: int, perturb: float) -> dict:
     """One adapt + evaluate on the toy world with the learning test's settings; the test score."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
@@ -91,7 +82,7 @@ def run_once(*, lr: float, threads: int, seed: int, steps: int, eval_every: int,
                 raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         (row,) = json.loads(results.read_text())["results"]
     return {"lr": lr, "threads": threads, "seed": seed, "steps": steps, "eval_every": eval_every, "warmup": warmup,
-            "perturb": perturb, "value": row["value"], "seconds": round(time.perf_counter() - started, 1), "cpu": cpu_name()}
+            "perturb": perturb, "value": row["value"], "seconds": round(time.perf_counter() - started, 1), "cpu": cpu_model()}
 
 
 def fail_probability(values: list[float], bound: float, n: int) -> float:
