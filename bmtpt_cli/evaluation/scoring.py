@@ -19,6 +19,40 @@ log-likelihood as a string, which favours short label words), or their mean (len
 MAX_PAIRS_PER_PASS = 512  # at most this many (example, candidate) pairs per rank-scoring pass
 
 
+def _prompt_length(prompt: torch.Tensor) -> int:
+    """l of one prompt `(l, d)` or of per-example prompts `(E, l, d)`."""
+    if prompt.dim() not in (2, 3):
+        raise ValueError(f"a prompt is (l, d) or per-example (E, l, d), got shape {tuple(prompt.shape)}")
+    return prompt.shape[-2]
+
+
+def _chunk_prompts(prompt: torch.Tensor, chunk: list[int], prompt_rows: torch.Tensor | None) -> torch.Tensor:
+    """The `(len(chunk), l, d)` prompts of a chunk of examples: one prompt `(l, d)` expanded (no copy),
+    or the chunk's rows of per-example prompts `(E, l, d)` (through `prompt_rows` when given: example
+    e is scored under `prompt[prompt_rows[e]]`)."""
+    if prompt.dim() == 2:
+        return prompt.unsqueeze(0).expand(len(chunk), -1, -1)
+    index = torch.as_tensor(chunk, dtype=torch.long, device=prompt.device)
+    if prompt_rows is not None:
+        index = prompt_rows.to(prompt.device)[index]
+    return prompt.index_select(0, index)
+
+
+def _check_rows(prompt: torch.Tensor, examples: list, prompt_rows) -> torch.Tensor | None:
+    """`prompt_rows` as a long tensor, checked against `prompt` and `examples` (None stays None)."""
+    _prompt_length(prompt)
+    if prompt_rows is None:
+        if prompt.dim() == 3 and prompt.shape[0] != len(examples):
+            raise ValueError(f"per-example prompts: {prompt.shape[0]} prompts for {len(examples)} examples")
+        return None
+    rows = torch.as_tensor(prompt_rows, dtype=torch.long)
+    if prompt.dim() != 3 or rows.shape != (len(examples),):
+        raise ValueError("prompt_rows needs prompts (P, l, d) and one prompt index per example")
+    if len(rows) and not (0 <= int(rows.min()) and int(rows.max()) < prompt.shape[0]):
+        raise ValueError(f"prompt_rows index prompts 0..{prompt.shape[0] - 1} only")
+    return rows
+
+
 @dataclass
 class TaskScore:
     """One task's metrics on one split, and how the predictions were made."""
@@ -48,15 +82,22 @@ def rank(
     default_candidates: tuple[str, ...] | None,
     rank_score: str = "sum",
     scores_out: list[dict[str, float]] | None = None,
+    *,
+    prompt_rows: torch.Tensor | list[int] | None = None,
 ) -> list[str]:
     """For each example, the candidate with the highest score (never an invalid label): its
     log-likelihood (`sum`), or that divided by its number of target tokens (`mean`).
+
+    `prompt`: one prompt `(l, d)` for every example, or per-example prompts `(E, l, d)` aligned with
+    `examples`, or `(P, l, d)` with `prompt_rows` (example e under `prompt[prompt_rows[e]]`: N
+    prompts' examples scored in shared passes without copying each prompt E times).
 
     Examples go in length-sorted chunks sized to a token budget (`runner.eval_chunks`: the
     runner's `eval_tokens` padded positions, or sized from the device; at most MAX_PAIRS_PER_PASS
     (example, candidate) pairs), so a chunk pads little; each example is encoded once for all of
     its candidates. `scores_out`: filled with each example's {candidate: score} (`evaluate --predictions`).
     """
+    rows = _check_rows(prompt, examples, prompt_rows)
     choices = [e.candidates or default_candidates for e in examples]
     if scores_out is not None:
         scores_out[:] = [{} for _ in examples]
@@ -66,10 +107,10 @@ def rank(
     )  # the candidates of one example, all through the decoder
     most_candidates = max((len(candidates) for candidates in choices), default=1)
     for chunk in runner.eval_chunks(
-        [e.source for e in examples], prompt.shape[0], target_length=decoder_positions,
+        [e.source for e in examples], _prompt_length(prompt), target_length=decoder_positions,
         cap=max(1, MAX_PAIRS_PER_PASS // most_candidates),
     ):
-        prompts = prompt.unsqueeze(0).expand(len(chunk), -1, -1)  # (B, l, d)
+        prompts = _chunk_prompts(prompt, chunk, rows)  # (B, l, d)
         scores = runner.candidate_log_likelihoods(prompts, [examples[i].source for i in chunk], [choices[i] for i in chunk])
         for i, example_scores in zip(chunk, scores):
             if rank_score == "mean":
@@ -97,22 +138,26 @@ def predict(
     batch_size: int = 32,
     rank_score: str = "sum",
     scores_out: list[dict[str, float]] | None = None,
+    prompt_rows: torch.Tensor | list[int] | None = None,
 ) -> list[str]:
-    """Predicted target strings for `examples` under one prompt `(l, d)`.
+    """Predicted target strings for `examples` under one prompt `(l, d)`, or per-example prompts
+    `(E, l, d)`, or `(P, l, d)` indexed by `prompt_rows` (see `rank`).
 
     `rank` picks each example's best candidate (its own `candidates`, else `candidates`);
     `generate` decodes greedily and returns the generated text as it is, in length-sorted chunks
     (`runner.eval_chunks`) of at most `batch_size` examples.
     """
     if decode == "rank":
-        return rank(runner, prompt, examples, candidates, rank_score, scores_out)
+        return rank(runner, prompt, examples, candidates, rank_score, scores_out, prompt_rows=prompt_rows)
+    rows = _check_rows(prompt, examples, prompt_rows)
     predictions: list[str] = [""] * len(examples)
     max_new = max(len(runner.tokenizer(w).input_ids) for w in candidates) if candidates else None
     for chunk in runner.eval_chunks(
-        [e.source for e in examples], prompt.shape[0], target_length=max_new or runner.max_target_length, cap=batch_size
+        [e.source for e in examples], _prompt_length(prompt), target_length=max_new or runner.max_target_length,
+        cap=batch_size,
     ):
         texts = runner.generate(
-            prompt.unsqueeze(0).expand(len(chunk), -1, -1), [examples[i].source for i in chunk], max_new_tokens=max_new
+            _chunk_prompts(prompt, chunk, rows), [examples[i].source for i in chunk], max_new_tokens=max_new
         )
         for i, text in zip(chunk, texts):
             predictions[i] = text
@@ -131,26 +176,44 @@ def score_task(
     rank_score: str = "sum",
     invalid_predictions: str = "wrong",
     details: list[dict] | None = None,
+    prompt_rows: torch.Tensor | list[int] | None = None,
 ) -> TaskScore:
     """The task's metrics for one prompt on `examples` (a dev or test split), with the rules used.
 
     Keyword defaults are the baselines' rules (what `bmtpt evaluate` defaults to as well).
     `details`: filled with one record per example (`evaluation.predictions.example_records`).
+    `prompt`: `(l, d)`, or per-example `(E, l, d)` / `(P, l, d)` with `prompt_rows` (see `rank`).
     """
-    if rank_score not in RANK_SCORES:
-        raise BmtptError(f"unknown rank score {rank_score!r}: use one of {', '.join(RANK_SCORES)}")
-    mode = decode_mode(task, examples, decode, label_style)
-    check_label_words(runner.tokenizer, task, label_style)  # an <unk> label word would tie in rank scoring
-    labels = task.verbalisers(label_style)
+    mode, labels = scoring_mode(runner, task, examples, decode, label_style, rank_score)
     scores = [] if details is not None else None
     predictions = predict(
         runner, prompt, examples, candidates=labels, decode=mode, batch_size=batch_size, rank_score=rank_score,
-        scores_out=scores,
+        scores_out=scores, prompt_rows=prompt_rows,
     )
     if details is not None:
         from bmtpt_cli.evaluation.predictions import example_records
 
         details[:] = example_records(task, examples, predictions, scores if mode == "rank" else None)
+    return score_predictions(task, examples, predictions, mode, label_style, rank_score, invalid_predictions)
+
+
+def scoring_mode(
+    runner: FrozenT5Runner, task: Task, examples: list[TextExample], decode: str, label_style: str, rank_score: str
+) -> tuple[str, tuple[str, ...] | None]:
+    """The checks `score_task` makes before predicting, and the decode mode and label words it uses."""
+    if rank_score not in RANK_SCORES:
+        raise BmtptError(f"unknown rank score {rank_score!r}: use one of {', '.join(RANK_SCORES)}")
+    mode = decode_mode(task, examples, decode, label_style)
+    check_label_words(runner.tokenizer, task, label_style)  # an <unk> label word would tie in rank scoring
+    return mode, task.verbalisers(label_style)
+
+
+def score_predictions(
+    task: Task, examples: list[TextExample], predictions: list[str], mode: str, label_style: str = "words",
+    rank_score: str = "sum", invalid_predictions: str = "wrong",
+) -> TaskScore:
+    """`score_task`'s result from its predictions (made in `mode`) of `examples`."""
+    labels = task.verbalisers(label_style)
     values = compute_metrics(task.metrics, predictions, examples, labels=labels, invalid=invalid_predictions)
     invalid = sum(p not in (e.candidates or labels or (p,)) for p, e in zip(predictions, examples))
     rules = {"rank_score": rank_score} if mode == "rank" else {"invalid_predictions": invalid_predictions}
