@@ -69,7 +69,14 @@ def _split_tasks(value: Any) -> Any:
     return value
 
 
+PathList = Annotated[list[Path], NoDecode]  # `a,b` on the command line and in BMTPT_*, a list (or one string) in TOML
 SeedList = Annotated[list[int], NoDecode]  # `--seeds`: `0,1,2`, `0-2` or a count N; a list or a number in TOML
+DEV_SHOTS = 32
+"""Dev examples per task that select each few-shot cell's step by default (0: the last step, as the paper)."""
+DEV_SHOTS_HELP = (
+    "Keep each cell's best of 10 evaluations on this many validation examples per task (0: score the last step, as "
+    "the paper; at high learning rates the last step of one cell is chaotic, docs/toyworld.md)."
+)
 MAX_SEEDS = 10_000
 """The most seeds one run takes (a count or a range beyond it is surely a typo)."""
 SEEDS_HELP = (
@@ -329,6 +336,16 @@ class AdaptSettings(AdaptHyperparameters, TrainingSettings):
     out: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(RUN), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
 
 
+def refuse_selecting_on_the_scored_split(split: str, dev_shots: int) -> None:
+    """Few-shot cells select their step on validation examples, so scoring the validation split would
+    score on the examples that chose the step: refused, naming both ways out."""
+    if split == "validation" and dev_shots:
+        raise BmtptError(
+            f"--split validation scores the split --dev-shots {dev_shots} selects each cell's step on: pass --dev-shots 0 "
+            "(score the last step) or score the test split"
+        )
+
+
 class SeedsSetting(BaseModel):
     """`--seeds` read one way by every command that has it (`parse_seeds`): the validators only; the field,
     with its own help, stays in each command's settings."""
@@ -360,7 +377,7 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: AdamW weight decay.")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="With --shots: draw K examples per task (the paper's protocol) or K per class.")
-    dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="With --shots: keep the best of 10 evaluations on this many dev examples per task (unset: score the last step, as the paper).")
+    dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description="With --shots: " + DEV_SHOTS_HELP)
     predictions: bool = Field(False, json_schema_extra=panel(RUN), description="Also write every example's prediction as JSON lines beside the results (<out>.predictions.jsonl: task, index, input, gold, prediction, and with rank scoring each label's score).")
 
     @field_validator("tasks", mode="before")
@@ -380,6 +397,8 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
             raise BmtptError("--prompts names prompts to score, but --shots trains new ones from --init: give one of them")
         if self.shots is not None and "predictions" in flags:
             raise BmtptError("--predictions writes the predictions of a scored prompts file, which the few-shot probe (--shots) does not score: drop one of them")
+        if self.shots is not None:
+            refuse_selecting_on_the_scored_split(self.split, self.dev_shots)
 
     @property
     def output(self) -> Path:
@@ -461,9 +480,11 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), particle-I (particle I of --particles), spot (retrieval from --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
-    particles: Path | None = Field(Path("particles.safetensors"), json_schema_extra=panel(METHOD), description="Particles file (bmtpt source) for the methods bmtpt, bmtpt-noprior and particle-I.")
-    multitask: Path | None = Field(None, json_schema_extra=panel(METHOD), description="One-particle file (bmtpt source --particles 1) for the method multitask (vanilla multi-task transfer).")
-    source_prompts: Path | None = Field(None, json_schema_extra=panel(METHOD), description="Directory of per-task prompts (bmtpt source --per-task) for the method spot.")
+    particles: PathList = Field([Path("particles.safetensors")], json_schema_extra=panel(METHOD), description="Particles files (bmtpt source), comma-separated, for the methods bmtpt, bmtpt-noprior and particle-I: several independent source posteriors (one source run per --seed) are each crossed with every seed, and the paired intervals are clustered by posterior.")
+    multitask: PathList = Field([], json_schema_extra=panel(METHOD), description="One-particle files (bmtpt source --particles 1), comma-separated, for the method multitask (vanilla multi-task transfer); several: independent source runs, as for --particles.")
+    source_prompts: PathList = Field([], json_schema_extra=panel(METHOD), description="Directories of per-task prompts (bmtpt source --per-task), comma-separated, for the method spot; several: independent source runs, as for --particles.")
+    baseline: str = Field("pt", json_schema_extra=panel(METHOD), description="The method every other one is compared with: the table's paired differences (method − baseline at the same seed and source posterior) with 95% intervals (when it is not in --methods: the first method).")
+    solved_at: float | None = Field(None, ge=0, json_schema_extra=panel(METHOD), description="Also report the share of cells whose main metric (0–1) reaches this value, e.g. 0.9 (unset: no share).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="The prior term for multitask, particle-I and spot (bmtpt always keeps it, bmtpt-noprior always drops it, pt has none).")
     decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
     split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split every cell is scored on.")
@@ -471,14 +492,26 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="Steps of linear learning-rate warm-up per cell.")
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="Draw k examples per task (the paper's protocol) or k per class.")
-    dev_shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Keep each cell's best of 10 evaluations on this many dev examples (unset: score the last step, as the paper).")
+    dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description=DEV_SHOTS_HELP)
     out: Path = Field(Path("fewshot"), json_schema_extra=panel(RUN), description="Folder for results.jsonl (one row per cell), table.md, table.csv, plot.png and report.json.")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue the grid in --out: cells already in its results.jsonl are not run again.")
 
-    @field_validator("tasks", "methods", "shots", mode="before")
+    @field_validator("tasks", "methods", "shots", "particles", "multitask", "source_prompts", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_tasks(value)
+
+    def check_combination(self, flags: frozenset[str]) -> None:
+        refuse_selecting_on_the_scored_split(self.split, self.dev_shots)
+        if "baseline" in flags and self.baseline not in self.methods:
+            raise BmtptError(
+                f"--baseline {self.baseline} is not one of --methods ({','.join(self.methods)}): add it to --methods "
+                "or choose the baseline among them"
+            )
+        for name in ("particles", "multitask", "source_prompts"):
+            paths = [str(p) for p in getattr(self, name)]
+            if len(set(paths)) != len(paths):
+                raise BmtptError(f"{flag_name(name)} names a source twice ({','.join(paths)}): give each source posterior once")
 
     @field_validator("shots")
     @classmethod

@@ -94,9 +94,9 @@ def artifacts_read(command: str, settings: Any) -> list[Path]:
     elif command == "fewshot":
         methods = list(settings.methods)
         if any(m in ("bmtpt", "bmtpt-noprior") or m.startswith("particle-") for m in methods):
-            candidates.append(settings.particles)
+            candidates.extend(settings.particles)
         if "multitask" in methods:
-            candidates.append(settings.multitask)
+            candidates.extend(settings.multitask)
     elif command == "transfer-matrix" and Path(settings.prompts_dir).is_dir():
         candidates.extend(sorted(Path(settings.prompts_dir).glob("*.safetensors"))[:1])
     return [Path(value) for value in candidates if is_file(value)]

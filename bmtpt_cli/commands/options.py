@@ -97,9 +97,10 @@ def check_output_apart(command: str, settings: CommonSettings) -> None:
     inputs = {}
     for name in RUN_INPUTS:
         value = getattr(settings, name, None) if name != unused else None
-        if value is None or str(value) == "random":
-            continue
-        inputs[f"--{name.replace('_', '-')}"] = Path(str(value).removeprefix("retrieve:"))
+        for each in value if isinstance(value, list) else [value]:  # fewshot's sources are lists
+            if each is None or str(each) == "random":
+                continue
+            inputs.setdefault(f"--{name.replace('_', '-')}", []).append(Path(str(each).removeprefix("retrieve:")))
     check_not_an_input(Path(out), inputs, replaces_directory=command in REPLACED_AS_A_WHOLE)
 
 
@@ -145,7 +146,7 @@ def _option(name: str, field: FieldInfo) -> Any:
     flag = f"--{name.replace('_', '-')}"
     declarations = [f"{flag}/--no-{flag[2:]}"] if kind is bool else []
     help_text = field.description or ""
-    if field.default is not None:
+    if field.default not in (None, []):
         help_text += f" (default: {_shown_default(field.default)})"
     extra = {"metavar": ""} if kind is bool else {}
     if kind is int:

@@ -3,8 +3,9 @@ score on the test split; mean and standard deviation over seeds.
 
 The paper's protocol: k examples per task (`shot_sampling="class"`: k per label), one subset per
 seed that every method shares (it depends on the seed only), a random init drawn from each cell's
-own seed, the learning rates × 1/3 at k = 4, batches of the k examples without replacement, and the
-last step scored (`dev_shots`: the best of 10 evaluations on that many dev examples per task).
+own seed, the learning rates × 1/3 at k = 4 and batches of the k examples without replacement. bmtpt scores
+each cell at its best of 10 evaluations on `dev_shots` validation examples (32 by default; 0: the
+last step, as the paper), because at high learning rates the last step of one cell is chaotic.
 The protocol is written into the report.
 
 One (task, k, seed) cell is `run_cell`, the function both `evaluate --shots K` (one init, here) and
@@ -53,7 +54,7 @@ class FewshotProtocol:
 
     shots: int  # k
     shot_sampling: str  # task | class
-    dev_shots: int | None  # None: score the last step
+    dev_shots: int | None  # 0 or None: score the last step
     adapt: AdaptConfig  # the configured hyperparameters, before the k = 4 factor
     scoring: ScoringConfig
     label_style: str

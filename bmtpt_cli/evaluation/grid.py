@@ -9,8 +9,11 @@ the method's init from `adapter.init.resolve_init`:
 - `particle-I`: particle I of `--particles` (init and prior mean);
 - `spot`: `retrieve:DIR` of `--source-prompts`, the target's embedding learnt on the cell's subset.
 
-The k-shot subset depends on (task, k, seed) only, so every method's cell at a seed sees the same
-examples. Each finished cell is one line of `OUT/results.jsonl`, appended and flushed at once; a
+A method whose flag names several files (`--particles a,b,c`: independent source posteriors) runs
+from each, crossed with every seed. The k-shot subset depends on (task, k, seed) only, so every
+method's cell at a seed sees the same examples, and method − baseline at a seed and posterior is a
+pair: the table reports each method's paired difference against `--baseline` with a t and a
+clustered bootstrap interval (`evaluation.paired`). Each finished cell is one line of `OUT/results.jsonl`, appended and flushed at once; a
 stopped grid resumes with `resume` (rows whose fingerprint matches are kept). At the end the table
 (`table.md`, `table.csv`), `plot.png` and `report.json` are written, each atomically.
 """
@@ -33,7 +36,7 @@ from bmtpt_cli.errors import BmtptError, excerpt
 from bmtpt_cli.evaluation.fewshot import FewshotProtocol, leave_nothing_on_failure, load_task_data, run_cell, subset_sha256
 from bmtpt_cli.evaluation.plot import uniform_chance, write_plot
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
-from bmtpt_cli.evaluation.tables import build_table, table_csv, table_markdown
+from bmtpt_cli.evaluation.tables import build_table, paired_comparisons, table_csv, table_markdown
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
 from bmtpt_cli.runner.model import TINY_MODEL
 from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
@@ -60,6 +63,12 @@ class Method:
     prior: bool | None  # True/False: fixed by the method; None: as configured (--prior/--no-prior)
     particle: int | None = None
     flag: str | None = None  # the option that names its source
+    source: int = 0  # which of the flag's source posteriors (files) this is, from 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The method and source posterior a cell belongs to."""
+        return self.name, self.source
 
     def prior_used(self, configured: bool) -> bool:
         """Whether the cell's loss has the prior term (random inits have no posterior, so never)."""
@@ -79,11 +88,11 @@ class GridJob:
     shots: list[int]
     seeds: list[int]
     seed: int
-    particles: Path | None
-    multitask: Path | None
-    source_prompts: Path | None
+    particles: list[Path]  # each an independent source posterior (likewise multitask, source_prompts)
+    multitask: list[Path]
+    source_prompts: list[Path]
     shot_sampling: str
-    dev_shots: int | None
+    dev_shots: int  # 0: score the last step
     retrieval_steps: int
     retrieval_measure: str
     prompt_length: int | None
@@ -97,6 +106,8 @@ class GridJob:
     resume: bool
     settings: dict
     report_to: str = "none"  # --report-to: each cell's step records also go there, one run per cell
+    baseline: str = "pt"  # what the paired differences compare with (the first method when it is not one)
+    solved_at: float | None = None  # report the share of cells whose main metric reaches this
 
     @property
     def seed_list(self) -> list[int]:
@@ -108,8 +119,9 @@ class GridJob:
 
 
 def plan_methods(job: GridJob) -> list[Method]:
-    """The methods of `--methods`, each with its init; a method whose source is not given, or given
-    twice, or an unknown name is refused in one line naming the flag."""
+    """The methods of `--methods`, each with its init, one per source posterior its flag names; a
+    method whose source is not given, or given twice, or an unknown name is refused in one line
+    naming the flag."""
     if len(set(job.methods)) != len(job.methods):
         raise BmtptError(f"--methods names a method twice ({','.join(job.methods)}): give each method once")
     if len(set(job.shots)) != len(job.shots):
@@ -120,29 +132,40 @@ def plan_methods(job: GridJob) -> list[Method]:
         if name == "pt":
             planned.append(Method(name, RANDOM_INIT, False))
         elif name == "multitask":
-            planned.append(Method(name, _needs(job.multitask, name, "--multitask", "a one-particle file from `bmtpt source --particles 1 --out FILE`"), None, flag="--multitask"))
+            specs = _needs(job.multitask, name, "--multitask", "a one-particle file from `bmtpt source --particles 1 --out FILE`")
+            planned += [Method(name, spec, None, flag="--multitask", source=j) for j, spec in enumerate(specs)]
         elif name in ("bmtpt", "bmtpt-noprior") or particle:
-            spec = _needs(job.particles, name, "--particles", "a particles file from `bmtpt source`")
+            specs = _needs(job.particles, name, "--particles", "a particles file from `bmtpt source`")
             index = int(particle.group(1)) if particle else None
-            planned.append(Method(name, spec, {"bmtpt": True, "bmtpt-noprior": False}.get(name), index, "--particles"))
+            prior = {"bmtpt": True, "bmtpt-noprior": False}.get(name)
+            planned += [Method(name, spec, prior, index, "--particles", j) for j, spec in enumerate(specs)]
         elif name == "spot":
-            directory = _needs(job.source_prompts, name, "--source-prompts", "a directory from `bmtpt source --per-task`")
-            planned.append(Method(name, RETRIEVE_PREFIX + directory, None, flag="--source-prompts"))
+            directories = _needs(job.source_prompts, name, "--source-prompts", "a directory from `bmtpt source --per-task`")
+            planned += [Method(name, RETRIEVE_PREFIX + d, None, flag="--source-prompts", source=j) for j, d in enumerate(directories)]
         else:
             raise BmtptError(f"unknown method '{name}' in --methods: use {', '.join(METHODS)} (e.g. particle-0)")
     return planned
 
 
-def _needs(path: Path | None, method: str, flag: str, what: str) -> str:
-    if path is None:
+def source_counts(methods: list[Method]) -> dict[str, int]:
+    """How many source posteriors each method of the grid runs from (1 for pt)."""
+    counts: dict[str, int] = {}
+    for method in methods:
+        counts[method.name] = max(counts.get(method.name, 0), method.source + 1)
+    return counts
+
+
+def _needs(paths: list[Path], method: str, flag: str, what: str) -> list[str]:
+    if not paths:
         raise BmtptError(f"method '{method}' needs {flag}: pass {flag} with {what}, or drop {method} from --methods")
-    if flag == "--source-prompts" and not Path(path).is_dir():
-        raise BmtptError(f"{flag} '{path}' is not a directory (needed by method '{method}'): run `bmtpt source --per-task --out {path}` first")
-    if flag != "--source-prompts" and Path(path).is_dir():
-        raise BmtptError(f"{flag} '{path}' is a directory, not a file (needed by method '{method}'): pass {what}")
-    if flag != "--source-prompts" and not Path(path).is_file():
-        raise BmtptError(f"{flag} '{path}' not found (needed by method '{method}'): make it with {what}, or drop {method} from --methods")
-    return str(path)
+    for path in paths:
+        if flag == "--source-prompts" and not Path(path).is_dir():
+            raise BmtptError(f"{flag} '{path}' is not a directory (needed by method '{method}'): run `bmtpt source --per-task --out {path}` first")
+        if flag != "--source-prompts" and Path(path).is_dir():
+            raise BmtptError(f"{flag} '{path}' is a directory, not a file (needed by method '{method}'): pass {what}")
+        if flag != "--source-prompts" and not Path(path).is_file():
+            raise BmtptError(f"{flag} '{path}' not found (needed by method '{method}'): make it with {what}, or drop {method} from --methods")
+    return [str(path) for path in paths]
 
 
 def read_sources(job: GridJob, methods: list[Method]) -> tuple[dict, dict[str, str], int | None]:
@@ -197,7 +220,7 @@ def cell_fingerprint(job: GridJob, method: Method, source_sha256: str, k: int, t
     adapt = config_fingerprint(job.adapt, ignore=("checkpoint_every", "eval_every", "eval_batch_size", "seed", "prior"))
     scoring = config_fingerprint(job.scoring, ignore=("eval_batch_size",))
     return {
-        "method": method.name, "init": method.init, "init_sha256": source_sha256,
+        "method": method.name, "source": method.source, "init": method.init, "init_sha256": source_sha256,
         "prior": method.prior_used(job.adapt.prior), "particle": method.particle,
         "prompt_length": pt_length if method.init == RANDOM_INIT else None,
         "retrieval": [job.retrieval_steps, job.retrieval_measure] if method.init.startswith(RETRIEVE_PREFIX) else None,
@@ -223,16 +246,27 @@ def check_out(job: GridJob) -> Path:
 
 
 def read_results(path: Path, expected: dict[tuple, dict]) -> dict[tuple, dict]:
-    """The rows of `results.jsonl` for the grid's cells, by (method, k, task, seed); a row made with
-    other settings is refused, naming the setting (a row of a cell outside the grid is kept as is)."""
+    """The rows of `results.jsonl` for the grid's cells, by (method, source, k, task, seed); a row made
+    with other settings is refused, naming the setting (a row of a cell outside the grid is kept as is)."""
     rows = {}
     for row in read_jsonl_records(path):
         check_row(path, row)
-        key = (row.get("method"), row.get("k"), row.get("task"), row.get("seed"))
+        key = row_key(row)
         if key in expected:
             check_fingerprint(path, row.get("fingerprint", {}), expected[key])
             rows[key] = row
     return rows
+
+
+def row_key(row: dict) -> tuple:
+    """A results row's cell: (method, source posterior, k, task, seed); rows written before several
+    posteriors per method existed have no source and are posterior 0."""
+    return row.get("method"), row.get("source", 0), row.get("k"), row.get("task"), row.get("seed")
+
+
+def cell_key(method: Method, k: int, task, seed: int) -> tuple:
+    """The key of a planned cell, as `row_key` reads it back."""
+    return method.name, method.source, k, task.name, seed
 
 
 ROW_TYPES = {"method": str, "k": int, "task": str, "seed": int, "metric": str, "value": float, "decode": str, "fingerprint": dict}
@@ -256,6 +290,8 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
     tasks = resolve_tasks(job.tasks)
     results = check_out(job)
     methods = plan_methods(job)
+    counts = source_counts(methods)
+    resolve_baseline(job, methods)  # a mismatch of posteriors is refused before any cell runs
     files, hashes, file_length = read_sources(job, methods)
     pt_length = job.required_length or file_length or job.prompt_length  # pt at the length the other methods have
     data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)  # data problems show before any write
@@ -263,8 +299,8 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
     cells = [(method, k, task, seed) for k in job.shots for task in tasks for seed in seeds for method in methods]
     data_hashes = {t.name: examples_sha256(vars(data[t.name])) for t in tasks}  # the examples behind each cell
     expected = {
-        (m.name, k, t.name, s): {**cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length),
-                                 "data_sha256": data_hashes[t.name]}
+        cell_key(m, k, t, s): {**cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length),
+                               "data_sha256": data_hashes[t.name]}
         for m, k, t, s in cells
     }
     created = not Path(job.out).exists()  # removed again if the run fails before its first row
@@ -277,23 +313,23 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
             for name in OUTPUTS:
                 (Path(job.out) / name).unlink(missing_ok=True)
         done = read_results(results, expected) if job.resume else {}
-        todo = [cell for cell in cells if (cell[0].name, cell[1], cell[2].name, cell[3]) not in done]
+        todo = [cell for cell in cells if cell_key(*cell) not in done]
         runner = load_runner(job.runner, progress=progress) if todo else None
         rows = dict(done)
         tracking = open_tracker(job.report_to, Path(job.out), job.settings, resume=job.resume)
         with progress.bar("few-shot grid", len(cells)) as update, open(results, "a", encoding="utf-8") as handle, tracking as tracker:
             update(len(done))
             for method, k, task, seed in todo:
-                key = (method.name, k, task.name, seed)
-                label = f"{method.name} · {k}-shot · {task.name} · seed {seed}"
+                key = cell_key(method, k, task, seed)
+                label = f"{_method_label(method, counts)} · {k}-shot · {task.name} · seed {seed}"
                 row = _run_one(job, runner, method, k, task, seed, data[task.name], files, pt_length, expected[key],
                                lambda record: update(len(rows), f"{label} · step {record.step}/{job.adapt.steps}"),
-                               tracker=tracker.run(f"{method.name}/k{k}/{task.name}/seed{seed}"))
+                               tracker=tracker.run(f"{_method_label(method, counts, '@')}/k{k}/{task.name}/seed{seed}"))
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()
                 rows[key] = row
                 update(len(rows), f"{label} · {row['metric']} {row['value']:.4f}")
-        ordered = [rows[(m.name, k, t.name, s)] for m, k, t, s in cells]
+        ordered = [rows[cell_key(m, k, t, s)] for m, k, t, s in cells]
         report = _write_outputs(job, methods, tasks, seeds, ordered, hashes)
     return report
 
@@ -315,7 +351,7 @@ def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length,
     cell = run_cell(runner, task, data, protocol, seed, make_init, prior=method.prior, on_step=on_step, tracker=tracker)
     score = cell.score
     return {
-        "method": method.name, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,
+        "method": method.name, "source": method.source, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,
         "metric": score.metric, "value": score.value, "metrics": score.metrics,
         "init": method.init, "init_sha256": cell.init.sha256, "init_details": getattr(cell.init, "details", {}),
         "prior": method.prior_used(job.adapt.prior) and cell.init.prior_mean is not None,
@@ -326,23 +362,54 @@ def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length,
     }
 
 
+def _method_label(method: Method, counts: dict[str, int], separator: str = " · source ") -> str:
+    """The method's name, with its source posterior's number when it has several."""
+    return method.name if counts.get(method.name, 1) == 1 else f"{method.name}{separator}{method.source}"
+
+
+def resolve_baseline(job: GridJob, methods: list[Method]) -> str:
+    """The method the paired differences compare with: `job.baseline`, or the first method when it is
+    not one of the grid's; refuses a baseline and a method with different numbers of posteriors (both
+    above one), which cannot be paired posterior by posterior."""
+    counts = source_counts(methods)
+    baseline = job.baseline if job.baseline in counts else methods[0].name
+    for name, count in counts.items():
+        if counts[baseline] > 1 and count > 1 and count != counts[baseline]:
+            raise BmtptError(
+                f"method {name} has {count} source posteriors and the baseline {baseline} {counts[baseline]}: pairs are "
+                "made posterior by posterior, so give both the same number of files, or give the baseline one"
+            )
+    return baseline
+
+
 def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes) -> dict:
     """table.md, table.csv, plot.png and report.json from the grid's rows."""
     out = Path(job.out)
+    counts = source_counts(methods)
     table = build_table(
-        rows, methods=[m.name for m in methods], shots=list(job.shots),
-        tasks=[(t.name, t.benchmark, t.metric) for t in tasks], seeds=seeds,
+        rows, methods=list(counts), shots=list(job.shots), tasks=[(t.name, t.benchmark, t.metric) for t in tasks],
+        seeds=seeds, sources=counts, solved_at=job.solved_at,
     )
+    baseline = resolve_baseline(job, methods)
+    comparisons = paired_comparisons(table, baseline) if len(counts) > 1 else []
     decode = sorted({row["decode"] for row in rows})
+    machine = provenance(job.runner.device)
+    several = {name: count for name, count in counts.items() if count > 1}
+    replicates = (f"seeds {', '.join(map(str, seeds))}" if not several else
+                  f"seeds {', '.join(map(str, seeds))} × source posteriors ({', '.join(f'{n}: {c}' for n, c in several.items())})")
     notes = [
         f"model {job.runner.model} · {job.scoring.split} split · decode {', '.join(decode)} · rank score "
         f"{job.scoring.rank_score} · {job.adapt.steps} steps · lr × 1/3 at k = 4 · {job.shot_sampling.replace('task', 'k per task').replace('class', 'k per class')}",
-        f"mean ± std over seeds {', '.join(map(str, seeds))}, in points (metric × 100); an average is taken per seed, then over seeds.",
-        "methods: " + "; ".join(f"{m.name} = {_describe(m, job)}" for m in methods),
+        f"each cell scored at: {job.protocol(job.shots[0]).selection()}.",
+        f"mean ± std over {replicates}, in points (metric × 100); an average is taken per replicate, then over replicates.",
+        "methods: " + "; ".join(f"{name} = {_describe([m for m in methods if m.name == name], job)}" for name in counts),
+        f"machine: {machine['cpu']} ({machine['cpu_capability']}), {machine['threads']} threads, torch "
+        f"{machine['versions'].get('torch')}, transformers {machine['versions'].get('transformers')}; at high learning "
+        "rates one cell is chaotic (another CPU or thread count changes it), a distribution over seeds is not.",
     ]
     title = "Few-shot results (bmtpt fewshot)"
-    write_text_atomic(out / TABLE_MD, table_markdown(table, title=title, notes=notes))
-    write_text_atomic(out / TABLE_CSV, table_csv(table))
+    write_text_atomic(out / TABLE_MD, table_markdown(table, title=title, notes=notes, comparisons=comparisons))
+    write_text_atomic(out / TABLE_CSV, table_csv(table, comparisons if comparisons else None))
     write_plot(
         out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds",
         chance={t.name: uniform_chance(t.metric, t.verbalisers(job.data.label_style)) for t in tasks},
@@ -350,27 +417,33 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     )
     report = {
         "table": table,
-        "methods": [{"name": m.name, "init": m.init, "init_sha256": hashes.get(m.init, ""), "prior": m.prior_used(job.adapt.prior),
-                     "particle": m.particle, "description": _describe(m, job)} for m in methods],
+        "baseline": baseline,
+        "comparisons": comparisons,
+        "methods": [{"name": m.name, "source": m.source, "init": m.init, "init_sha256": hashes.get(m.init, ""),
+                     "prior": m.prior_used(job.adapt.prior), "particle": m.particle,
+                     "description": _describe([m], job)} for m in methods],
         "protocol": {**job.protocol(job.shots[0]).describe(), "shots": list(job.shots), "seeds": seeds,
-                     "lr_factor": {str(k): job.protocol(k).lr_factor for k in job.shots}},
+                     "sources": counts, "lr_factor": {str(k): job.protocol(k).lr_factor for k in job.shots}},
         "notes": notes, "model": job.runner.model, "cells": len(rows),
         "settings": job.settings, "data": job.data.provenance(resolve_tasks(job.tasks)),
-        "provenance": provenance(job.runner.device),
+        "provenance": machine,
     }
     write_report(out / REPORT, report)
     return report
 
 
-def _describe(method: Method, job: GridJob) -> str:
+def _describe(same: list[Method], job: GridJob) -> str:
+    """A table row's method in words; `same`: its cells' methods (one per source posterior)."""
+    method = same[0]
     prior = "with the prior" if method.prior_used(job.adapt.prior) else "no prior"
+    where = ", ".join(m.init.removeprefix(RETRIEVE_PREFIX) for m in same)
     if method.init == RANDOM_INIT:
         return "random vocabulary init from each seed, no prior (vanilla prompt tuning)"
     if method.name == "multitask":
-        return f"the one-particle prompt of {method.init}, {prior} (vanilla multi-task transfer)"
+        return f"the one-particle prompt of {where}, {prior} (vanilla multi-task transfer)"
     if method.particle is not None:
-        return f"particle {method.particle} of {method.init}, {prior}"
+        return f"particle {method.particle} of {where}, {prior}"
     if method.init.startswith(RETRIEVE_PREFIX):
-        return (f"the prompt in {method.init[len(RETRIEVE_PREFIX):]} nearest to the target's task embedding "
+        return (f"the prompt in {where} nearest to the target's task embedding "
                 f"({job.retrieval_measure} similarity, {job.retrieval_steps} steps on the k-shot subset), {prior} (SPoT-style)")
-    return f"the particle mean of {method.init}, {prior}"
+    return f"the particle mean of {where}, {prior}"

@@ -15,12 +15,13 @@ def sidecar(out: Path, suffix: str) -> Path:
     return side_file(out, suffix)
 
 
-def check_not_an_input(out: Path, inputs: dict[str, Path], *, replaces_directory: bool = False, flag: str = "--out") -> None:
-    """Refuse an output that is one of the run's inputs (`inputs`: flag → path), compared as resolved paths
-    and, where both exist, as the same file; with `replaces_directory`, also an input inside it."""
+def check_not_an_input(out: Path, inputs: dict[str, Path | list[Path]], *, replaces_directory: bool = False, flag: str = "--out") -> None:
+    """Refuse an output that is one of the run's inputs (`inputs`: flag → path or paths), compared as resolved
+    paths and, where both exist, as the same file; with `replaces_directory`, also an input inside it."""
     out = Path(out)
     target = out.resolve()
-    for given, path in inputs.items():
+    pairs = [(given, path) for given, paths in inputs.items() for path in (paths if isinstance(paths, list) else [paths])]
+    for given, path in pairs:
         source = Path(path).resolve()
         same = source == target
         if not same and os.path.exists(out) and os.path.exists(path):

@@ -53,10 +53,10 @@ def test_random_init_is_drawn_per_seed_and_subsets_are_shared_across_methods(tmp
 
 
 def test_four_shots_take_a_third_of_the_learning_rates_and_batches_without_replacement(tmp_path, calls):
-    _probe(tmp_path, "--init", "random", "--lr-shared", "0.3", "--lr-scales", "0.6")
+    _probe(tmp_path, "--init", "random", "--lr-shared", "0.3", "--lr-scales", "0.6", "--dev-shots", "0")
     config, batches = calls[0]["config"], calls[0]["batches"]
     assert config.lr_shared == pytest.approx(0.1) and config.lr_scales == pytest.approx(0.2)
-    assert config.eval_every is None  # the paper scores the last step
+    assert config.eval_every is None  # --dev-shots 0: the paper's rule, the last step is scored
     generator = torch.Generator().manual_seed(0)
     fresh = EpochBatches("demo_rte", calls[0]["train"], 3)
     drawn = [example for _ in range(4) for _, example in fresh(generator)]  # 12 slots = 3 epochs of 4
@@ -66,6 +66,14 @@ def test_four_shots_take_a_third_of_the_learning_rates_and_batches_without_repla
     report = json.loads(sorted(tmp_path.glob("fs*.json"))[-1].read_text())
     assert report["protocol"]["lr_factor"] == pytest.approx(1 / 3) and report["protocol"]["per"] == "task"
     assert report["protocol"]["selection"] == "last step"
+
+
+def test_cells_are_scored_at_the_dev_selected_step_by_default(tmp_path, calls):
+    _probe(tmp_path, "--init", "random")
+    first = calls[0]
+    assert len(first["dev"]["demo_rte"]) == 32 and first["config"].eval_every == 1  # 2 steps: every step evaluated
+    report = json.loads(sorted(tmp_path.glob("fs*.json"))[-1].read_text())
+    assert report["protocol"]["selection"].startswith("best of 2 dev evaluations on 32 validation examples")
 
 
 def test_dev_selection_and_per_class_sampling_are_options(tmp_path, calls):

@@ -90,23 +90,29 @@ def test_plot_is_a_real_image_with_a_line_per_method(tmp_path):
 
 def _job(**overrides) -> GridJob:
     fields = {f.name: None for f in dataclasses.fields(GridJob)}
-    return GridJob(**(fields | {"methods": ["pt"], "shots": [4], "particles": None, "multitask": None,
-                                "source_prompts": None} | overrides))
+    return GridJob(**(fields | {"methods": ["pt"], "shots": [4], "particles": [], "multitask": [],
+                                "source_prompts": []} | overrides))
 
 
 def test_methods_map_to_inits_and_a_missing_source_names_its_flag(tmp_path):
     particles = tmp_path / "p.safetensors"
     particles.write_bytes(b"x")
-    plan = plan_methods(_job(methods=["pt", "bmtpt", "bmtpt-noprior", "particle-2"], particles=particles))
+    plan = plan_methods(_job(methods=["pt", "bmtpt", "bmtpt-noprior", "particle-2"], particles=[particles]))
     assert [(m.init, m.prior, m.particle) for m in plan] == [
         ("random", False, None), (str(particles), True, None), (str(particles), False, None), (str(particles), None, 2),
     ]
+    second = tmp_path / "q.safetensors"
+    second.write_bytes(b"x")
+    plan = plan_methods(_job(methods=["pt", "bmtpt"], particles=[particles, second]))
+    assert [(m.name, m.source, m.init) for m in plan] == [
+        ("pt", 0, "random"), ("bmtpt", 0, str(particles)), ("bmtpt", 1, str(second)),
+    ]  # each source posterior its own cells
     for methods, flag in ((["multitask"], "--multitask"), (["bmtpt"], "--particles"), (["spot"], "--source-prompts")):
         with pytest.raises(BmtptError, match=flag) as excinfo:
             plan_methods(_job(methods=methods))
         assert "\n" not in str(excinfo.value) and methods[0] in str(excinfo.value)
     with pytest.raises(BmtptError, match="not found"):
-        plan_methods(_job(methods=["bmtpt"], particles=tmp_path / "missing.safetensors"))
+        plan_methods(_job(methods=["bmtpt"], particles=[particles, tmp_path / "missing.safetensors"]))
     with pytest.raises(BmtptError, match="unknown method 'mpt'"):
         plan_methods(_job(methods=["pt", "mpt"]))
     with pytest.raises(BmtptError, match="twice"):

@@ -31,7 +31,7 @@ def test_an_intact_cells_file_and_results_file_are_read(tmp_path):
     _write(tmp_path / "cells.jsonl", [CELL, b'{"task": "demo_nli", "se'])  # and a torn last line
     assert read_cells(tmp_path / "cells.jsonl", FINGERPRINT) == {("demo_nli", 1): SCORE}
     _write(tmp_path / "results.jsonl", [ROW])
-    assert read_results(tmp_path / "results.jsonl", {("pt", 4, "demo_nli", 1): FINGERPRINT}) == {("pt", 4, "demo_nli", 1): ROW}
+    assert read_results(tmp_path / "results.jsonl", {("pt", 0, 4, "demo_nli", 1): FINGERPRINT}) == {("pt", 0, 4, "demo_nli", 1): ROW}
 
 
 CELL_CASES = {
@@ -73,7 +73,7 @@ def test_a_malformed_results_row_is_a_one_line_error(tmp_path, case):
     path = tmp_path / "results.jsonl"
     _write(path, [ROW_CASES[case]])
     with pytest.raises(BmtptError) as excinfo:
-        read_results(path, {("pt", 4, "demo_nli", 1): FINGERPRINT})
+        read_results(path, {("pt", 0, 4, "demo_nli", 1): FINGERPRINT})
     message = str(excinfo.value)
     assert "\n" not in message and str(path) in message and "--force" in message, message
 
@@ -81,4 +81,4 @@ def test_a_malformed_results_row_is_a_one_line_error(tmp_path, case):
 def test_invalid_utf8_in_a_results_file_is_not_a_traceback(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_bytes((json.dumps(ROW) + "\n").encode() + b"\xff\xfe garbage\n")
-    assert list(read_results(path, {("pt", 4, "demo_nli", 1): FINGERPRINT})) == [("pt", 4, "demo_nli", 1)]
+    assert list(read_results(path, {("pt", 0, 4, "demo_nli", 1): FINGERPRINT})) == [("pt", 0, 4, "demo_nli", 1)]
