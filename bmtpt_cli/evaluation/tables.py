@@ -97,7 +97,7 @@ def _replicate(name: str) -> tuple[int, int]:
     return int(seed), int(source or 0)
 
 
-def paired_comparisons(table: dict, baseline: str, *, resamples: int = 2000) -> list[dict]:
+def paired_comparisons(table: dict, baseline: str, *, resamples: int = 10_000) -> list[dict]:
     """Every method against `baseline`, per k and column: the paired differences (method − baseline at
     the same seed and source posterior; a side with one posterior pairs it with each of the other's)
     and their mean with a 95% t interval and a bootstrap interval clustered by source posterior
