@@ -72,6 +72,8 @@ def _split_tasks(value: Any) -> Any:
 PathList = Annotated[list[Path], NoDecode]  # `a,b` on the command line and in BMTPT_*, a list (or one string) in TOML
 SeedList = Annotated[list[int], NoDecode]  # `--seeds`: `0,1,2`, `0-2` or a count N; a list or a number in TOML
 DEV_SHOTS = 32
+CELLS_PER_PASS = 20
+"""Few-shot cells adapted together by default (benchmark 9: the speed-up levels off beyond it on a CPU)."""
 """Dev examples per task that select each few-shot cell's step by default (0: the last step, as the paper)."""
 DEV_SHOTS_HELP = (
     "Keep each cell's best of 10 evaluations on this many validation examples per task (0: score the last step, as "
@@ -493,6 +495,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="Draw k examples per task (the paper's protocol) or k per class.")
     dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description=DEV_SHOTS_HELP)
+    cells_per_pass: int = Field(CELLS_PER_PASS, gt=0, le=MAX_SEEDS, json_schema_extra=panel(RUN), description="Cells of one method, k and task (seeds and source posteriors) adapted and scored together, in shared passes of the frozen LM (1: one at a time). Each cell's numbers are its one-at-a-time run's to float32 round-off; a group's rows are written when it finishes.")
     out: Path = Field(Path("fewshot"), json_schema_extra=panel(RUN), description="Folder for results.jsonl (one row per cell), table.md, table.csv, plot.png and report.json.")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue the grid in --out: cells already in its results.jsonl are not run again.")
 

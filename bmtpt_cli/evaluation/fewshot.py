@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmtpt_cli.adapter.batched import CellSpec, adapt_cells, score_cells
 from bmtpt_cli.adapter.init import TargetInit, read_init_file, resolve_init
 from bmtpt_cli.adapter import train as adapter_train
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
@@ -167,6 +168,42 @@ def run_cell(
         **protocol.scoring.options(),
     )
     return CellResult(score, init, subset)
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell of a group run together: its seed, how its init is made from its subset, and the
+    prior rule its method fixes (None: as configured)."""
+
+    seed: int
+    make_init: Callable[[list[TextExample]], TargetInit]
+    prior: bool | None = None
+
+
+def run_cells(
+    runner: FrozenT5Runner,
+    task: Task,
+    data: TaskData,
+    protocol: FewshotProtocol,
+    cells: list[CellPlan],
+    *,
+    on_step: Callable[[int, AdaptStepRecord], None] | None = None,
+) -> list[CellResult]:
+    """Several cells of one task and protocol (SPEC §4) adapted and scored together, in shared passes
+    of the frozen LM (`adapter.batched`): each is `run_cell` for its own seed, init and prior, to
+    float32 round-off (bit for bit for one cell). `on_step(i, record)`: cell i's step records."""
+    specs, inits, subsets = [], [], []
+    for cell in cells:
+        subset = protocol.subset(data.train, cell.seed)
+        init = cell.make_init(subset)
+        dev = protocol.dev(task, data.validation, cell.seed).get(task.name, [])
+        specs.append(CellSpec(task, subset, dev, init.prompt, init.prior_mean, protocol.config(cell.seed, cell.prior)))
+        inits.append(init)
+        subsets.append(subset)
+    results = adapt_cells(runner, specs, label_style=protocol.label_style, on_step=on_step)
+    scores = score_cells(runner, [result.prompts.compose(0).detach() for result in results], task, data.test,
+                         label_style=protocol.label_style, **protocol.scoring.options())
+    return [CellResult(score, init, subset) for score, init, subset in zip(scores, inits, subsets)]
 
 
 def mean_and_std(values: list[float]) -> tuple[float, float]:

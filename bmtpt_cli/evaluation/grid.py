@@ -1,7 +1,9 @@
 """`bmtpt fewshot`: the few-shot grid of SPEC §4 (the paper's Table 2) in one function.
 
-Every cell (method, k, task, seed) is `fewshot.run_cell`, the function `evaluate --shots` runs, with
-the method's init from `adapter.init.resolve_init`:
+Every cell (method, k, task, seed) is the few-shot cell of `evaluate --shots` (SPEC §4), with the
+method's init from `adapter.init.resolve_init`; the cells of one method, k and task run together in
+groups of `--cells-per-pass` (`fewshot.run_cells`: shared passes of the frozen LM, each cell its own
+run to float32 round-off):
 
 - `pt`: a random vocabulary init drawn from the cell's seed (vanilla prompt tuning, no prior);
 - `multitask`: the single prompt of a one-particle file (`--multitask`, vanilla multi-task transfer);
@@ -23,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+import statistics
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bmtpt_cli.adapter.init import RANDOM_INIT, RETRIEVE_PREFIX, RetrievalTarget, read_init_file, resolve_init
@@ -33,7 +36,7 @@ from bmtpt_cli.artifacts.task_prompts import read_task_prompts
 from bmtpt_cli.data.config import DataConfig, examples_sha256
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError, excerpt
-from bmtpt_cli.evaluation.fewshot import FewshotProtocol, leave_nothing_on_failure, load_task_data, run_cell, subset_sha256
+from bmtpt_cli.evaluation.fewshot import CellPlan, FewshotProtocol, leave_nothing_on_failure, load_task_data, run_cells, subset_sha256
 from bmtpt_cli.evaluation.plot import uniform_chance, write_plot
 from bmtpt_cli.evaluation.run import ScoringConfig, write_report
 from bmtpt_cli.evaluation.tables import build_table, paired_comparisons, table_csv, table_markdown
@@ -108,6 +111,7 @@ class GridJob:
     report_to: str = "none"  # --report-to: each cell's step records also go there, one run per cell
     baseline: str = "pt"  # what the paired differences compare with (the first method when it is not one)
     solved_at: float | None = None  # report the share of cells whose main metric reaches this
+    cells_per_pass: int = 1  # cells of one method, k and task adapted together in shared passes
 
     @property
     def seed_list(self) -> list[int]:
@@ -319,47 +323,77 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
         tracking = open_tracker(job.report_to, Path(job.out), job.settings, resume=job.resume)
         with progress.bar("few-shot grid", len(cells)) as update, open(results, "a", encoding="utf-8") as handle, tracking as tracker:
             update(len(done))
-            for method, k, task, seed in todo:
-                key = cell_key(method, k, task, seed)
-                label = f"{_method_label(method, counts)} · {k}-shot · {task.name} · seed {seed}"
-                row = _run_one(job, runner, method, k, task, seed, data[task.name], files, pt_length, expected[key],
-                               lambda record: update(len(rows), f"{label} · step {record.step}/{job.adapt.steps}"),
-                               tracker=tracker.run(f"{_method_label(method, counts, '@')}/k{k}/{task.name}/seed{seed}"))
-                handle.write(json.dumps(row) + "\n")
+            for group in cell_groups(todo, job.cells_per_pass):
+                method, k, task, _ = group[0]
+                label = f"{_method_label(method, counts)} · {k}-shot · {task.name}"
+                seeds_shown = f"seed {group[0][3]}" if len(group) == 1 else f"{len(group)} cells together"
+                runs = [tracker.run(f"{_method_label(m, counts, '@')}/k{k}/{task.name}/seed{seed}") for m, _, _, seed in group]
+                for run in runs:
+                    if run is not None:
+                        run.rewind(0)  # a cell run again after an interruption starts its record over
+
+                def on_step(i, record, runs=runs, label=label, shown=seeds_shown):
+                    if runs[i] is not None:
+                        runs[i].log(asdict(record))
+                    if i == 0:
+                        update(len(rows), f"{label} · {shown} · step {record.step}/{job.adapt.steps}")
+
+                finished = _run_group(job, runner, group, data[task.name], files, pt_length, expected, on_step)
+                for cell, row in zip(group, finished):
+                    handle.write(json.dumps(row) + "\n")
+                    rows[cell_key(*cell)] = row
                 handle.flush()
-                rows[key] = row
-                update(len(rows), f"{label} · {row['metric']} {row['value']:.4f}")
+                update(len(rows), f"{label} · {seeds_shown} · {finished[0]['metric']} "
+                                  f"{statistics.fmean(row['value'] for row in finished):.4f} on average")
         ordered = [rows[cell_key(m, k, t, s)] for m, k, t, s in cells]
         report = _write_outputs(job, methods, tasks, seeds, ordered, hashes)
     return report
 
 
-def _run_one(job, runner, method: Method, k, task, seed, data, files, pt_length, fingerprint, on_step, tracker=None) -> dict:
-    """Train and score one cell; its `results.jsonl` row."""
+def cell_groups(cells: list[tuple], size: int) -> list[list[tuple]]:
+    """The cells in groups adapted together: the same method, k and task (so one schedule), at most
+    `size` each, in the grid's order of first appearance."""
+    by_kind: dict[tuple, list[tuple]] = {}
+    for cell in cells:
+        method, k, task, _ = cell
+        by_kind.setdefault((method.name, k, task.name), []).append(cell)
+    return [same[i:i + size] for same in by_kind.values() for i in range(0, len(same), size)]
+
+
+def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected, on_step) -> list[dict]:
+    """Train and score a group of cells of one method, k and task together; their `results.jsonl` rows."""
+    _, k, task, _ = group[0]
     protocol = job.protocol(k)
 
-    def make_init(subset):
-        target = None
-        if method.init.startswith(RETRIEVE_PREFIX):  # the target's embedding is learnt on this cell's subset
-            target = RetrievalTarget(task.name, subset, job.data.label_style, job.retrieval_steps, job.retrieval_measure,
-                                     protocol.config(seed, method.prior))
-        return resolve_init(
-            method.init, runner, prompt_length=pt_length, required_length=job.required_length, seed=seed,
-            init_file=files.get(method.init), particle=method.particle, target=target,
-        )
+    def make_init(method: Method, seed: int):
+        def init_from(subset):
+            target = None
+            if method.init.startswith(RETRIEVE_PREFIX):  # the target's embedding is learnt on this cell's subset
+                target = RetrievalTarget(task.name, subset, job.data.label_style, job.retrieval_steps, job.retrieval_measure,
+                                         protocol.config(seed, method.prior))
+            return resolve_init(
+                method.init, runner, prompt_length=pt_length, required_length=job.required_length, seed=seed,
+                init_file=files.get(method.init), particle=method.particle, target=target,
+            )
+        return init_from
 
-    cell = run_cell(runner, task, data, protocol, seed, make_init, prior=method.prior, on_step=on_step, tracker=tracker)
-    score = cell.score
-    return {
-        "method": method.name, "source": method.source, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,
-        "metric": score.metric, "value": score.value, "metrics": score.metrics,
-        "init": method.init, "init_sha256": cell.init.sha256, "init_details": getattr(cell.init, "details", {}),
-        "prior": method.prior_used(job.adapt.prior) and cell.init.prior_mean is not None,
-        "decode": score.decode, "rules": score.rules, "invalid": score.invalid, "split": job.scoring.split,
-        "examples": score.examples, "steps": job.adapt.steps, "lr_factor": protocol.lr_factor,
-        "shot_sampling": job.shot_sampling, "subset_sha256": subset_sha256(cell.subset),
-        "selection": protocol.selection(), "model": job.runner.model, "fingerprint": fingerprint,
-    }
+    plans = [CellPlan(seed, make_init(method, seed), method.prior) for method, _, _, seed in group]
+    finished = run_cells(runner, task, data, protocol, plans, on_step=on_step)
+    rows = []
+    for (method, _, _, seed), cell in zip(group, finished):
+        score = cell.score
+        rows.append({
+            "method": method.name, "source": method.source, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,
+            "metric": score.metric, "value": score.value, "metrics": score.metrics,
+            "init": method.init, "init_sha256": cell.init.sha256, "init_details": getattr(cell.init, "details", {}),
+            "prior": method.prior_used(job.adapt.prior) and cell.init.prior_mean is not None,
+            "decode": score.decode, "rules": score.rules, "invalid": score.invalid, "split": job.scoring.split,
+            "examples": score.examples, "steps": job.adapt.steps, "lr_factor": protocol.lr_factor,
+            "shot_sampling": job.shot_sampling, "subset_sha256": subset_sha256(cell.subset),
+            "selection": protocol.selection(), "model": job.runner.model,
+            "fingerprint": expected[cell_key(method, k, task, seed)],
+        })
+    return rows
 
 
 def _method_label(method: Method, counts: dict[str, int], separator: str = " · source ") -> str:

@@ -97,3 +97,21 @@ def test_selecting_on_the_split_that_is_scored_is_refused(tmp_path, command):
     result = bmtpt(*command, *FAST, "--tasks", "toy_mood_true", "--split", "validation", "--out", tmp_path / "o")
     assert result.exit_code != 0 and "--dev-shots 0" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_cells_run_together_give_each_cell_its_own_run(comparison, tmp_path):
+    """The grid's groups (here 3 seeds × 2 posteriors of bmtpt together) against one cell per pass: the same
+    cells, subsets and inits, and scores equal to float32 round-off (at most a near-tie flipping an example)."""
+    result = bmtpt("fewshot", *FAST, "--tasks", "toy_mood_true", "--methods", "pt,bmtpt", "--shots", "4", "--seeds", "3",
+                   "--particles", f"{comparison / 'a.safetensors'},{comparison / 'b.safetensors'}", "--cells-per-pass", "1",
+                   "--out", tmp_path / "single")
+    assert result.exit_code == 0, result.output
+
+    def rows(out):
+        return {(r["method"], r["source"], r["seed"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+
+    together, single = rows(comparison / "out"), rows(tmp_path / "single")
+    assert together.keys() == single.keys()
+    for key, row in together.items():
+        assert row["subset_sha256"] == single[key]["subset_sha256"] and row["init_sha256"] == single[key]["init_sha256"]
+        assert abs(row["value"] - single[key]["value"]) <= 2 / row["examples"] + 1e-12

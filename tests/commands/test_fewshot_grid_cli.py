@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import bmtpt_cli.adapter.train as adapter_training
+import bmtpt_cli.evaluation.fewshot as fewshot_module
 from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
 from clihelpers import bmtpt, listing
 
@@ -27,16 +28,29 @@ def _particles(path, count, seed=0):
 
 
 class Spy:
-    """Counts the cells actually trained: every adapt() call with its init, subset, config, prior mean."""
+    """Counts the cells actually trained: every adapt() call (a retrieval's embedding run) and every
+    cell of an adapt_cells() group (the grid's cells), with its init, subset, config, prior mean."""
 
     def __init__(self):
         self.calls = []
         self.real = adapter_training.adapt
+        self.real_cells = fewshot_module.adapt_cells
 
     def __call__(self, runner, tasks, train, dev, init, config, **kwargs):
         self.calls.append({"task": tasks[0].name, "init": init.clone(), "train": next(iter(train.values())),
                            "config": config, "prior_mean": kwargs.get("prior_mean")})
         return self.real(runner, tasks, train, dev, init, config, **kwargs)
+
+    def cells(self, runner, cells, **kwargs):
+        for cell in cells:
+            self.calls.append({"task": cell.task.name, "init": cell.init.clone(), "train": cell.train,
+                               "config": cell.config, "prior_mean": cell.prior_mean})
+        return self.real_cells(runner, cells, **kwargs)
+
+    def install(self, patch):
+        patch.setattr(adapter_training, "adapt", self)
+        patch.setattr(fewshot_module, "adapt_cells", self.cells)
+        return self
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +58,8 @@ def grid(tmp_path_factory):
     """One grid on two demo tasks: pt and bmtpt × k ∈ {4, 8} × 2 seeds, run once for the module."""
     root = tmp_path_factory.mktemp("grid")
     _particles(root / "p.safetensors", 3)
-    spy = Spy()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(adapter_training, "adapt", spy)
+        spy = Spy().install(patch)
         result = bmtpt("fewshot", *FAST, "--tasks", "demo_review,demo_rte", "--methods", "pt,bmtpt", "--shots", "4,8",
                        "--seeds", "2", "--particles", root / "p.safetensors", "--out", root / "out")
     assert result.exit_code == 0, result.output
@@ -124,8 +137,7 @@ def test_a_resumed_grid_runs_only_the_missing_cell(grid, tmp_path, monkeypatch):
     removed = json.loads(lines.pop(5))
     (out / "results.jsonl").write_bytes(b"".join(lines))
     table_before = (root / "out" / "table.csv").read_bytes()
-    spy = Spy()
-    monkeypatch.setattr(adapter_training, "adapt", spy)
+    spy = Spy().install(monkeypatch)
     args = ["fewshot", *FAST, "--tasks", "demo_review,demo_rte", "--methods", "pt,bmtpt", "--shots", "4,8",
             "--seeds", "2", "--particles", root / "p.safetensors", "--out", out]
     refused = bmtpt(*args)
@@ -160,8 +172,7 @@ def test_pt_and_bmtpt_start_from_their_inits(grid):
 def test_multitask_noprior_and_one_particle_start_from_their_files(tmp_path, monkeypatch):
     particles = _particles(tmp_path / "p.safetensors", 3, seed=1)
     single = _particles(tmp_path / "m.safetensors", 1, seed=2)
-    spy = Spy()
-    monkeypatch.setattr(adapter_training, "adapt", spy)
+    spy = Spy().install(monkeypatch)
     result = bmtpt("fewshot", *FAST, "--tasks", "demo_rte", "--shots", "4", "--seeds", "1",
                    "--methods", "multitask,bmtpt-noprior,particle-1", "--particles", tmp_path / "p.safetensors",
                    "--multitask", tmp_path / "m.safetensors", "--out", tmp_path / "out")
@@ -187,8 +198,7 @@ def test_spot_retrieves_a_source_prompt_on_the_cells_subset(tmp_path, monkeypatc
         metadata = common_metadata(kind=PROMPTS, model="tiny", d_model=TINY_D, prompt_length=8, config={})
         save_prompts(directory / f"{task}.safetensors", prompts[task], {task: (torch.ones(8), torch.ones(TINY_D))},
                      metadata=metadata)
-    spy = Spy()
-    monkeypatch.setattr(adapter_training, "adapt", spy)
+    spy = Spy().install(monkeypatch)
     result = bmtpt("fewshot", *FAST, "--tasks", "demo_rte", "--shots", "4", "--seeds", "1", "--methods", "spot",
                    "--source-prompts", directory, "--retrieval-steps", "1", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
