@@ -486,7 +486,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     multitask: PathList = Field([], json_schema_extra=panel(METHOD), description="One-particle files (bmtpt source --particles 1), comma-separated, for the method multitask (vanilla multi-task transfer); several: independent source runs, as for --particles.")
     source_prompts: PathList = Field([], json_schema_extra=panel(METHOD), description="Directories of per-task prompts (bmtpt source --per-task), comma-separated, for the method spot; several: independent source runs, as for --particles.")
     baseline: str = Field("pt", json_schema_extra=panel(METHOD), description="The method every other one is compared with: the table's paired differences (method − baseline at the same seed and source posterior) with 95% intervals (when it is not in --methods: the first method).")
-    solved_at: float | None = Field(None, ge=0, json_schema_extra=panel(METHOD), description="Also report the share of cells whose main metric (0–1) reaches this value, e.g. 0.9 (unset: no share).")
+    solved_at: float | None = Field(None, ge=0, le=1, json_schema_extra=panel(METHOD), description="Also report the share of cells whose main metric (0–1) reaches this value, e.g. 0.9 (unset: no share).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="The prior term for multitask, particle-I and spot (bmtpt always keeps it, bmtpt-noprior always drops it, pt has none).")
     decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
     split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split every cell is scored on.")
