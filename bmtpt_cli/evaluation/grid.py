@@ -416,6 +416,18 @@ def resolve_baseline(job: GridJob, methods: list[Method]) -> str:
     return baseline
 
 
+def seed_ranges(seeds: list[int]) -> str:
+    """Seeds as `--seeds` writes them, runs of consecutive seeds as ranges: `0-39`, `0-2, 7`."""
+    parts, start = [], None
+    for i, seed in enumerate(seeds):
+        if start is None:
+            start = seed
+        if i + 1 == len(seeds) or seeds[i + 1] != seed + 1:
+            parts.append(str(seed) if seed == start else f"{start}-{seed}")
+            start = None
+    return ", ".join(parts)
+
+
 def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes) -> dict:
     """table.md, table.csv, plot.png and report.json from the grid's rows."""
     out = Path(job.out)
@@ -429,8 +441,8 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     decode = sorted({row["decode"] for row in rows})
     machine = provenance(job.runner.device)
     several = {name: count for name, count in counts.items() if count > 1}
-    replicates = (f"seeds {', '.join(map(str, seeds))}" if not several else
-                  f"seeds {', '.join(map(str, seeds))} × source posteriors ({', '.join(f'{n}: {c}' for n, c in several.items())})")
+    replicates = (f"seeds {seed_ranges(seeds)}" if not several else
+                  f"seeds {seed_ranges(seeds)} × source posteriors ({', '.join(f'{n}: {c}' for n, c in several.items())})")
     notes = [
         f"model {job.runner.model} · {job.scoring.split} split · decode {', '.join(decode)} · rank score "
         f"{job.scoring.rank_score} · {job.adapt.steps} steps · lr × 1/3 at k = 4 · {job.shot_sampling.replace('task', 'k per task').replace('class', 'k per class')}",

@@ -64,7 +64,7 @@ def test_paired_differences_and_intervals_match_the_rows(comparison):
     assert entry["separated"] == all(excludes)
     table = (out / "table.md").read_text()
     assert "Paired difference against pt" in table and "| bmtpt | " in table
-    assert "seeds 0, 1, 2 × source posteriors (bmtpt: 2)" in table and "best of" in table and "machine:" in table
+    assert "seeds 0-2 × source posteriors (bmtpt: 2)" in table and "best of" in table and "machine:" in table
     (block,) = report["table"]["blocks"]
     bmtpt_cell = next(r for r in block["rows"] if r["method"] == "bmtpt")["cells"]["toy_mood_true"]
     assert bmtpt_cell["n"] == 6 and set(bmtpt_cell["per_seed"]) == {f"{s}@{j}" for s in range(3) for j in (0, 1)}
@@ -115,3 +115,11 @@ def test_cells_run_together_give_each_cell_its_own_run(comparison, tmp_path):
     for key, row in together.items():
         assert row["subset_sha256"] == single[key]["subset_sha256"] and row["init_sha256"] == single[key]["init_sha256"]
         assert abs(row["value"] - single[key]["value"]) <= 2 / row["examples"] + 1e-12
+
+
+def test_seed_lists_are_written_as_ranges():
+    from bmtpt_cli.evaluation.grid import seed_ranges
+
+    assert seed_ranges(list(range(40))) == "0-39"
+    assert seed_ranges([0, 1, 2, 7, 9, 10]) == "0-2, 7, 9-10"
+    assert seed_ranges([5]) == "5"
