@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bmtpt_cli.adapter.init import RANDOM_INIT, RETRIEVE_PREFIX, RetrievalTarget, read_init_file, resolve_init
-from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
+from bmtpt_cli.adapter.train import AdaptConfig
 from bmtpt_cli.artifacts import file_sha256
 from bmtpt_cli.artifacts.task_prompts import read_task_prompts
 from bmtpt_cli.data.config import DataConfig, examples_sha256
