@@ -457,7 +457,8 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     write_text_atomic(out / TABLE_MD, table_markdown(table, title=title, notes=notes, comparisons=comparisons))
     write_text_atomic(out / TABLE_CSV, table_csv(table, comparisons if comparisons else None))
     write_plot(
-        out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds",
+        out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds"
+        + (f" × up to {max(counts.values())} source posteriors" if several else ""),
         chance={t.name: uniform_chance(t.metric, t.verbalisers(job.data.label_style)) for t in tasks},
         caption=TINY_CAVEAT if job.runner.model == TINY_MODEL else None,
     )
