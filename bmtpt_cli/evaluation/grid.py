@@ -68,11 +68,6 @@ class Method:
     flag: str | None = None  # the option that names its source
     source: int = 0  # which of the flag's source posteriors (files) this is, from 0
 
-    @property
-    def key(self) -> tuple[str, int]:
-        """The method and source posterior a cell belongs to."""
-        return self.name, self.source
-
     def prior_used(self, configured: bool) -> bool:
         """Whether the cell's loss has the prior term (random inits have no posterior, so never)."""
         return self.init != RANDOM_INIT and (configured if self.prior is None else self.prior)
