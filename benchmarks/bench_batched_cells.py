@@ -66,7 +66,7 @@ def build(args):
     task = get_task(TASK)
     splits = {split: task.examples(split, taskless=True) for split in ("train", "validation", "test")}
     config = build_config(AdaptConfig, defaults("adapt"), steps=args.steps, batch_size=args.batch_size, warmup_steps=3,
-                          eval_every=max(1, args.steps // 10), eval_batch_size=32, prior=False)
+                          eval_every=max(1, args.steps // 10), eval_batch_size=32)
     return runner, task, splits, config
 
 
@@ -75,7 +75,7 @@ def cells_for(runner, task, splits, config, args, seeds):
     import dataclasses
 
     from bmtpt_cli.adapter.batched import CellSpec
-    from bmtpt_cli.adapter.init import resolve_init
+    from bmtpt_cli.methods.init import resolve_init
     from bmtpt_cli.data.sampling import kshot
 
     cells = []
@@ -91,7 +91,7 @@ def run_loop(runner, cells, test):
     """One cell at a time, as `run_cell` does: `adapt` then `score_task`."""
     from bmtpt_cli.adapter.train import adapt
     from bmtpt_cli.data.sampling import EpochBatches
-    from bmtpt_cli.evaluation.scoring import score_task
+    from bmtpt_cli.scoring.score import score_task
 
     out = []
     for cell in cells:
@@ -137,7 +137,7 @@ def main() -> None:
         args.cells, args.steps, args.test_examples = "1,4", 6, 100
     import bmtpt_cli.adapter.batched as batched
     import bmtpt_cli.adapter.train as adapter_train
-    import bmtpt_cli.evaluation.scoring as scoring
+    import bmtpt_cli.scoring.score as scoring
     from bmtpt_cli.runtime.provenance import cpu_and_threads
 
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """Benchmark 3: one batched pass for all M particles vs a Python loop over the particles.
 
-Batched: `runner.particle_losses(particles, batch)` on all M particles at once (M·B sequences in one
+Batched: `runner.particle_loss_sums(particles, batch) / target_tokens(batch)` on all M particles at once (M·B sequences in one
 forward) + one `torch.autograd.grad` — what `svgd_step`'s `bmtpt.forward`/`bmtpt.backward` ranges do. Loop: for each particle j, a forward
-of its B sequences (`runner.particle_losses(θ_j[None], batch)`) and its own backward into θ_j — what
+of its B sequences (`runner.particle_loss_sums(θ_j[None], batch) / target_tokens(batch)`) and its own backward into θ_j — what
 an implementation without the particle-major batching would do. Same token batch (`runner.encode` of
 B texts, `workloads.shape_batch`), same gradients
 (checked); timed interleaved, speed-up = median over rounds of loop ÷ batched. Minor page faults per
@@ -30,6 +30,8 @@ import workloads
 from harness import Machine, Table, fmt_ratio, fmt_time, measure_interleaved, paired_ratio, paired_ratio_range
 from workloads import StepShape, build_runner
 
+from bmtpt_cli.runner.runner import target_tokens
+
 NAME = "03_batched_vs_loop"
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
 
@@ -49,14 +51,14 @@ def variants(runner, shape: StepShape):
     leaves = [particles.detach()[j : j + 1].clone().requires_grad_(True) for j in range(shape.particles)]
 
     def batched():
-        losses = runner.particle_losses(particles, batch)  # (M,)
+        losses = runner.particle_loss_sums(particles, batch) / target_tokens(batch)  # (M,)
         (grads,) = torch.autograd.grad(losses.sum(), particles)
         return grads
 
     def loop():
         grads = []
         for leaf in leaves:
-            loss = runner.particle_losses(leaf, batch)  # (1,)
+            loss = runner.particle_loss_sums(leaf, batch) / target_tokens(batch)  # (1,)
             (grad,) = torch.autograd.grad(loss.sum(), leaf)
             grads.append(grad)
         return torch.cat(grads)
@@ -134,7 +136,7 @@ def main() -> None:
         " → batching is faster at every shape." if all(s > 1 for s in speedups.values()) else
         " → batching is NOT faster at every shape.")
     notes = [
-        "Both variants call the runner's own `particle_losses` (the loop with M = 1) and `torch.autograd.grad`; "
+        "Both variants call the runner's own `particle_loss_sums` (the loop with M = 1) and `torch.autograd.grad`; "
         "the gradients agree to the relative difference shown (float32 summation order).",
         "On a 2-core CPU the big matrix multiplies of t5-small are already compute-bound at B sequences, so batching "
         "mostly saves per-op dispatch and Python overhead; the gain is largest where ops are small (tiny) and on "
@@ -148,7 +150,7 @@ def main() -> None:
     harness.write_report(
         NAME, "3. Batched particles vs a loop over particles",
         what="forward + backward of the LM loss for all M = 5 particles on the same B = 6 examples: one batched "
-             "pass over M·B sequences (bmtpt's `particle_losses`) vs M separate passes of B sequences.",
+             "pass over M·B sequences (bmtpt's `particle_loss_sums`) vs M separate passes of B sequences.",
         machine=machine, tables=[table], goal=goal, notes=notes, data=data, quick=args.quick,
         elapsed_s=time.perf_counter() - started, write=not args.no_write, out=args.out,
     )

@@ -191,7 +191,7 @@ def eval_examples(count: int, data_dir: Path):
 
 
 def run_evaluation(args) -> tuple[Table, dict]:
-    from bmtpt_cli.evaluation.scoring import score_task
+    from bmtpt_cli.scoring.score import score_task
 
     tokenizer_dir = Path(args.data_dir) / "tokenizers" / "t5"
     tokenizer = None
@@ -265,7 +265,7 @@ def run_evaluation(args) -> tuple[Table, dict]:
 
 def generate_agrees(runner, prompt, task, examples, peer_texts) -> float:
     """Share of examples where bmtpt's generation and PEFT's give the same text (same model and prompt)."""
-    from bmtpt_cli.evaluation.scoring import predict
+    from bmtpt_cli.scoring.score import predict
 
     ours = predict(runner, prompt, examples, candidates=task.verbalisers("words"), decode="generate")
     return sum(a == b for a, b in zip(ours, peer_texts)) / max(len(ours), 1)

@@ -1,6 +1,6 @@
 """Benchmark 4: evaluating a classification task by rank scoring vs greedy generation.
 
-`bmtpt_cli.evaluation.scoring.predict(runner, prompt, examples, candidates=label words, decode=...)`
+`bmtpt_cli.scoring.score.predict(runner, prompt, examples, candidates=label words, decode=...)`
 with `decode="rank"` (log-likelihood of every label word, batched) and `decode="generate"` (greedy
 decoding, string output) on the demo_nli test split, one soft prompt drawn from the vocabulary
 embeddings. Timed interleaved after warm-up; time ratio = median over rounds of generate ÷ rank.
@@ -71,7 +71,7 @@ def breakdown(model, fn) -> dict:
 
 
 def run_case(model: str, examples, task, prompt_length: int, warmup: int, repeats: int):
-    from bmtpt_cli.evaluation.scoring import predict
+    from bmtpt_cli.scoring.score import predict
 
     runner = build_runner(model)
     prompt = workloads.sample_particles(runner, 1, prompt_length)[0]  # (l, d)

@@ -34,7 +34,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from bmtpt_cli.data.registry import get_task
-    from bmtpt_cli.evaluation.scoring import rank
+    from bmtpt_cli.scoring.score import rank
 
     tokenizer = AutoTokenizer.from_pretrained(str(TOKENIZER))
     task = get_task("demo_nli")

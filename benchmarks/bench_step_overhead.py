@@ -2,7 +2,7 @@
 
 The bare pass is the floor any implementation pays: `model(inputs_embeds=concat(leaf prompt, token
 embeddings), ...)`, cross-entropy, backward into the leaf prompt, on the same M·B sequences. The
-step is the shipped `bmtpt_cli.svgd.train.source_update` (`workloads.SourceStep`: `svgd_step` —
+step is the shipped `bmtpt_cli.source.svgd.source_update` (`workloads.SourceStep`: `svgd_step` —
 tokenising its B examples, forward, backward, SVGD — then AdamW, the schedule, the finiteness
 checks and the step record), on text examples whose byte tokenisation is the bare pass's token
 batch. Both are timed interleaved; the ratio is the median of per-round ratios. The split of the
@@ -231,7 +231,7 @@ def main() -> None:
             f"{'MET' if met else 'NOT MET at every shape'}. Step ÷ its own forward+backward (unprofiled, "
             f"issue 13) ≤ {OWN_GOAL:.2f}: {'; '.join(own_verdicts)} → {'MET' if own_met else 'NOT MET at every shape'}.")
     notes = [
-        "The step is the shipped `bmtpt_cli.svgd.train.source_update`, on a state built by the shipped "
+        "The step is the shipped `bmtpt_cli.source.svgd.source_update`, on a state built by the shipped "
         "`start_source` from `bmtpt source`'s declared defaults "
         f"({workloads.config_summary(workloads.source_config(particles=5, prompt_length=8))}) — "
         "`benchmarks/workloads.py::SourceStep`. It tokenises "

@@ -9,7 +9,7 @@ run (small shapes, a few seconds of measuring) the tests use.
 
 What is measured is the shipped code, never a re-implementation:
 
-* the source step is `workloads.SourceStep`, i.e. `bmtpt_cli.svgd.train.start_source` +
+* the source step is `workloads.SourceStep`, i.e. `bmtpt_cli.source.svgd.start_source` +
   `source_update` (tokenising, the batched M·B forward, the backward into the particles, the
   Damped-SVGD update, AdamW, the finiteness checks and the step record);
 * the runner is the shipped `FrozenT5Runner` with the precision of `runner.model.autocast_dtype`,
@@ -17,7 +17,7 @@ What is measured is the shipped code, never a re-implementation:
   applied as `runner.load.load_runner` applies them (only the model is built here: random weights
   from a `T5Config` of the real shape, as nothing can be downloaded on the GPU machine);
 * the adaptation step is `bmtpt_cli.adapter.train.adapt` (eval_every=None) timed per step;
-* evaluation is `bmtpt_cli.evaluation.scoring.predict` with decode="rank" and "generate";
+* evaluation is `bmtpt_cli.scoring.score.predict` with decode="rank" and "generate";
 * the SVGD share is read from the step's own `bmtpt.svgd` profiler range (`harness.profile_ranges`
   via `SourceStep.profile`; on CUDA also the GPU kernel time inside each range).
 
@@ -862,7 +862,7 @@ def section_adaptation(ctx: Context, name: str) -> None:
               "precision": ctx.main_precision, "batch": plan.adapt_batch, "sequences": plan.adapt_batch,
               "prompt_length": plan.prompt_length, "source_len": plan.source_len, "target_len": plan.target_len,
               "encoder_len": plan.prompt_length + plan.source_len, "steps": plan.adapt_steps,
-              "warmup_steps_excluded": plan.adapt_warmup, "prior": config.prior, "oom": False}
+              "warmup_steps_excluded": plan.adapt_warmup, "prior": True, "oom": False}  # prior_mean=init below
     try:
         adapt(runner, [task], {task.name: train}, {}, init, config, prior_mean=init, on_start=stamp, on_step=stamp)
         durations = [b - a for a, b in zip(stamps, stamps[1:])][plan.adapt_warmup:]
@@ -882,7 +882,7 @@ def section_evaluation(ctx: Context, name: str) -> None:
     """`predict(decode="rank")` vs `predict(decode="generate")` on demo_nli's test inputs (3 label words),
     repeated to `eval_examples`, one prompt of l vectors; examples per second."""
     from bmtpt_cli.data.registry import get_task
-    from bmtpt_cli.evaluation.scoring import predict
+    from bmtpt_cli.scoring.score import predict
 
     plan = ctx.plan
     model = ctx.models.get(plan.main)

@@ -149,7 +149,7 @@ def source_config(*, particles: int, prompt_length: int, steps: int = 100_000, e
     """A `SourceConfig` at `bmtpt source`'s declared defaults (learning rate, weight decay, warm-up, damping,
     bandwidth, ...: `config_summary` says which) with the benchmark's shape; every task every step."""
     from bmtpt_cli.settings import build, defaults
-    from bmtpt_cli.svgd.train import SourceConfig
+    from bmtpt_cli.source.svgd import SourceConfig
 
     return build(SourceConfig, defaults("source"), particles=particles, prompt_length=prompt_length, steps=steps,
                  examples_per_task=examples_per_task, sample_tasks=None, seed=seed, **overrides)
@@ -164,7 +164,7 @@ def config_summary(config) -> str:
 
 
 class SourceStep:
-    """One shipped source step per call: `bmtpt_cli.svgd.train.source_update` on a fixed batch.
+    """One shipped source step per call: `bmtpt_cli.source.svgd.source_update` on a fixed batch.
 
     Built by the shipped `start_source(runner, config)` (particles drawn from the vocabulary
     embeddings, AdamW, linear schedule over `config.steps`); each call runs `source_update(runner,
@@ -177,7 +177,7 @@ class SourceStep:
 
     def __init__(self, runner, examples, *, particles: int, prompt_length: int, model: str = "?", seed: int = 0,
                  steps: int = 100_000, **overrides):
-        from bmtpt_cli.svgd.train import start_source
+        from bmtpt_cli.source.svgd import start_source
 
         self.runner = runner
         self.examples = list(examples)
@@ -210,7 +210,7 @@ class SourceStep:
 
     def __call__(self):
         """One `source_update`; returns its `StepRecord`."""
-        from bmtpt_cli.svgd.train import source_update
+        from bmtpt_cli.source.svgd import source_update
 
         self.step += 1
         self.last = source_update(self.runner, self.state, self.examples, self.config, step=self.step)
@@ -314,7 +314,7 @@ class SvgdAlone:
 
     def __init__(self, particles: int, prompt_length: int, d_model: int, *, seed: int = 0):
         from bmtpt_cli.data.task import TextExample
-        from bmtpt_cli.svgd.kernel import damping_lambda
+        from bmtpt_cli.source.kernel import damping_lambda
 
         g = torch.Generator().manual_seed(seed)
         self.particles = torch.nn.Parameter(torch.randn(particles, prompt_length, d_model, generator=g) * 0.5)
@@ -323,7 +323,7 @@ class SvgdAlone:
         self._examples = [TextExample(source="", target="", label=None)]
 
     def __call__(self):
-        from bmtpt_cli.svgd.train import svgd_step
+        from bmtpt_cli.source.svgd import svgd_step
 
         return svgd_step(self._likelihood, self.particles, self._examples, damping=self.damping,
                          likelihood_scale=1.0, bandwidth=None)

@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 
+from bmtpt_cli.adapter import defaults as paper
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.presets import COMMAND_TABLES, PRESETS_DIR, preset_path, preset_values, read_preset
 from bmtpt_cli.world import DEMO_PRESET, adopt_artifact_world, demo_exit, flag_name
@@ -41,7 +42,7 @@ infinite in the update (a smaller one that diverges is the divergence guard's, r
 SEED_MAX = 2**63 - 1
 """Seeds are 0 … 2^63 − 1 (what every generator and the checkpoint's int64 state take)."""
 
-SIGMA_MIN = 1e-6
+SIGMA_MIN = paper.SIGMA_MIN
 """The smallest prior σ: the prior term (1/2σ²)‖θ − θ̄‖² stays within float32 for any prompt the
 divergence guard admits, and σ = 1e-6 already pins every prompt to the prior mean (SPEC §2, divergence guard)."""
 
@@ -134,7 +135,7 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True, allow_inf_nan=False)
 
     model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, 'tiny' (offline random-weight test model) or 'toy' (the shipped toy T5 pretrained on the toy world, docs/toyworld.md).")
-    prompt_length: int = Field(100, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
+    prompt_length: int = Field(paper.PROMPT_LENGTH, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
     seed: int = Field(0, ge=0, le=SEED_MAX, json_schema_extra=panel(RUN), description="Random seed. It guarantees the same numbers on the same machine with the same --threads and the same versions (all recorded in the output's provenance); on another CPU or with another thread count, float round-off may change the results, more so at high learning rates.")
     threads: int | None = Field(None, ge=1, le=1024, json_schema_extra=panel(RUN), description="CPU threads PyTorch uses (intra- and inter-op). Unset: $OMP_NUM_THREADS if set, else 1 for the small models tiny and toy (more only wait for cores), else min(CPUs available, 4); recorded in the provenance.")
     device: str = Field("auto", json_schema_extra=panel(MODEL), description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
@@ -236,7 +237,7 @@ class TrainingSettings(CommonSettings):
 
     steps: int = Field(..., gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of optimisation steps.")
     warmup_steps: int = Field(500, ge=0, json_schema_extra=panel(OPTIMISATION), description="Steps of linear learning-rate warm-up (then linear decay to 0).")
-    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b (the baselines' 1e-5).")
+    weight_decay: float = Field(paper.WEIGHT_DECAY, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b (the baselines' 1e-5).")
     checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue from the checkpoint beside --out instead of starting over.")
     report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP)
@@ -302,15 +303,23 @@ PER_TASK_OUT = "source-prompts"
 """`bmtpt source --per-task`'s output directory when --out is left at its default."""
 
 
+METHOD_HELP = (
+    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, particle-I, spot or from-prompts (bmtpt tasks lists what "
+    "each starts from); --init names its source file or directory. Unset: the method --init means (random → pt, a "
+    "posterior → bmtpt, bmtpt-noprior with --no-prior, a one-particle file → multitask, retrieve:DIR → spot, a prompts "
+    "file → from-prompts, with --init-particle I → particle-I)."
+)
+
+
 class AdaptHyperparameters(BaseModel):
     """Adaptation hyperparameters shared by `adapt` and the few-shot probe of `evaluate` (SPEC §3)."""
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    batch_size: int = Field(32, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples per adaptation step (target tasks mixed example-proportionally).")
-    lr_shared: float = Field(0.3, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the shared prompt W.")
-    lr_scales: float = Field(0.4, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
-    sigma: float = Field(1e5, ge=SIGMA_MIN, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
+    batch_size: int = Field(paper.BATCH_SIZE, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples per adaptation step (target tasks mixed example-proportionally).")
+    lr_shared: float = Field(paper.LR_SHARED, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the shared prompt W.")
+    lr_scales: float = Field(paper.LR_SCALES, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
+    sigma: float = Field(paper.SIGMA, ge=SIGMA_MIN, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
     rank_score: Literal["sum", "mean"] = Field("sum", json_schema_extra=panel(METHOD), description="Rank scoring picks the label with the highest sum of token log-probabilities, EOS included (its log-likelihood; favours short labels), or the highest mean (length-normalised).")
     invalid_predictions: Literal["wrong", "negative"] = Field("wrong", json_schema_extra=panel(METHOD), description="With --decode generate, binary F1 counts a prediction that is no label word as the wrong class (the baselines') or as the negative class.")
@@ -326,16 +335,39 @@ class AdaptSettings(AdaptHyperparameters, TrainingSettings):
         super().check_combination(flags)
         if "sigma" in flags and self.prior is False:
             raise BmtptError("--sigma sets the prior's width but --no-prior drops the prior: give one of them")
+        resolve_method_setting(self)
 
     """`bmtpt adapt`: target prompts W ⊙ abᵀ from the particle mean, with the Gaussian prior (SPEC §3)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (several: one shared W, a and b per task).")
-    prompt_length: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Prompt length l for --init random (unset: 100); an init file brings its own, which a value given by flag must match.")
-    init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="Initialisation: a particles file (the mean), a prompts file, 'random' (vanilla prompt tuning), or retrieve:DIR (the prompt in DIR, from source --per-task, whose task embedding is most similar to the target's; SPoT-style).")
+    prompt_length: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description=f"Prompt length l for --init random (unset: {paper.PROMPT_LENGTH}); an init file brings its own, which a value given by flag must match.")
+    init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="Initialisation: a particles file (the mean), a prompts file, 'random' (vanilla prompt tuning), or retrieve:DIR (the prompt in DIR, from source --per-task, whose task embedding is most similar to the target's; SPoT-style). With --method: the method's source file or directory.")
+    method: str | None = Field(None, json_schema_extra=panel(METHOD), description=METHOD_HELP)
     init_particle: int | None = Field(None, ge=0, json_schema_extra=panel(METHOD), description="Start W at particle i (from 0) of the --init particles file, and centre the prior on it, instead of the particle mean.")
     steps: int = Field(30_000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Number of adaptation steps.")
     eval_every: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Evaluate on dev every N steps and keep the best.")
     out: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(RUN), description="Where to write the target prompts; checkpoint (.ckpt) and step log (.log.jsonl) go beside it.")
+
+
+def resolve_method_setting(settings) -> None:
+    """`--method` against `--init` and `--prior`: a method that starts from nothing takes `--init random`
+    when --init was not given; a method whose prior is fixed refuses a --prior/--no-prior that says
+    otherwise. The method's name and its source are checked when the run reads the source."""
+    if settings.method is None:
+        return
+    from bmtpt_cli.methods.base import ALWAYS, NEVER
+    from bmtpt_cli.methods.registry import method_named
+
+    method = method_named(settings.method)
+    if not method.needs_source and "init" not in settings._explicit:
+        settings.init = "random"
+        settings._origins["init"] = f"--method {method.name} (it starts from no source file)"
+    fixed = {ALWAYS: True, NEVER: False}.get(method.prior)
+    if fixed is not None and "prior" in settings._explicit and settings.prior != fixed:
+        other = "bmtpt-noprior" if fixed else "bmtpt"
+        raise BmtptError(f"method {method.name} {'always has' if fixed else 'never has'} the prior, but "
+                         f"{settings.origin('prior')} says {'--prior' if settings.prior else '--no-prior'}: drop it, "
+                         f"or use --method {other}")
 
 
 def refuse_selecting_on_the_scored_split(split: str, dev_shots: int) -> None:
@@ -372,11 +404,12 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     out: Path | None = Field(None, json_schema_extra=panel(RUN), description="Where to write the results as JSON (unset: results.json; with --shots K: fewshot-K.json).")
     shots: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Few-shot probe: adapt from --init on K training examples per task, then score.")
     init: str = Field("particles.safetensors", json_schema_extra=panel(METHOD), description="With --shots: the initialisation (particles file, prompts file, or 'random').")
+    method: str | None = Field(None, json_schema_extra=panel(METHOD), description="With --shots: " + METHOD_HELP)
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="With --shots: the tasks to probe, comma-separated.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="With --shots: the k-shot sampling and training seeds. " + SEEDS_HELP)
     steps: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: adaptation steps per task and seed.")
     warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: steps of linear learning-rate warm-up.")
-    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: AdamW weight decay.")
+    weight_decay: float = Field(paper.WEIGHT_DECAY, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --shots: AdamW weight decay.")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="With --shots: draw K examples per task (the paper's protocol) or K per class.")
     dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description="With --shots: " + DEV_SHOTS_HELP)
@@ -401,6 +434,7 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
             raise BmtptError("--predictions writes the predictions of a scored prompts file, which the few-shot probe (--shots) does not score: drop one of them")
         if self.shots is not None:
             refuse_selecting_on_the_scored_split(self.split, self.dev_shots)
+            resolve_method_setting(self)
 
     @property
     def output(self) -> Path:
@@ -409,7 +443,7 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
 
 
 SHOTS_ONLY = (
-    "init", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
+    "init", "method", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
     "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots", "retrieval_steps", "retrieval_measure",
     "report_to",
 )
@@ -425,7 +459,7 @@ class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
     decode: Literal["rank", "generate"] = Field("rank", json_schema_extra=panel(METHOD), description="rank: score the label words; generate: greedy generation and string match.")
     split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split the targets are scored on.")
     tune: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Also transfer with tuning: adapt each target for this many steps from each source prompt and from a random init, and report the relative error reduction over random-init prompt tuning (unset: skipped).")
-    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --tune: AdamW weight decay of W, a and b.")
+    weight_decay: float = Field(paper.WEIGHT_DECAY, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --tune: AdamW weight decay of W, a and b.")
     out: Path = Field(Path("transfer"), json_schema_extra=panel(RUN), description="Folder to write the matrices to (CSV, JSON and a heatmap PNG each); an existing one is replaced only with --force.")
 
     @field_validator("tasks", "sources", mode="before")
@@ -492,7 +526,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split every cell is scored on.")
     steps: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Adaptation steps per cell.")
     warmup_steps: int = Field(0, ge=0, json_schema_extra=panel(OPTIMISATION), description="Steps of linear learning-rate warm-up per cell.")
-    weight_decay: float = Field(1e-5, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b.")
+    weight_decay: float = Field(paper.WEIGHT_DECAY, ge=0, json_schema_extra=panel(OPTIMISATION), description="AdamW weight decay of W, a and b.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="Draw k examples per task (the paper's protocol) or k per class.")
     dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description=DEV_SHOTS_HELP)
     cells_per_pass: int = Field(CELLS_PER_PASS, gt=0, le=MAX_SEEDS, json_schema_extra=panel(RUN), description="Cells of one method, k and task (seeds and source posteriors) adapted and scored together, in shared passes of the frozen LM (1: one at a time). Each cell's numbers are its one-at-a-time run's to float32 round-off; a group's rows are written when it finishes.")

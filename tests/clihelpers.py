@@ -61,3 +61,11 @@ def toy_particles(path="particles.safetensors"):
     metadata = common_metadata(kind=PARTICLES, model="toy", d_model=128, prompt_length=8, config=TOY_CONFIG)
     save_particles(path, torch.randn(3, 8, 128) * 0.1, tasks=TOY_TASKS, metadata=metadata)
     return path
+
+
+def starting_prompt(init):
+    """What an `adapt` call starts from, as a tensor `(l, d)`: the init tensor, or a prompt module's W
+    (the grid and `evaluate --shots` pass their method's module), for spies on `adapt`."""
+    import torch
+
+    return init.clone() if isinstance(init, torch.Tensor) else init.shared.detach().clone()

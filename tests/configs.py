@@ -5,7 +5,7 @@ from bmtpt_cli.settings import build, defaults
 
 def source_config(**overrides):
     """A `SourceConfig` from `bmtpt source`'s defaults (the paper's values) and `overrides`."""
-    from bmtpt_cli.svgd.train import SourceConfig
+    from bmtpt_cli.source.svgd import SourceConfig
 
     return build(SourceConfig, defaults("source"), **overrides)
 

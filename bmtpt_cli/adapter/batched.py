@@ -11,7 +11,7 @@ the same arguments: bit for bit with N = 1, to float32 round-off for N > 1 (the 
 the group's longest input and target, and the kernels see other shapes).
 
 Dev evaluations and the test split are scored in shared passes as well (`score_cells`,
-`evaluation.scoring.predict` with per-example prompts), each cell's predictions scored on its own.
+`scoring.score.predict` with per-example prompts), each cell's predictions scored on its own.
 There is no checkpoint or resume inside a group: the cell is the unit a caller writes when it is
 finished.
 """
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 
 from bmtpt_cli.adapter.prompt import TargetPrompts
-from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord, _trained
+from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord
 from bmtpt_cli.data.sampling import EpochBatches
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.scoring import TaskScore, predict, score_predictions, scoring_mode
+from bmtpt_cli.scoring.score import TaskScore, predict, score_predictions, scoring_mode
 from bmtpt_cli.runner.runner import IGNORE_INDEX, FrozenT5Runner
 from bmtpt_cli.runtime.checkpoint import Interrupted, StepAbandoned, StopRequests
 from bmtpt_cli.runtime.divergence import SizeGuard
@@ -44,7 +44,7 @@ way of scoring the dev examples (they are scored in shared passes)."""
 @dataclass(frozen=True)
 class CellSpec:
     """One few-shot cell to adapt: its task, training subset, dev examples ([] = keep the last step),
-    init `(l, d)`, prior mean (None = no prior) and config (its own seed; prior flag)."""
+    init `(l, d)`, prior centre (None = no prior, as its method decides) and config (its own seed)."""
 
     task: Task
     train: list[TextExample]
@@ -67,16 +67,12 @@ class _Cell:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.prompts = TargetPrompts(spec.init, [spec.task.name]).to(runner.device)
         self.prior_mean = None if spec.prior_mean is None else spec.prior_mean.detach().float().to(runner.device)
-        self.use_prior = config.prior and self.prior_mean is not None
+        self.use_prior = self.prior_mean is not None
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": [self.prompts.shared], "lr": config.lr_shared},
-                {"params": self.prompts.scale_parameters(), "lr": config.lr_scales},
-            ],
-            weight_decay=config.weight_decay,
+            self.prompts.parameter_groups(config.lr_shared, config.lr_scales), weight_decay=config.weight_decay,
         )
         self.scheduler = linear_schedule(self.optimizer, warmup_steps=config.warmup_steps, total_steps=config.steps)
-        self.guard = SizeGuard(_trained(self.prompts), runner.vocab_embeddings)
+        self.guard = SizeGuard(self.prompts.trained(), runner.vocab_embeddings)
         self.batches = EpochBatches(spec.task.name, spec.train, config.batch_size)
         self.evaluates = bool(config.eval_every) and bool(spec.dev)
         self.best_score = float("-inf")
@@ -190,7 +186,7 @@ def _step(runner: FrozenT5Runner, states: list[_Cell], step: int) -> list[AdaptS
         lr = state.scheduler.get_last_lr()[0]
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
-        state.guard.check(_trained(state.prompts), step=step + 1, where=state.lower)
+        state.guard.check(state.prompts.trained(), step=step + 1, where=state.lower)
         state.scheduler.step()
         records.append(AdaptStepRecord(step=step + 1, loss=float(total), prior=float(prior), lr=lr))
     return records

@@ -1,9 +1,40 @@
-"""The target prompt θ_k = W ⊙ (a_k b_kᵀ) and the Gaussian prior term (SPEC §3, paper Eq. 1–6)."""
+"""The target prompt θ_k = W ⊙ (a_k b_kᵀ) and the Gaussian prior term (SPEC §3, paper Eq. 1–6).
+
+A prompt module is what the adaptation loop trains and scoring reads; `TargetPrompts` is the one
+every method of the prompt-tuning family uses. A module provides (`PromptModule`):
+
+- `forward(task_ids, sources)`: the prompts `(B, l, d)` of a batch, example b of task `task_ids[b]`
+  with input text `sources[b]` (a fixed prompt ignores the text; an input-dependent one reads it);
+- `scorer(k)`: what scoring takes for task k: a fixed prompt `(l, d)`, or a function of a chunk's
+  input texts giving their prompts `(B, l, d)` (`scoring.score.PromptFn`);
+- `prior_term(task_ids, centre, sigma)`, `parameter_groups(lr_shared, lr_scales)`, `trained()`
+  (the tensors the divergence guard watches, by name), `length` and `fixed` (whether `scorer(k)` is
+  a tensor, which batched few-shot cells need).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Protocol, Union
+
 import torch
 from torch import nn
+
+Scorer = Union[torch.Tensor, Callable[[Sequence[str]], torch.Tensor]]
+"""A prompt as scoring takes it: `(l, d)` for every example, or a function of input texts → `(B, l, d)`."""
+
+
+class PromptModule(Protocol):
+    """The interface the adaptation loop, batched cells and scoring use (see the module docstring)."""
+
+    length: int
+    fixed: bool
+
+    def __call__(self, task_ids: list[int], sources: Sequence[str] | None = None) -> torch.Tensor: ...
+    def scorer(self, task_index: int) -> Scorer: ...
+    def prior_term(self, task_ids: list[int], centre: torch.Tensor, sigma: float) -> torch.Tensor: ...
+    def parameter_groups(self, lr_shared: float, lr_scales: float) -> list[dict]: ...
+    def trained(self) -> dict[str, list[torch.Tensor]]: ...
 
 
 class TargetPrompts(nn.Module):
@@ -21,12 +52,20 @@ class TargetPrompts(nn.Module):
         self.row_scales = nn.ParameterList([nn.Parameter(torch.ones(length)) for _ in tasks])  # a_k, (l,)
         self.col_scales = nn.ParameterList([nn.Parameter(torch.ones(width)) for _ in tasks])  # b_k, (d,)
 
+    fixed = True  # one prompt per task, whatever the input
+
+    @property
+    def length(self) -> int:
+        """l, the number of prompt vectors."""
+        return self.shared.shape[0]
+
     def compose(self, task_index: int) -> torch.Tensor:
         """θ_k = W ⊙ (a_k b_kᵀ), shape `(l, d)`."""
         return self.shared * torch.outer(self.row_scales[task_index], self.col_scales[task_index])
 
-    def forward(self, task_ids: list[int]) -> torch.Tensor:
-        """Per-example prompts `(B, l, d)` for a batch whose example b belongs to task `task_ids[b]`."""
+    def forward(self, task_ids: list[int], sources: Sequence[str] | None = None) -> torch.Tensor:
+        """Per-example prompts `(B, l, d)` for a batch whose example b belongs to task `task_ids[b]`
+        (`sources`, the inputs, do not change a fixed prompt)."""
         composed = {k: self.compose(k) for k in sorted(set(task_ids))}
         return torch.stack([composed[k] for k in task_ids])
 
@@ -41,6 +80,18 @@ class TargetPrompts(nn.Module):
             (task_ids.count(k) / batch_size) * prior_penalty(self.compose(k), prior_mean, sigma)
             for k in sorted(set(task_ids))
         )
+
+    def scorer(self, task_index: int) -> torch.Tensor:
+        """Task k's prompt for scoring: θ_k `(l, d)`, detached."""
+        return self.compose(task_index).detach()
+
+    def parameter_groups(self, lr_shared: float, lr_scales: float) -> list[dict]:
+        """AdamW groups: W at `lr_shared`, every a_k and b_k at `lr_scales` (SPEC §3)."""
+        return [{"params": [self.shared], "lr": lr_shared}, {"params": self.scale_parameters(), "lr": lr_scales}]
+
+    def trained(self) -> dict[str, list[torch.Tensor]]:
+        """The trained tensors by the name the divergence check reports: W, and every a_k and b_k."""
+        return {"the shared prompt W": [self.shared], "the scales a, b": self.scale_parameters()}
 
     def scale_parameters(self) -> list[nn.Parameter]:
         """All a_k and b_k (trained with their own learning rate)."""

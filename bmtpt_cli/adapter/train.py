@@ -1,6 +1,7 @@
 """The adaptation loop: train W, a_k, b_k on the target tasks' cross-entropy plus the prior term.
 
-Reads top to bottom: build `TargetPrompts` from the init → (resume) → steps of mixed target batches,
+Reads top to bottom: the prompt module (`TargetPrompts` from an init tensor, or a method's own
+module, `adapter.prompt.PromptModule`) → (resume) → steps of mixed target batches,
 dev evaluation every `eval_every` steps keeping the best state → `AdaptResult`. Resume, checkpoints,
 the step log and Ctrl-C are `runtime.loop.TrainingLoop`'s.
 """
@@ -8,17 +9,22 @@ the step log and Ctrl-C are `runtime.loop.TrainingLoop`'s.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bmtpt_cli.adapter.prompt import TargetPrompts
+from bmtpt_cli.adapter import defaults as paper
+from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts
 from bmtpt_cli.data.sampling import mixed_batch
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.scoring import score_task
+from bmtpt_cli.scoring.score import score_task
 from bmtpt_cli.runner.runner import FrozenT5Runner, target_units
+from bmtpt_cli.runtime.config_rules import (
+    DECAY, NON_NEGATIVE, POSITIVE, POSITIVE_OR_NONE, RATE, check_config_values, one_of,
+)
 from bmtpt_cli.runtime.distributed import SINGLE, Distributed, sum_gradients
 from bmtpt_cli.runtime.divergence import SizeGuard
 from bmtpt_cli.runtime.loop import RunFiles, TrainingLoop, config_fingerprint
@@ -31,15 +37,15 @@ class AdaptConfig:
     """What an adaptation run computes; all fields but `checkpoint_every` change the result.
 
     Built from `bmtpt adapt`'s (or the few-shot probe's) settings by name; defaults and help texts
-    live there.
+    live there. Whether a run has a prior is not a setting of the loop: the method decides it
+    (`methods.base.TransferMethod.prior_centre`) and the loop applies the centre it is given.
     """
 
     steps: int
     batch_size: int
     lr_shared: float  # W
     lr_scales: float  # a_k, b_k
-    sigma: float
-    prior: bool
+    sigma: float  # the prior's σ, when the method gives the run a prior centre
     warmup_steps: int
     weight_decay: float
     eval_every: int | None  # None: no dev evaluation, keep the last state
@@ -50,6 +56,20 @@ class AdaptConfig:
     seed: int
     checkpoint_every: int
 
+    def __post_init__(self):
+        check_config_values(self, {
+            "steps": POSITIVE, "batch_size": POSITIVE, "lr_shared": RATE, "lr_scales": RATE,
+            "sigma": (lambda v: isinstance(v, (int, float)) and paper.SIGMA_MIN <= v < math.inf, f"at least {paper.SIGMA_MIN:g}"),
+            "warmup_steps": NON_NEGATIVE, "weight_decay": DECAY, "eval_every": POSITIVE_OR_NONE, "eval_batch_size": POSITIVE,
+            "rank_score": one_of("sum", "mean"), "invalid_predictions": one_of("wrong", "negative"),
+            "mixing_cap": POSITIVE_OR_NONE, "seed": NON_NEGATIVE, "checkpoint_every": POSITIVE,
+        })
+        if self.warmup_steps and self.warmup_steps >= self.steps:
+            raise BmtptError(
+                f"AdaptConfig.warmup_steps = {self.warmup_steps} is not shorter than steps = {self.steps}: the learning "
+                "rate would still be rising at the last step; give a warm-up below steps (0 for none)"
+            )
+
     def fingerprint(self) -> dict:
         """The settings a checkpoint must agree on to be resumed."""
         return config_fingerprint(self)
@@ -59,7 +79,7 @@ class AdaptConfig:
 class AdaptResult:
     """The kept (best-on-dev, or last) target prompts and their dev metrics."""
 
-    prompts: TargetPrompts
+    prompts: PromptModule  # TargetPrompts for the prompt-tuning family
     dev_metrics: dict[str, float] = field(default_factory=dict)
     best_step: int = 0
 
@@ -75,7 +95,7 @@ class AdaptStepRecord:
 
 def evaluate_dev(
     runner: FrozenT5Runner,
-    prompts: TargetPrompts,
+    prompts: PromptModule,
     tasks: list[Task],
     dev_by_task: dict[str, list[TextExample]],
     batch_size: int,
@@ -87,7 +107,7 @@ def evaluate_dev(
     with torch.no_grad():
         return {
             task.name: score_task(
-                runner, prompts.compose(k).detach(), task, dev_by_task[task.name], batch_size=batch_size,
+                runner, prompts.scorer(k), task, dev_by_task[task.name], batch_size=batch_size,
                 label_style=label_style, rank_score=rank_score, invalid_predictions=invalid_predictions,
             ).value
             for k, task in enumerate(tasks)
@@ -96,7 +116,7 @@ def evaluate_dev(
 
 def _loss_and_gradients(
     runner: FrozenT5Runner,
-    prompts: TargetPrompts,
+    prompts: PromptModule,
     pairs: list[tuple[str, TextExample]],
     task_index: dict[str, int],
     prior_mean: torch.Tensor | None,
@@ -115,16 +135,17 @@ def _loss_and_gradients(
     batch = runner.encode([e.source for _, e in shard], [e.target for _, e in shard])
     tokens = dist.sum(torch.as_tensor(target_units(batch), dtype=torch.float32, device=batch.labels.device))
     shard_ids = [task_index[name] for name, _ in shard]
-    plan = runner.pass_plan(1, batch, prompts.shared.shape[0])  # B sequences, each under its own prompt
-    use_prior = config.prior and prior_mean is not None
+    sources = [e.source for _, e in shard]
+    plan = runner.pass_plan(1, batch, prompts.length)  # B sequences, each under its own prompt
+    use_prior = prior_mean is not None
     prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if use_prior else torch.zeros(())
     if not plan.chunked:
-        ce_sum = runner.batch_loss_sum(prompts(shard_ids), batch)
+        ce_sum = runner.batch_loss_sum(prompts(shard_ids, sources), batch)
         (ce_sum / tokens + prior / dist.world_size).backward()
     else:  # passes of the plan's examples, gradients accumulated in .grad (the same sum to round-off)
         ce_sum = torch.zeros((), device=batch.input_ids.device)
         for _, rows in plan.chunks():
-            part = runner.batch_loss_sum(prompts(shard_ids[rows]), batch.rows(rows))
+            part = runner.batch_loss_sum(prompts(shard_ids[rows], sources[rows]), batch.rows(rows))
             (part / tokens).backward()
             ce_sum = ce_sum + part.detach()
         if use_prior:
@@ -133,17 +154,12 @@ def _loss_and_gradients(
     return dist.sum(ce_sum.detach()) / tokens, prior.detach()
 
 
-def _trained(prompts: TargetPrompts) -> dict[str, list[torch.Tensor]]:
-    """The trained tensors by the name the divergence check reports: W, and every a_k and b_k."""
-    return {"the shared prompt W": [prompts.shared], "the scales a, b": prompts.scale_parameters()}
-
-
 def adapt(
     runner: FrozenT5Runner,
     tasks: list[Task],
     train_by_task: dict[str, list[TextExample]],
     dev_by_task: dict[str, list[TextExample]],
-    init: torch.Tensor,
+    init: torch.Tensor | PromptModule,
     config: AdaptConfig,
     *,
     prior_mean: torch.Tensor | None = None,
@@ -154,11 +170,12 @@ def adapt(
     on_step: Callable[[AdaptStepRecord], None] | None = None,
     dist: Distributed = SINGLE,
 ) -> AdaptResult:
-    """Adapt θ_k = W ⊙ a_k b_kᵀ (W from `init` `(l, d)`) to the target tasks (SPEC §3).
+    """Adapt θ_k = W ⊙ a_k b_kᵀ (W from `init` `(l, d)`; or a method's own prompt module `init`) to
+    the target tasks (SPEC §3).
 
-    Loss = token-mean cross-entropy of a mixed batch + the prior term toward `prior_mean` (θ̄^S).
-    There is no prior term without a source posterior (`prior_mean` None: vanilla prompt tuning
-    from a random init) or with `config.prior=False` (the paper's ablation). `batches(generator)`
+    Loss = token-mean cross-entropy of a mixed batch + the prior term toward `prior_mean` (θ̄^S,
+    Eq. 6), and no prior term when `prior_mean` is None (vanilla prompt tuning, the paper's ablation:
+    the method decides, `methods.base.TransferMethod.prior_centre`). `batches(generator)`
     replaces the example-proportional mixed batches (the few-shot probe's epochs); it must be
     deterministic given the generator for `--resume` to stay exact. Returns the best dev state when
     `eval_every` is set, else the last. `files`: checkpoint, step log, resume (none: neither kept).
@@ -166,18 +183,12 @@ def adapt(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     names = [task.name for task in tasks]
-    prompts = TargetPrompts(init, names).to(runner.device)
+    prompts = (TargetPrompts(init, names) if isinstance(init, torch.Tensor) else init).to(runner.device)
     if prior_mean is not None:
         prior_mean = prior_mean.detach().float().to(runner.device)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [prompts.shared], "lr": config.lr_shared},
-            {"params": prompts.scale_parameters(), "lr": config.lr_scales},
-        ],
-        weight_decay=config.weight_decay,
-    )
+    optimizer = torch.optim.AdamW(prompts.parameter_groups(config.lr_shared, config.lr_scales), weight_decay=config.weight_decay)
     scheduler = linear_schedule(optimizer, warmup_steps=config.warmup_steps, total_steps=config.steps)
-    guard = SizeGuard(_trained(prompts), runner.vocab_embeddings)  # from the init, also on resume
+    guard = SizeGuard(prompts.trained(), runner.vocab_embeddings)  # from the init, also on resume
     lower = f"--lr-shared and --lr-scales (now {config.lr_shared:g} and {config.lr_scales:g})"
     task_index = {name: k for k, name in enumerate(names)}
     loop = TrainingLoop(
@@ -218,7 +229,7 @@ def adapt(
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            guard.check(_trained(prompts), step=loop.step + 1, where=lambda: loop.last_good(lower))  # before any save
+            guard.check(prompts.trained(), step=loop.step + 1, where=lambda: loop.last_good(lower))  # before any save
             scheduler.step()
             loop.step += 1
             step = loop.step

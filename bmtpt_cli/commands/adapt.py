@@ -9,7 +9,7 @@ from bmtpt_cli.settings import AdaptSettings, build
 
 def run(settings: AdaptSettings) -> None:
     """Build the adaptation job from the settings, run it, show the kept dev metrics."""
-    from bmtpt_cli.adapter.run import AdaptJob, run_adapt
+    from bmtpt_cli.jobs.adapt import AdaptJob, run_adapt
     from bmtpt_cli.runtime.distributed import is_main_process
 
     job = build(

@@ -10,7 +10,7 @@ from bmtpt_cli.settings import FewshotSettings, build
 def run(settings: FewshotSettings) -> None:
     """Build the grid job from the settings, run the cells not done yet, print the table."""
     from bmtpt_cli.console import console
-    from bmtpt_cli.evaluation.grid import TABLE_MD, GridJob, run_grid
+    from bmtpt_cli.experiments.grid import TABLE_MD, GridJob, run_grid
     from bmtpt_cli.runner.model import TINY_MODEL
 
     job = build(

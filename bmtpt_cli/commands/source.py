@@ -10,7 +10,7 @@ from bmtpt_cli.settings import SourceSettings, build
 
 def run(settings: SourceSettings) -> None:
     """Build the source job from the settings, run it, say what was written."""
-    from bmtpt_cli.svgd.run import SourceJob, run_source
+    from bmtpt_cli.jobs.source import SourceJob, run_source
 
     job = build(SourceJob, settings, settings=settings.model_dump(mode="json"))
     out = run_source(job, RichProgress())

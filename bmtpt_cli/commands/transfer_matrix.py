@@ -13,7 +13,7 @@ from bmtpt_cli.settings import TransferMatrixSettings, build
 def run(settings: TransferMatrixSettings) -> None:
     """Build the job from the settings, compute and write the matrices, show the relative zero-shot table."""
     from bmtpt_cli.adapter.train import AdaptConfig
-    from bmtpt_cli.transfer.run import TransferMatrixJob, run_transfer_matrix
+    from bmtpt_cli.experiments.transfer.run import TransferMatrixJob, run_transfer_matrix
 
     adapt = None
     if settings.tune:
@@ -51,7 +51,7 @@ def render(report) -> None:
 
 def table_cell(matrix, i: int, j: int, value: float) -> str:
     """A table cell: the value, `— (n/n invalid)` when every generation was invalid, else n/a if undefined."""
-    from bmtpt_cli.transfer.matrix import all_invalid, invalid_text
+    from bmtpt_cli.experiments.transfer.matrix import all_invalid, invalid_text
 
     if not math.isnan(value):
         return f"{value:.1f}"

@@ -65,7 +65,7 @@ class Task:
     label_words: tuple[str, ...] | None
     """Verbalisers, index = label id; None for free-text tasks (record["label"] is the text)."""
     metrics: tuple[str, ...]
-    """Metric names in `bmtpt_cli.evaluation.metrics.METRICS`; the first is the task's main metric."""
+    """Metric names in `bmtpt_cli.scoring.metrics.METRICS`; the first is the task's main metric."""
     load_records: RecordLoader
     """(split, data_dir) -> normalised records (see the module docstring)."""
     description: str = ""

@@ -18,6 +18,7 @@ from bmtpt_cli import __version__
 from bmtpt_cli.artifacts.native import PARTICLES, PromptArtifact, file_sha256, load_prompts, metadata_json, read_kind
 from bmtpt_cli.errors import BmtptError, excerpt
 from bmtpt_cli.export.card import CardFacts, command_line, model_card, recorded_command
+from bmtpt_cli.methods.registry import method_of_artifact
 from bmtpt_cli.runtime.files import check_replaceable_directory, staged_directory
 from bmtpt_cli.export.peft import (
     BaseModelShape,
@@ -75,6 +76,10 @@ def run_export(job: ExportJob, progress: Progress = SILENT) -> ExportReport:
     """Export the prompts file's tasks in the asked format into `job.out` (written whole or not at all)."""
     artifact = read_prompts(job.prompts)
     tasks = select_tasks(artifact, job.tasks, job.prompts)
+    method = method_of_artifact(artifact.metadata)
+    if job.format not in method.export_formats:
+        raise BmtptError(f"'{job.prompts}' holds method {method.name}'s prompts, which export as "
+                         f"{' or '.join(method.export_formats) or 'nothing'}, not --format {job.format}: choose one of those")
     check_replaceable_directory(job.out, force=job.force)
     if Path(job.out).resolve() in Path(job.prompts).resolve().parents:
         raise BmtptError(f"--prompts '{job.prompts}' is inside --out '{job.out}', which the export replaces: choose another --out")

@@ -240,15 +240,6 @@ class FrozenT5Runner:
         return token_cross_entropy(logits, batch.labels)  # (N, t)
 
     # ----------------------------------------------------------------------------- losses
-    def particle_losses(self, particles: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
-        """Mean LM cross-entropy of each particle on the same B examples: `(M, l, d)` → `(M,)`.
-
-        All M·B sequences go through the model in ONE forward pass (a step cuts them into the passes of
-        `pass_plan`); particle j's loss is the token mean over its B sequences (the Hugging Face loss
-        of the B examples under prompt j).
-        """
-        return self.particle_loss_sums(particles, batch) / target_tokens(batch)
-
     def particle_loss_sums(self, particles: torch.Tensor, batch: EncodedBatch, *, per_example: bool = False) -> torch.Tensor:
         """Sum of token cross-entropies of each particle over the B examples, `(M,)`, in one pass.
 
@@ -271,24 +262,11 @@ class FrozenT5Runner:
             return (losses.sum(dim=1) / tokens).view(num_particles, -1).sum(dim=1)  # (M,)
         return losses.view(num_particles, -1).sum(dim=1)  # (M,)
 
-    def batch_loss(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
-        """Token-mean cross-entropy of B examples, each under its own prompt `(B, l, d)` (multi-target)."""
-        return self.batch_loss_sum(prompts, batch) / target_tokens(batch)
-
     def batch_loss_sum(self, prompts: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
         """Sum of the token cross-entropies of B examples under their own prompts (for data parallelism)."""
         return self.token_losses(prompts, batch).sum()
 
     # ----------------------------------------------------------------------------- inference
-    @torch.no_grad()
-    def sequence_log_likelihoods(self, prompts: torch.Tensor, sources: list[str], targets: list[str]) -> torch.Tensor:
-        """log p(y_n | [θ_n; x_n]) for N (prompt, source, target) triples in one pass: `(N,)`.
-
-        The sum of the target's token log-probabilities, end-of-sequence token included (SPEC §1).
-        """
-        batch = self.encode(sources, targets)
-        return -self.token_losses(prompts, batch).sum(dim=1)  # (N,)
-
     @torch.no_grad()
     def candidate_log_likelihoods(
         self, prompts: torch.Tensor, sources: list[str], candidates: list[tuple[str, ...]]
@@ -338,14 +316,6 @@ class FrozenT5Runner:
             ).logits  # (P, t, V)
         nll = token_cross_entropy(logits, labels)
         return list((-nll.sum(dim=1)).split([len(choices) for choices in candidates]))
-
-    @torch.no_grad()
-    def score_candidates(self, prompts: torch.Tensor, sources: list[str], candidates: list[str]) -> torch.Tensor:
-        """Log-likelihood of every candidate for every example, `(B, C)`: rank scoring (SPEC §4).
-
-        All B·C (example, candidate) pairs in one batched pass, each example encoded once.
-        """
-        return torch.stack(self.candidate_log_likelihoods(prompts, sources, [tuple(candidates)] * len(sources)))
 
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, sources: list[str], *, max_new_tokens: int | None = None) -> list[str]:

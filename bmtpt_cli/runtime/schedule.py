@@ -14,3 +14,4 @@ def linear_schedule(optimizer: torch.optim.Optimizer, *, warmup_steps: int, tota
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+

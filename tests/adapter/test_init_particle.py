@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from bmtpt_cli.adapter.init import read_init_file, resolve_init
-from bmtpt_cli.adapter.run import prior_description
+from bmtpt_cli.methods.init import read_init_file, resolve_init
+from bmtpt_cli.methods.init import TargetInit
+from bmtpt_cli.methods.registry import method_named
 from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, save_particles, save_prompts
 from bmtpt_cli.errors import BmtptError
-from configs import adapt_config
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,15 @@ def test_init_particle_starts_from_exactly_that_particle(runner, particles_file)
     assert mean.details == {}
 
 
-def test_prior_description_names_the_particle():
-    config = adapt_config()
-    assert "particle 2 of the init" in prior_description(True, config, {"particle": 2, "num_particles": 5})
-    assert "mean of the init" in prior_description(True, config, {})
-    assert prior_description(True, adapt_config(prior=False), {"particle": 2}) == "none: --no-prior"
+def test_prior_description_names_the_particle_and_the_rule_that_dropped_it():
+    start = TargetInit(torch.zeros(2, 3), torch.zeros(2, 3), "p.safetensors", "", None, {"particle": 2, "num_particles": 5})
+    assert "particle 2 of the init" in method_named("particle-2").prior_description(start, True, 1e5)
+    mean = TargetInit(torch.zeros(2, 3), torch.zeros(2, 3), "p.safetensors", "", None)
+    assert "mean of the init" in method_named("bmtpt").prior_description(mean, False, 1e5)  # bmtpt always has it
+    assert method_named("particle-2").prior_description(start, False, 1e5) == "none: --no-prior"
+    assert method_named("bmtpt-noprior").prior_description(mean, True, 1e5) == "none: method bmtpt-noprior has no prior"
+    random = TargetInit(torch.zeros(2, 3), None, "random", "", None)
+    assert method_named("pt").prior_description(random, True, 1e5).startswith("none: the init has no source posterior")
 
 
 def test_init_particle_refusals(runner, particles_file, tmp_path):

@@ -6,17 +6,17 @@ import dataclasses
 import pytest
 import torch
 
-from bmtpt_cli.adapter.init import RetrievalTarget, read_init_file, resolve_init
+from bmtpt_cli.methods.init import RetrievalTarget, read_init_file, resolve_init
 from bmtpt_cli.adapter.train import adapt
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, file_sha256, save_prompts
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.data.sampling import EpochBatches
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.transfer.similarity import task_similarity
+from bmtpt_cli.scoring.similarity import task_similarity
 from configs import adapt_config
 
 LENGTH, SEED, STEPS = 4, 5, 3
-CONFIG = adapt_config(batch_size=4, steps=50, warmup_steps=7, eval_every=10, prior=True, weight_decay=1e-5)
+CONFIG = adapt_config(batch_size=4, steps=50, warmup_steps=7, eval_every=10, weight_decay=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def embedding(runner, target):
     the seed, no prior, no warm-up, no dev selection) for STEPS steps on the target's examples."""
     (task,) = resolve_tasks(target.task)
     start = resolve_init("random", runner, prompt_length=LENGTH, seed=SEED).prompt
-    config = dataclasses.replace(CONFIG, steps=STEPS, warmup_steps=0, prior=False, eval_every=None, seed=SEED)
+    config = dataclasses.replace(CONFIG, steps=STEPS, warmup_steps=0, eval_every=None, seed=SEED)
     result = adapt(runner, [task], {task.name: target.examples}, {}, start, config,
                    batches=EpochBatches(task.name, target.examples, CONFIG.batch_size))
     return result.prompts.compose(0).detach()  # (l, d)

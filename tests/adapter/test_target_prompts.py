@@ -93,7 +93,7 @@ def test_random_init_has_no_prior_term_at_any_sigma(runner):
     train = {"demo_rte": tasks[0].examples("train")[:16]}
     init = torch.randn(4, runner.d_model, generator=torch.Generator().manual_seed(1))
     tight = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None, sigma=1e-3))
-    none = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None, prior=False))
+    none = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None))
     assert torch.equal(tight.prompts.shared, none.prompts.shared)
     # with a source posterior, the same tight σ does pull the prompt
     pulled = adapt(runner, tasks, train, {}, init, adapt_config(steps=3, batch_size=4, warmup_steps=1, eval_every=None, sigma=1e-3),

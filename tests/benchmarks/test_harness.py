@@ -27,7 +27,7 @@ def tiny_runner():
 
 
 def test_source_step_workload_is_the_shipped_step_and_profiles_its_ranges(tiny_runner):
-    from bmtpt_cli.svgd.train import train_source
+    from bmtpt_cli.source.svgd import train_source
 
     step = workloads.SourceStep.for_shape(tiny_runner, SHAPE, steps=2)
     assert tuple(step.batch.input_ids.shape) == (SHAPE.batch, SHAPE.source_len)
@@ -58,7 +58,7 @@ def test_bare_pass_uses_the_step_token_batch(tiny_runner):
 
 
 def test_svgd_direction_with_the_prebuilt_kernel_equals_building_it():
-    from bmtpt_cli.svgd.kernel import rbf_kernel, svgd_direction
+    from bmtpt_cli.source.kernel import rbf_kernel, svgd_direction
 
     g = torch.Generator().manual_seed(0)
     particles = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)

@@ -13,13 +13,14 @@ if str(BENCHMARKS) not in sys.path:
 
 from bench_peer import PeftLoop  # noqa: E402
 from workloads import SourceStep, StepShape  # noqa: E402
+from reference import particle_losses
 
 
 def test_each_peft_model_scores_its_particle_as_bmtpt_does(runner):
     step = SourceStep.for_shape(runner, StepShape("tiny", 4, 3, 2, 12, 3))
     peer = PeftLoop(step)
     batch = step.batch
-    want = runner.particle_losses(step.particles.detach(), batch)  # (M,) token-mean cross-entropy
+    want = particle_losses(runner, step.particles.detach(), batch)  # (M,) token-mean cross-entropy
     got = torch.stack([
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss.detach()
         for model, _ in peer.models

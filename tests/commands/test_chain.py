@@ -113,7 +113,7 @@ def test_same_seed_gives_the_same_particles(chain, tmp_path):
 
 
 def test_resume_continues_a_stopped_run(chain, tmp_path, monkeypatch):
-    import bmtpt_cli.svgd.train as source_training
+    import bmtpt_cli.source.svgd as source_training
 
     root, _ = chain
     out = tmp_path / "particles.safetensors"

@@ -102,7 +102,7 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
 
 
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
-    import bmtpt_cli.svgd.train as source_training
+    import bmtpt_cli.source.svgd as source_training
 
     out = tmp_path / "p.safetensors"
     real_step, calls = source_training.svgd_step, []
@@ -142,7 +142,7 @@ def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
 
     monkeypatch.setattr(adapter_training, "adapt", adapt_then_stop_after_three)
     with pytest.raises(KeyboardInterrupt):
-        from bmtpt_cli.evaluation.fewshot import FewshotJob, run_fewshot
+        from bmtpt_cli.experiments.fewshot import FewshotJob, run_fewshot
         from bmtpt_cli.settings import build, resolve_settings
 
         settings = resolve_settings("evaluate", None, {

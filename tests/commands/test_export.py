@@ -9,6 +9,7 @@ import torch
 
 from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, load_prompts, save_particles, save_prompts
 from clihelpers import FAST, bmtpt, listing, snapshot
+from reference import batch_loss
 
 # (name, argv after `bmtpt export --prompts prompts.safetensors`, words the one-line message must contain)
 REFUSALS = [
@@ -115,7 +116,7 @@ def test_adapt_then_export_loads_in_peft_with_bmtpts_loss(tmp_path, monkeypatch)
     examples = [(task.name, e) for task in resolve_tasks("demo_review,demo_rte") for e in task.examples("validation")[:3]]
     batch = runner.encode([e.source for _, e in examples], [e.target for _, e in examples])
     with torch.no_grad():
-        ours = runner.batch_loss(torch.stack([prompts.prompt(task) for task, _ in examples]), batch).item()
+        ours = batch_loss(runner, torch.stack([prompts.prompt(task) for task, _ in examples]), batch).item()
         theirs = loaded(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels,
             task_ids=torch.tensor([0 if task == "demo_review" else 1 for task, _ in examples]),

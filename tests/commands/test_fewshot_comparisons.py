@@ -118,7 +118,7 @@ def test_cells_run_together_give_each_cell_its_own_run(comparison, tmp_path):
 
 
 def test_seed_lists_are_written_as_ranges():
-    from bmtpt_cli.evaluation.grid import seed_ranges
+    from bmtpt_cli.experiments.grid import seed_ranges
 
     assert seed_ranges(list(range(40))) == "0-39"
     assert seed_ranges([0, 1, 2, 7, 9, 10]) == "0-2, 7, 9-10"

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import bmtpt_cli.adapter.train as adapter_training
-import bmtpt_cli.evaluation.fewshot as fewshot_module
+import bmtpt_cli.experiments.fewshot as fewshot_module
 from bmtpt_cli.artifacts import PARTICLES, common_metadata, save_particles
-from clihelpers import bmtpt, listing
+from clihelpers import bmtpt, listing, starting_prompt
 
 TINY_D = 64  # the tiny model's width
 FAST = ["--steps", "1", "--batch-size", "4", "--prompt-length", "8"]
@@ -37,7 +37,7 @@ class Spy:
         self.real_cells = fewshot_module.adapt_cells
 
     def __call__(self, runner, tasks, train, dev, init, config, **kwargs):
-        self.calls.append({"task": tasks[0].name, "init": init.clone(), "train": next(iter(train.values())),
+        self.calls.append({"task": tasks[0].name, "init": starting_prompt(init), "train": next(iter(train.values())),
                            "config": config, "prior_mean": kwargs.get("prior_mean")})
         return self.real(runner, tasks, train, dev, init, config, **kwargs)
 
@@ -164,7 +164,7 @@ def test_pt_and_bmtpt_start_from_their_inits(grid):
     assert not torch.equal(pt_0["init"], pt_1["init"]) and pt_0["prior_mean"] is None  # a random init per seed, no prior
     bmtpt_0 = cells[("bmtpt", 4, "demo_rte", 0)]
     assert torch.allclose(bmtpt_0["init"], particles.mean(0)) and torch.allclose(bmtpt_0["prior_mean"], particles.mean(0))
-    assert bmtpt_0["config"].prior and bmtpt_0["config"].lr_shared == pytest.approx(0.1)  # k = 4: lr × 1/3
+    assert bmtpt_0["config"].lr_shared == pytest.approx(0.1)  # k = 4: lr × 1/3
     assert cells[("bmtpt", 8, "demo_rte", 0)]["config"].lr_shared == pytest.approx(0.3)
 
 
@@ -179,8 +179,8 @@ def test_multitask_noprior_and_one_particle_start_from_their_files(tmp_path, mon
     assert result.exit_code == 0, result.output
     cells = {row["method"]: call for row, call in zip(_rows(tmp_path / "out" / "results.jsonl"), spy.calls)}
     assert cells["multitask"]["train"] == cells["bmtpt-noprior"]["train"] == cells["particle-1"]["train"]
-    assert torch.allclose(cells["multitask"]["init"], single[0]) and cells["multitask"]["config"].prior
-    assert torch.allclose(cells["bmtpt-noprior"]["init"], particles.mean(0)) and not cells["bmtpt-noprior"]["config"].prior
+    assert torch.allclose(cells["multitask"]["init"], single[0]) and torch.equal(cells["multitask"]["prior_mean"], single[0])
+    assert torch.allclose(cells["bmtpt-noprior"]["init"], particles.mean(0)) and cells["bmtpt-noprior"]["prior_mean"] is None
     assert torch.allclose(cells["particle-1"]["init"], particles[1])
     assert torch.allclose(cells["particle-1"]["prior_mean"], particles[1])
     assert json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[2])["init_details"]["particle"] == 1

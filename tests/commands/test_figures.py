@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-import bmtpt_cli.evaluation.grid as grid_module
-import bmtpt_cli.transfer.heatmap as heatmap_module
+import bmtpt_cli.experiments.grid as grid_module
+import bmtpt_cli.experiments.transfer.heatmap as heatmap_module
 from clihelpers import bmtpt
 
 pytestmark = pytest.mark.integration  # each test runs a command end to end on `tiny`
@@ -96,8 +96,8 @@ def test_fewshot_plot_draws_chance_and_keeps_legend_and_titles_out_of_the_way(fe
 
 def test_fewshot_error_bars_stay_within_the_metrics_range(tmp_path):
     """Seeds at 100 and 80 give mean 90 ± 14.1: the bar stops at 100."""
-    from bmtpt_cli.evaluation.plot import write_plot
-    from bmtpt_cli.evaluation.tables import build_table
+    from bmtpt_cli.experiments.plot import write_plot
+    from bmtpt_cli.experiments.tables import build_table
 
     rows = [{"method": "pt", "k": k, "task": "demo_rte", "seed": seed, "value": value}
             for k in (4, 8) for seed, value in enumerate((1.0, 0.8))]

@@ -145,7 +145,7 @@ def test_export_force_replaces_only_a_directory_bmtpt_wrote(tmp_path):
 
 def test_transfer_matrix_force_replaces_only_a_folder_bmtpt_wrote(tmp_path):
     from bmtpt_cli.errors import BmtptError
-    from bmtpt_cli.transfer.write import staged_folder
+    from bmtpt_cli.experiments.transfer.write import staged_folder
 
     out = tmp_path / "mine"
     out.mkdir()

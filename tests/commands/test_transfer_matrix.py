@@ -11,7 +11,7 @@ import torch
 
 import bmtpt_cli.adapter.train as adapter_training
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
-from clihelpers import bmtpt, listing
+from clihelpers import bmtpt, listing, starting_prompt
 
 TASKS = ["demo_rte", "demo_nli", "demo_review"]  # the targets, in the order given
 NAMES = ("zero_shot", "zero_shot_relative", "tuned", "error_reduction", "similarity_mean", "similarity_tokens")
@@ -35,7 +35,7 @@ def _transfer(root, *args, spy_on=None):
     calls, real = spy_on, adapter_training.adapt
 
     def spy(runner, tasks, train, dev, init, config, **kwargs):
-        calls.append({"task": tasks[0].name, "init": init.clone(), "prior_mean": kwargs.get("prior_mean"), "config": config})
+        calls.append({"task": tasks[0].name, "init": starting_prompt(init), "prior_mean": kwargs.get("prior_mean"), "config": config})
         return real(runner, tasks, train, dev, init, config, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -121,7 +121,7 @@ def test_relative_zero_shot_is_the_score_over_the_targets_own_score_with_100_on_
 @integration
 def test_a_zero_shot_cell_is_the_source_prompt_scored_on_the_target_by_score_task(run, tiny):
     from bmtpt_cli.data.registry import get_task
-    from bmtpt_cli.evaluation.scoring import score_task
+    from bmtpt_cli.scoring.score import score_task
     from bmtpt_cli.runner.runner import FrozenT5Runner
 
     model, tokenizer = tiny

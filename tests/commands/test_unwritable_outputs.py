@@ -61,7 +61,7 @@ def test_an_output_in_a_read_only_directory_as_an_ordinary_user():
         os.chmod(preset, 0o644)
         drop = "os.setgid(65534); os.setuid(65534)\n" if os.geteuid() == 0 else ""
         script = (
-            "import os, sys, shutil, bmtpt_cli.svgd.run\n"
+            "import os, sys, shutil, bmtpt_cli.jobs.source\n"
             "from bmtpt_cli.app import app\n"
             "app(['source', '--preset', sys.argv[2], '--print-config'], standalone_mode=False)\n" + drop +
             "sys.argv = ['bmtpt', 'source', '--preset', sys.argv[2], '--out', sys.argv[1]]\n"

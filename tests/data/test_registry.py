@@ -69,9 +69,9 @@ def test_close_matches_cover_benchmark_names():
 def test_data_layer_imports_only_stdlib_torch_and_errors():
     code = (
         "import sys\n"
-        "import bmtpt_cli.data.registry, bmtpt_cli.data.sampling, bmtpt_cli.evaluation.metrics\n"
+        "import bmtpt_cli.data.registry, bmtpt_cli.data.sampling, bmtpt_cli.scoring.metrics\n"
         "bad = [m for m in ('typer', 'rich', 'pydantic', 'pydantic_settings', 'transformers',"
-        " 'datasets', 'bmtpt_cli.runner', 'bmtpt_cli.svgd', 'bmtpt_cli.adapter', 'bmtpt_cli.commands')"
+        " 'datasets', 'bmtpt_cli.runner', 'bmtpt_cli.source', 'bmtpt_cli.adapter', 'bmtpt_cli.commands')"
         " if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

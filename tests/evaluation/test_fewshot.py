@@ -11,7 +11,7 @@ import bmtpt_cli.adapter.train as adapter_training
 from bmtpt_cli.data.registry import get_task
 from bmtpt_cli.data.sampling import EpochBatches, kshot, kshot_per_class
 from bmtpt_cli.errors import BmtptError
-from clihelpers import FAST, bmtpt
+from clihelpers import FAST, bmtpt, starting_prompt
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def calls(monkeypatch):
     real, seen = adapter_training.adapt, []
 
     def spy(runner, tasks, train, dev, init, config, **kwargs):
-        seen.append({"init": init.clone(), "train": next(iter(train.values())), "dev": dev, "config": config,
+        seen.append({"init": starting_prompt(init), "train": next(iter(train.values())), "dev": dev, "config": config,
                      "batches": kwargs.get("batches")})
         return real(runner, tasks, train, dev, init, config, **kwargs)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.grid import GridJob, plan_methods
-from bmtpt_cli.evaluation.plot import write_plot
-from bmtpt_cli.evaluation.tables import build_table, format_cell, table_csv, table_markdown
+from bmtpt_cli.experiments.grid import GridJob, plan_methods
+from bmtpt_cli.experiments.plot import write_plot
+from bmtpt_cli.experiments.tables import build_table, format_cell, table_csv, table_markdown
 
 TASKS = [("rte", "glue", "accuracy"), ("mrpc", "glue", "f1"), ("cb", "superglue", "accuracy")]
 VALUES = {  # (method, k, task) -> value at seeds 0, 1, 2 (fractions)
@@ -98,9 +98,11 @@ def test_methods_map_to_inits_and_a_missing_source_names_its_flag(tmp_path):
     particles = tmp_path / "p.safetensors"
     particles.write_bytes(b"x")
     plan = plan_methods(_job(methods=["pt", "bmtpt", "bmtpt-noprior", "particle-2"], particles=[particles]))
-    assert [(m.init, m.prior, m.particle) for m in plan] == [
-        ("random", False, None), (str(particles), True, None), (str(particles), False, None), (str(particles), None, 2),
+    assert [(m.init, m.method.prior, m.particle) for m in plan] == [
+        ("random", "none", None), (str(particles), "always", None), (str(particles), "never", None),
+        (str(particles), "configured", 2),
     ]
+    assert [m.prior_used(False) for m in plan] == [False, True, False, False]
     second = tmp_path / "q.safetensors"
     second.write_bytes(b"x")
     plan = plan_methods(_job(methods=["pt", "bmtpt"], particles=[particles, second]))

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.fewshot import read_cells
-from bmtpt_cli.evaluation.grid import read_results
+from bmtpt_cli.experiments.fewshot import read_cells
+from bmtpt_cli.experiments.grid import read_results
 
 FINGERPRINT = {"lr": 0.3, "model": "tiny"}
 SCORE = {"task": "demo_nli", "metric": "accuracy", "value": 0.5, "decode": "rank", "examples": 8,

@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 
 from bmtpt_cli.data.task import TextExample
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.metrics import (
+from bmtpt_cli.scoring.metrics import (
     METRICS,
     compute_metrics,
     exact_match_score,

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from bmtpt_cli.evaluation.paired import (
+from bmtpt_cli.experiments.paired import (
     Interval,
     PairedComparison,
     _resample_means,

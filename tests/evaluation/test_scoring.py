@@ -4,11 +4,12 @@ import torch
 
 from bmtpt_cli.data.registry import get_task
 from bmtpt_cli.data.task import Task, TextExample
-from bmtpt_cli.evaluation.scoring import decode_mode, predict, score_task
+from bmtpt_cli.scoring.score import decode_mode, predict, score_task
+from reference import score_candidates, sequence_log_likelihoods
 
 
 def _loglik(runner, prompt, source, target):
-    return runner.sequence_log_likelihoods(prompt.unsqueeze(0), [source], [target]).item()
+    return sequence_log_likelihoods(runner, prompt.unsqueeze(0), [source], [target]).item()
 
 
 def test_rank_picks_each_examples_most_likely_own_candidate(runner, monkeypatch):
@@ -30,7 +31,7 @@ def test_rank_with_label_words_equals_score_candidates(runner):
     examples = task.examples("test")[:5]
     prompt = torch.randn(4, runner.d_model, generator=torch.Generator().manual_seed(1))
     predicted = predict(runner, prompt, examples, candidates=task.label_words, decode="rank")
-    scores = runner.score_candidates(prompt.expand(5, -1, -1), [e.source for e in examples], list(task.label_words))
+    scores = score_candidates(runner, prompt.expand(5, -1, -1), [e.source for e in examples], list(task.label_words))
     assert predicted == [task.label_words[i] for i in scores.argmax(dim=1).tolist()]
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bmtpt_cli.data.registry import get_task
-from bmtpt_cli.evaluation.scoring import predict, score_task
+from bmtpt_cli.scoring.score import predict, score_task
 
 TASK = get_task("demo_nli")
 EXAMPLES = TASK.examples("test")[:12]

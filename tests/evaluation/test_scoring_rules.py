@@ -9,8 +9,9 @@ from sklearn.metrics import f1_score
 
 from bmtpt_cli.data.registry import get_task
 from bmtpt_cli.data.task import TextExample
-from bmtpt_cli.evaluation.metrics import compute_metrics
-from bmtpt_cli.evaluation.scoring import rank, score_task
+from bmtpt_cli.scoring.metrics import compute_metrics
+from bmtpt_cli.scoring.score import rank, score_task
+from reference import sequence_log_likelihoods
 
 MRPC = ("not_equivalent", "equivalent")
 CB = ("entailment", "contradiction", "neutral")
@@ -55,7 +56,7 @@ def test_mean_rank_score_divides_each_label_by_its_token_count(runner):
     lengths = torch.tensor([len(runner.tokenizer(w).input_ids) for w in words], dtype=torch.float32)
     expected_sum, expected_mean = [], []
     for example in examples:  # one example at a time: an independent path through the runner
-        ll = runner.sequence_log_likelihoods(prompt.unsqueeze(0).expand(len(words), -1, -1), [example.source] * len(words), list(words))
+        ll = sequence_log_likelihoods(runner, prompt.unsqueeze(0).expand(len(words), -1, -1), [example.source] * len(words), list(words))
         expected_sum.append(words[int(ll.argmax())])
         expected_mean.append(words[int((ll / lengths).argmax())])
     assert rank(runner, prompt, examples, words, "sum") == expected_sum

@@ -15,6 +15,7 @@ from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.export.run import run_export
 from bmtpt_cli.runner.model import load_frozen_t5
 from exporthelpers import TASKS, export_job, write_prompts
+from reference import batch_loss
 
 peft = pytest.importorskip("peft")
 
@@ -40,7 +41,7 @@ def _peft_model(directory):
 def _losses(runner, peft_model, prompts, batch, **peft_inputs):
     """(bmtpt's token-mean loss, PEFT's loss) of one batch; `prompts` `(B, l, d)`, one per example."""
     with torch.no_grad():
-        ours = runner.batch_loss(prompts, batch).item()
+        ours = batch_loss(runner, prompts, batch).item()
         theirs = peft_model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels, **peft_inputs
         ).loss.item()

@@ -10,6 +10,7 @@ import torch
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.model import enable_gradient_checkpointing, tiny_t5_config
 from bmtpt_cli.runner.runner import FrozenT5Runner
+from reference import particle_losses
 
 SOURCES = ["premise: a cat sat on the mat. hypothesis: an animal sat.", "the film was a delight", "x"]
 TARGETS = ["entailment", "positive", "no"]
@@ -31,7 +32,7 @@ def _dropout_t5(seed: int = 0):
 
 def _losses_and_grads(runner, particles):
     particles = particles.clone().requires_grad_(True)
-    losses = runner.particle_losses(particles, runner.encode(SOURCES, TARGETS))  # (M,)
+    losses = particle_losses(runner, particles, runner.encode(SOURCES, TARGETS))  # (M,)
     (grads,) = torch.autograd.grad(losses.sum(), particles)
     return losses.detach(), grads
 
@@ -80,7 +81,7 @@ def test_checkpointing_still_recomputes_in_the_backward_pass():
     try:
         runner = FrozenT5Runner(model, tokenizer)
         particles = _particles().requires_grad_(True)
-        losses = runner.particle_losses(particles, runner.encode(SOURCES, TARGETS))
+        losses = particle_losses(runner, particles, runner.encode(SOURCES, TARGETS))
         assert len(calls) == 1
         losses.sum().backward()
         assert len(calls) == 2  # recomputed in the backward pass

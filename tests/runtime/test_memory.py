@@ -112,7 +112,7 @@ from bmtpt_cli.runner.model import load_frozen_t5
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.runtime.memory import estimate_training_bytes, t5_dims
 from bmtpt_cli.settings import build, defaults
-from bmtpt_cli.svgd.train import SourceConfig, source_update, start_source
+from bmtpt_cli.source.svgd import SourceConfig, source_update, start_source
 
 M, B, L, SOURCE_CHARS, TARGET_CHARS = 32, 4, 20, 200, 10
 model, tokenizer = load_frozen_t5("tiny")

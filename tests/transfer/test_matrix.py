@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.evaluation.scoring import TaskScore
-from bmtpt_cli.transfer.matrix import Matrix, error_reduction, relative_scores, zero_shot_scores
-from bmtpt_cli.transfer.write import csv_text, staged_folder, write_matrix
+from bmtpt_cli.scoring.score import TaskScore
+from bmtpt_cli.experiments.transfer.matrix import Matrix, error_reduction, relative_scores, zero_shot_scores
+from bmtpt_cli.experiments.transfer.write import csv_text, staged_folder, write_matrix
 from clihelpers import listing
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bmtpt_cli.transfer.similarity import MEASURES, similarity_matrix, task_similarity
+from bmtpt_cli.scoring.similarity import MEASURES, similarity_matrix, task_similarity
 
 
 def _cos(u: list[float], v: list[float]) -> float:
