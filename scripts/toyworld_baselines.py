@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bmtpt_cli.data import toyworld  # noqa: E402
-from bmtpt_cli.evaluation.scoring import score_task  # noqa: E402
+from bmtpt_cli.scoring.score import score_task  # noqa: E402
 from bmtpt_cli.runner.model import load_frozen_t5  # noqa: E402
 from bmtpt_cli.runner.prompts import sample_vocab_prompts  # noqa: E402
 from bmtpt_cli.runner.runner import FrozenT5Runner  # noqa: E402

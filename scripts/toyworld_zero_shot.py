@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bmtpt_cli.artifacts.native import load_particles  # noqa: E402
 from bmtpt_cli.data import toyworld  # noqa: E402
-from bmtpt_cli.evaluation.scoring import score_task  # noqa: E402
+from bmtpt_cli.scoring.score import score_task  # noqa: E402
 from bmtpt_cli.runner.model import load_frozen_t5  # noqa: E402
 from bmtpt_cli.runner.runner import FrozenT5Runner  # noqa: E402
 
