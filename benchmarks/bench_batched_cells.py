@@ -1,6 +1,6 @@
 """Benchmark 9: few-shot cells adapted together (`adapter.batched.adapt_cells` + `score_cells`) vs one at a time.
 
-One cell is what `evaluation.fewshot.run_cell` runs: the seed's k-shot subset, a random vocabulary init
+One cell is a few-shot cell run alone (what `experiments.fewshot.run_cells` does for one seed): the seed's k-shot subset, a random vocabulary init
 drawn from the seed, `adapter.train.adapt` on epochs of the subset with dev selection, then
 `score_task` on the test split. A grid runs one (method, k, task) for 40–50 seeds; batched, the N
 cells step together (one encoded batch of the N cells' own batches under per-row prompts, one backward,
@@ -71,7 +71,7 @@ def build(args):
 
 
 def cells_for(runner, task, splits, config, args, seeds):
-    """The `pt` method's cells (random vocabulary init from each seed, no prior), as `run_cell` makes them."""
+    """The `pt` method's cells (random vocabulary init from each seed, no prior), as `experiments.fewshot.run_cells` makes them."""
     import dataclasses
 
     from bmtpt_cli.adapter.batched import CellSpec
@@ -88,7 +88,7 @@ def cells_for(runner, task, splits, config, args, seeds):
 
 
 def run_loop(runner, cells, test):
-    """One cell at a time, as `run_cell` does: `adapt` then `score_task`."""
+    """One cell at a time: `adapt` then `score_task`."""
     from bmtpt_cli.adapter.train import adapt
     from bmtpt_cli.data.sampling import EpochBatches
     from bmtpt_cli.scoring.score import score_task
@@ -203,7 +203,7 @@ def main() -> None:
             + ("met." if speedups[top] >= 5 else "NOT met."))
     notes = [
         "Both variants run the shipped code: the loop calls `adapter.train.adapt` (with `EpochBatches`, as "
-        "`evaluation.fewshot.run_cell`) and `evaluation.scoring.score_task` per cell; batched calls "
+        "a cell run alone) and `scoring.score.score_task` per cell; batched calls "
         "`adapter.batched.adapt_cells` and `score_cells` once for the N cells.",
         "Cells: the `pt` method (random vocabulary init drawn from each seed, no prior), seeds 0..N-1, each "
         "with its own k-shot subset and dev examples, the toy world's shape (model 'toy', l = 8, "

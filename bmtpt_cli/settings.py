@@ -73,9 +73,9 @@ def _split_tasks(value: Any) -> Any:
 PathList = Annotated[list[Path], NoDecode]  # `a,b` on the command line and in BMTPT_*, a list (or one string) in TOML
 SeedList = Annotated[list[int], NoDecode]  # `--seeds`: `0,1,2`, `0-2` or a count N; a list or a number in TOML
 DEV_SHOTS = 32
+"""Dev examples per task that select each few-shot cell's step by default (0: the last step, as the paper)."""
 CELLS_PER_PASS = 20
 """Few-shot cells adapted together by default (benchmark 9: the speed-up levels off beyond it on a CPU)."""
-"""Dev examples per task that select each few-shot cell's step by default (0: the last step, as the paper)."""
 DEV_SHOTS_HELP = (
     "Keep each cell's best of 10 evaluations on this many validation examples per task (0: score the last step, as "
     "the paper; at high learning rates the last step of one cell is chaotic, docs/toyworld.md)."
@@ -413,6 +413,7 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="With --shots: keep the finished (task, seed) cells of an interrupted probe.")
     shot_sampling: Literal["task", "class"] = Field("task", json_schema_extra=panel(METHOD), description="With --shots: draw K examples per task (the paper's protocol) or K per class.")
     dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description="With --shots: " + DEV_SHOTS_HELP)
+    cells_per_pass: int = Field(CELLS_PER_PASS, gt=0, le=MAX_SEEDS, json_schema_extra=panel(RUN), description="With --shots: cells of one task (its seeds) adapted and scored together, in shared passes of the frozen LM (1: one at a time), as bmtpt fewshot runs them. Each cell's numbers are its one-at-a-time run's to float32 round-off.")
     predictions: bool = Field(False, json_schema_extra=panel(RUN), description="Also write every example's prediction as JSON lines beside the results (<out>.predictions.jsonl: task, index, input, gold, prediction, and with rank scoring each label's score).")
 
     @field_validator("tasks", mode="before")
@@ -445,7 +446,7 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
 SHOTS_ONLY = (
     "init", "method", "tasks", "seeds", "steps", "warmup_steps", "weight_decay", "resume", "batch_size", "lr_shared",
     "lr_scales", "sigma", "prior", "mixing_cap", "shot_sampling", "dev_shots", "retrieval_steps", "retrieval_measure",
-    "report_to",
+    "report_to", "cells_per_pass",
 )
 """`evaluate` options that only the few-shot probe (`--shots`) uses."""
 

@@ -11,7 +11,7 @@ def run(settings: EvaluateSettings) -> None:
     """Score a prompts file, or (with --shots) run the few-shot probe from --init; show the table."""
     required_length = settings.explicit("prompt_length")
     if settings.shots:
-        from bmtpt_cli.experiments.fewshot import FewshotJob, run_fewshot
+        from bmtpt_cli.experiments.probe import FewshotJob, run_fewshot
 
         job = build(
             FewshotJob, settings, required_length=required_length, eval_every=None, checkpoint_every=settings.steps,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,6 +62,7 @@ class Method:
     method: TransferMethod
     path: str | None = None
     source: int = 0
+    option: str | None = None  # the option that named the path (None: the method's fewshot flag)
 
     @property
     def name(self) -> str:
@@ -182,12 +182,12 @@ def read_sources(job: GridJob, methods: list[Method]) -> tuple[dict, dict[str, s
         if method.init == RANDOM_INIT or (method.init in hashes and method.init not in files):
             continue
         if method.init.startswith(RETRIEVE_PREFIX):
-            prompts = read_task_prompts(Path(method.init[len(RETRIEVE_PREFIX):]), flag="--source-prompts")
+            prompts = read_task_prompts(Path(method.init[len(RETRIEVE_PREFIX):]), flag=method.option or "--source-prompts")
             hashes[method.init] = _sha256_of({task: file_sha256(p.path) for task, p in prompts.items()})
             lengths |= {p.prompt.shape[0] for p in prompts.values()}
             continue
         init_file = files.get(method.init) or read_init_file(method.init)
-        method.method.check_source(method.init, init_file, method.method.flag)  # e.g. a posterior given to --multitask
+        method.method.check_source(method.init, init_file, method.option or method.method.flag)  # e.g. a posterior given to --multitask
         files[method.init] = init_file
         hashes[method.init] = file_sha256(init_file.path)
         lengths.add(init_file.prompt.shape[0])
@@ -281,24 +281,45 @@ def check_row(path: Path, row: dict) -> None:
             )
 
 
-def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
-    """Run every cell of the grid not in `results.jsonl` yet, then write the table, plot and report."""
+@dataclass(frozen=True)
+class GridPlan:
+    """A grid's cells and what running them needs, all read before anything is written: the tasks,
+    the planned methods, their source files (by `--init` spec) and hashes, pt's prompt length, every
+    task's data, the cells (method, k, task, seed) in order and each cell's expected fingerprint."""
+
+    tasks: list
+    methods: list[Method]
+    files: dict
+    hashes: dict[str, str]
+    pt_length: int | None
+    data: dict
+    cells: list[tuple]
+    expected: dict[tuple, dict]
+
+
+def plan_grid(job: GridJob, methods: list[Method]) -> GridPlan:
+    """Read the methods' sources and the tasks' data and list the cells with their fingerprints."""
     tasks = resolve_tasks(job.tasks)
-    results = check_out(job)
-    methods = plan_methods(job)
-    counts = source_counts(methods)
-    resolve_baseline(job, methods)  # a mismatch of posteriors is refused before any cell runs
     files, hashes, file_length = read_sources(job, methods)
     pt_length = job.required_length or file_length or job.prompt_length  # pt at the length the other methods have
     data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)  # data problems show before any write
-    seeds = job.seed_list
-    cells = [(method, k, task, seed) for k in job.shots for task in tasks for seed in seeds for method in methods]
+    cells = [(method, k, task, seed) for k in job.shots for task in tasks for seed in job.seed_list for method in methods]
     data_hashes = {t.name: examples_sha256(vars(data[t.name])) for t in tasks}  # the examples behind each cell
     expected = {
         cell_key(m, k, t, s): {**cell_fingerprint(job, m, hashes.get(m.init, ""), k, t.name, s, pt_length),
                                "data_sha256": data_hashes[t.name]}
         for m, k, t, s in cells
     }
+    return GridPlan(tasks, methods, files, hashes, pt_length, data, cells, expected)
+
+
+def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
+    """Run every cell of the grid not in `results.jsonl` yet, then write the table, plot and report."""
+    resolve_tasks(job.tasks)  # an unknown task is named before anything else
+    results = check_out(job)
+    methods = plan_methods(job)
+    resolve_baseline(job, methods)  # a mismatch of posteriors is refused before any cell runs
+    plan = plan_grid(job, methods)
     created = not Path(job.out).exists()  # removed again if the run fails before its first row
     try:
         Path(job.out).mkdir(exist_ok=True)
@@ -308,38 +329,48 @@ def run_grid(job: GridJob, progress: Progress = SILENT) -> dict:
         if job.force and not job.resume:
             for name in OUTPUTS:
                 (Path(job.out) / name).unlink(missing_ok=True)
-        done = read_results(results, expected) if job.resume else {}
-        todo = [cell for cell in cells if cell_key(*cell) not in done]
-        runner = load_runner(job.runner, progress=progress) if todo else None
-        rows = dict(done)
-        tracking = open_tracker(job.report_to, Path(job.out), job.settings, resume=job.resume)
-        with progress.bar("few-shot grid", len(cells)) as update, open(results, "a", encoding="utf-8") as handle, tracking as tracker:
-            update(len(done))
-            for group in cell_groups(todo, job.cells_per_pass):
-                method, k, task, _ = group[0]
-                label = f"{_method_label(method, counts)} · {k}-shot · {task.name}"
-                seeds_shown = f"seed {group[0][3]}" if len(group) == 1 else f"{len(group)} cells together"
-                runs = [tracker.run(f"{_method_label(m, counts, '@')}/k{k}/{task.name}/seed{seed}") for m, _, _, seed in group]
-                for run in runs:
-                    if run is not None:
-                        run.rewind(0)  # a cell run again after an interruption starts its record over
-
-                def on_step(i, record, runs=runs, label=label, shown=seeds_shown):
-                    if runs[i] is not None:
-                        runs[i].log(asdict(record))
-                    if i == 0:
-                        update(len(rows), f"{label} · {shown} · step {record.step}/{job.adapt.steps}")
-
-                finished = _run_group(job, runner, group, data[task.name], files, pt_length, expected, on_step)
-                for cell, row in zip(group, finished):
-                    handle.write(json.dumps(row) + "\n")
-                    rows[cell_key(*cell)] = row
-                handle.flush()
-                update(len(rows), f"{label} · {seeds_shown} · {finished[0]['metric']} "
-                                  f"{statistics.fmean(row['value'] for row in finished):.4f} on average")
-        ordered = [rows[cell_key(m, k, t, s)] for m, k, t, s in cells]
-        report = _write_outputs(job, methods, tasks, seeds, ordered, hashes)
+        ordered = run_grid_cells(job, plan, results, tracked_at=Path(job.out), progress=progress)
+        report = _write_outputs(job, plan.methods, plan.tasks, job.seed_list, ordered, plan.hashes)
     return report
+
+
+def run_grid_cells(job: GridJob, plan: GridPlan, results: Path, *, tracked_at: Path, progress: Progress = SILENT,
+                   label: str = "few-shot grid") -> list[dict]:
+    """The one way few-shot cells run (the grid and `evaluate --shots`): with `job.resume` the rows of
+    `results` whose fingerprint matches are kept, every other cell runs in groups of
+    `job.cells_per_pass` and its row is appended to `results` (flushed per group); returns every
+    cell's row in `plan.cells`' order. `tracked_at`: where `--report-to` writes."""
+    done = read_results(results, plan.expected) if job.resume else {}
+    todo = [cell for cell in plan.cells if cell_key(*cell) not in done]
+    runner = load_runner(job.runner, progress=progress) if todo else None
+    counts = source_counts(plan.methods)
+    rows = dict(done)
+    tracking = open_tracker(job.report_to, tracked_at, job.settings, resume=job.resume)
+    with progress.bar(label, len(plan.cells)) as update, open(results, "a", encoding="utf-8") as handle, tracking as tracker:
+        update(len(done))
+        for group in cell_groups(todo, job.cells_per_pass):
+            method, k, task, _ = group[0]
+            shown_method = f"{_method_label(method, counts)} · {k}-shot · {task.name}"
+            seeds_shown = f"seed {group[0][3]}" if len(group) == 1 else f"{len(group)} cells together"
+            runs = [tracker.run(f"{_method_label(m, counts, '@')}/k{k}/{task.name}/seed{seed}") for m, _, _, seed in group]
+            for run in runs:
+                if run is not None:
+                    run.rewind(0)  # a cell run again after an interruption starts its record over
+
+            def on_step(i, record, runs=runs, shown_method=shown_method, shown=seeds_shown):
+                if runs[i] is not None:
+                    runs[i].log(asdict(record))
+                if i == 0:
+                    update(len(rows), f"{shown_method} · {shown} · step {record.step}/{job.adapt.steps}")
+
+            finished = _run_group(job, runner, group, plan.data[task.name], plan.files, plan.pt_length, plan.expected, on_step)
+            for cell, row in zip(group, finished):
+                handle.write(json.dumps(row) + "\n")
+                rows[cell_key(*cell)] = row
+            handle.flush()
+            update(len(rows), f"{shown_method} · {seeds_shown} · {finished[0]['metric']} "
+                              f"{statistics.fmean(row['value'] for row in finished):.4f} on average")
+    return [rows[cell_key(*cell)] for cell in plan.cells]
 
 
 def cell_groups(cells: list[tuple], size: int) -> list[list[tuple]]:

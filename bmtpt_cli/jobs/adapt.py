@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bmtpt_cli.methods.base import TASK_PROMPTS_DIR, StartRequest
 from bmtpt_cli.methods.init import RetrievalTarget, check_init_particle, read_init_file
-from bmtpt_cli.methods.registry import method_named, method_source, resolve_method
-from bmtpt_cli.methods.retrieve import RETRIEVE_PREFIX, is_retrieval, read_sources
+from bmtpt_cli.methods.registry import method_source, resolve_method, source_spec
+from bmtpt_cli.methods.retrieve import read_sources
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord, adapt
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
 from bmtpt_cli.data.config import DataConfig, examples_sha256
@@ -75,9 +75,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
     output = job.output
     with data_parallel(resolve_device(job.runner.device)) as (dist, device), main_process_lock(output.out, dist.is_main):
         output.check()
-        spec = job.init
-        if job.method is not None and method_named(job.method).source == TASK_PROMPTS_DIR and not is_retrieval(spec):
-            spec = RETRIEVE_PREFIX + spec  # --method spot --init DIR
+        spec = source_spec(job.method, job.init)  # --method spot --init DIR: retrieve:DIR
         init_file = read_init_file(spec)  # a local file is checked before any data is fetched
         check_init_particle(spec, init_file, job.init_particle)
         method = resolve_method(job.method, spec, init_file, job.init_particle, job.prior)

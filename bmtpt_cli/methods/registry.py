@@ -99,3 +99,11 @@ def method_of_artifact(metadata: dict[str, str]) -> TransferMethod:
     if name in METHODS or PARTICLE_METHOD.fullmatch(name):
         return method_named(name)
     return METHODS["from-prompts"]
+
+
+def source_spec(name: str | None, init: str) -> str:
+    """`--init` as a method reads it: with `--method spot` (a method that starts from a directory),
+    `--init DIR` means `retrieve:DIR`."""
+    if name is not None and method_named(name).source == TASK_PROMPTS_DIR and not init.startswith(RETRIEVE_PREFIX):
+        return RETRIEVE_PREFIX + init
+    return init

@@ -49,7 +49,7 @@ def _cell(toy, seed, *, dev=True, prior=False, k=12, **overrides) -> CellSpec:
 
 
 def _alone(runner, cell: CellSpec, records: list | None = None):
-    """`adapt` with the arguments `run_cell` gives it."""
+    """`adapt` with the arguments of one cell run alone (what `run_cells` does for a group of one)."""
     task = cell.task
     return adapt(
         runner, [task], {task.name: cell.train}, {task.name: cell.dev} if cell.dev else {}, cell.init, cell.config,

@@ -124,7 +124,9 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
 
 
 def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
-    import bmtpt_cli.adapter.train as adapter_training
+    """`evaluate --shots` killed in its second group of cells (one task's seeds run together) keeps
+    the first group's rows; --resume runs only the unfinished group and gives the uninterrupted scores."""
+    import bmtpt_cli.experiments.fewshot as fewshot_module
 
     assert bmtpt("source", *FAST["source"], "--out", tmp_path / "init.safetensors").exit_code == 0
     probe = ["evaluate", "--shots", "4", "--init", tmp_path / "init.safetensors", "--tasks", "demo_rte,demo_review",
@@ -132,17 +134,17 @@ def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
     full = bmtpt(*probe, "--out", tmp_path / "full.json")
     assert full.exit_code == 0, full.output
 
-    real_adapt, calls = adapter_training.adapt, []
+    real_cells, groups = fewshot_module.adapt_cells, []
 
-    def adapt_then_stop_after_three(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # the job is killed while the fourth cell runs
-        return real_adapt(*args, **kwargs)
+    def stop_in_the_second_group(runner, cells, **kwargs):
+        groups.append([cell.task.name for cell in cells])
+        if len(groups) == 2:
+            raise KeyboardInterrupt  # the job is killed while the second group (demo_review's seeds) runs
+        return real_cells(runner, cells, **kwargs)
 
-    monkeypatch.setattr(adapter_training, "adapt", adapt_then_stop_after_three)
+    monkeypatch.setattr(fewshot_module, "adapt_cells", stop_in_the_second_group)
     with pytest.raises(KeyboardInterrupt):
-        from bmtpt_cli.experiments.fewshot import FewshotJob, run_fewshot
+        from bmtpt_cli.experiments.probe import FewshotJob, run_fewshot
         from bmtpt_cli.settings import build, resolve_settings
 
         settings = resolve_settings("evaluate", None, {
@@ -151,16 +153,18 @@ def test_fewshot_grid_keeps_finished_cells(tmp_path, monkeypatch):
         })
         run_fewshot(build(FewshotJob, settings, required_length=None, eval_every=None, checkpoint_every=2,
                           settings=settings.model_dump(mode="json")))
+    assert groups == [["demo_rte", "demo_rte"], ["demo_review", "demo_review"]]
     cells = tmp_path / "cut.json.cells.jsonl"
-    assert len(cells.read_text().splitlines()) == 3 and not (tmp_path / "cut.json").exists()
+    assert [json.loads(line)["task"] for line in cells.read_text().splitlines()] == ["demo_rte", "demo_rte"]
+    assert not (tmp_path / "cut.json").exists()
 
     refused = bmtpt(*probe, "--out", tmp_path / "cut.json")
     assert refused.exit_code == 2 and "--resume" in refused.stderr
 
-    calls.clear()
-    monkeypatch.setattr(adapter_training, "adapt", lambda *a, **k: calls.append(1) or real_adapt(*a, **k))
+    groups.clear()
+    monkeypatch.setattr(fewshot_module, "adapt_cells", lambda runner, cells, **k: groups.append(len(cells)) or real_cells(runner, cells, **k))
     resumed = bmtpt(*probe, "--out", tmp_path / "cut.json", "--resume")
     assert resumed.exit_code == 0, resumed.output
-    assert len(calls) == 1  # only the unfinished cell ran again
+    assert groups == [2]  # only the unfinished group ran again
     assert json.loads((tmp_path / "cut.json").read_text())["results"] == json.loads((tmp_path / "full.json").read_text())["results"]
     assert not cells.exists()

@@ -7,24 +7,35 @@ import json
 import pytest
 import torch
 
-import bmtpt_cli.adapter.train as adapter_training
+import bmtpt_cli.adapter.batched as batched
+import bmtpt_cli.experiments.fewshot as fewshot_module
 from bmtpt_cli.data.registry import get_task
 from bmtpt_cli.data.sampling import EpochBatches, kshot, kshot_per_class
 from bmtpt_cli.errors import BmtptError
-from clihelpers import FAST, bmtpt, starting_prompt
+from clihelpers import FAST, bmtpt
 
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Every adapt() call of the probe: its init, training subset, config and batch sampler."""
-    real, seen = adapter_training.adapt, []
+    """Every cell the probe adapts (it runs the grid's cells, `adapt_cells`): its init, training
+    subset, dev examples, config and batch sampler."""
+    real, seen, samplers = fewshot_module.adapt_cells, [], []
 
-    def spy(runner, tasks, train, dev, init, config, **kwargs):
-        seen.append({"init": starting_prompt(init), "train": next(iter(train.values())), "dev": dev, "config": config,
-                     "batches": kwargs.get("batches")})
-        return real(runner, tasks, train, dev, init, config, **kwargs)
+    class Recorded(EpochBatches):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            samplers.append(self)
 
-    monkeypatch.setattr(adapter_training, "adapt", spy)
+    def spy(runner, cells, **kwargs):
+        first = len(samplers)
+        results = real(runner, cells, **kwargs)
+        for i, cell in enumerate(cells):
+            seen.append({"init": cell.init.clone(), "train": cell.train, "dev": {cell.task.name: cell.dev} if cell.dev else {},
+                         "config": cell.config, "batches": samplers[first + i]})
+        return results
+
+    monkeypatch.setattr(fewshot_module, "adapt_cells", spy)
+    monkeypatch.setattr(batched, "EpochBatches", Recorded)
     return seen
 
 

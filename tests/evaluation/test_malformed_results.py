@@ -8,8 +8,8 @@ import json
 import pytest
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.experiments.fewshot import read_cells
 from bmtpt_cli.experiments.grid import read_results
+from clihelpers import bmtpt, one_line_error
 
 FINGERPRINT = {"lr": 0.3, "model": "tiny"}
 SCORE = {"task": "demo_nli", "metric": "accuracy", "value": 0.5, "decode": "rank", "examples": 8,
@@ -27,35 +27,20 @@ def _without(record: dict, key: str) -> dict:
     return {k: v for k, v in record.items() if k != key}
 
 
-def test_an_intact_cells_file_and_results_file_are_read(tmp_path):
-    _write(tmp_path / "cells.jsonl", [CELL, b'{"task": "demo_nli", "se'])  # and a torn last line
-    assert read_cells(tmp_path / "cells.jsonl", FINGERPRINT) == {("demo_nli", 1): SCORE}
-    _write(tmp_path / "results.jsonl", [ROW])
+def test_an_intact_results_file_is_read(tmp_path):
+    _write(tmp_path / "results.jsonl", [ROW, b'{"method": "pt", "se'])  # and a torn last line
     assert read_results(tmp_path / "results.jsonl", {("pt", 0, 4, "demo_nli", 1): FINGERPRINT}) == {("pt", 0, 4, "demo_nli", 1): ROW}
 
 
-CELL_CASES = {
-    "no fingerprint": _without(CELL, "fingerprint"),
-    "fingerprint a list": {**CELL, "fingerprint": [1]},
-    "no score": _without(CELL, "score"),
-    "score a string": {**CELL, "score": "0.5"},
-    "score without value": {**CELL, "score": _without(SCORE, "value")},
-    "score with an unknown field": {**CELL, "score": {**SCORE, "extra": 1}},
-    "value a string": {**CELL, "score": {**SCORE, "value": "high"}},
-    "metrics a list": {**CELL, "score": {**SCORE, "metrics": [0.5]}},
-    "seed a list": {**CELL, "seed": [1]},
-    "no task": _without(CELL, "task"),
-}
-
-
-@pytest.mark.parametrize("case", list(CELL_CASES))
-def test_a_malformed_cells_file_is_a_one_line_error(tmp_path, case):
+def test_a_probe_cells_file_of_another_form_is_a_one_line_error_on_resume(tmp_path):
+    """`evaluate --shots` runs the grid's cells, so its cells file holds grid rows: a record of the
+    form earlier versions wrote (or anything else) is refused naming the file and --force."""
     path = tmp_path / "probe.json.cells.jsonl"
-    _write(path, [CELL_CASES[case]])
-    with pytest.raises(BmtptError) as excinfo:
-        read_cells(path, FINGERPRINT)
-    message = str(excinfo.value)
-    assert "\n" not in message and str(path) in message and "--force" in message, message
+    _write(path, [CELL])
+    line = one_line_error(bmtpt("evaluate", "--shots", "4", "--init", "random", "--tasks", "demo_nli", "--seeds", "1",
+                                "--steps", "1", "--out", tmp_path / "probe.json", "--resume"))
+    assert str(path) in line and "--force" in line, line
+    assert path.read_bytes() == (json.dumps(CELL) + "\n").encode()  # left as it was
 
 
 ROW_CASES = {
