@@ -304,8 +304,8 @@ PER_TASK_OUT = "source-prompts"
 
 
 METHOD_HELP = (
-    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, particle-I, spot or from-prompts (bmtpt tasks lists what "
-    "each starts from); --init names its source file or directory. Unset: the method --init means (random → pt, a "
+    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, particle-I, spot or from-prompts (README: Baselines in one "
+    "code path); --init names its source file or directory. Unset: the method --init means (random → pt, a "
     "posterior → bmtpt, bmtpt-noprior with --no-prior, a one-particle file → multitask, retrieve:DIR → spot, a prompts "
     "file → from-prompts, with --init-particle I → particle-I)."
 )

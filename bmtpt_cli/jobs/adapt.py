@@ -11,22 +11,19 @@ from bmtpt_cli.methods.base import TASK_PROMPTS_DIR, StartRequest
 from bmtpt_cli.methods.init import RetrievalTarget, check_init_particle, read_init_file
 from bmtpt_cli.methods.registry import method_source, resolve_method, source_spec
 from bmtpt_cli.methods.retrieve import read_sources
-from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord, adapt
+from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord, adapt
+from bmtpt_cli.jobs.skeleton import run_fingerprint, train_then_save, training_run
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
-from bmtpt_cli.data.config import DataConfig, examples_sha256
+from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
-from bmtpt_cli.runner.model import resolve_device
 from bmtpt_cli.data.vocabulary import check_label_words
-from bmtpt_cli.runtime.distributed import data_parallel
-from bmtpt_cli.runtime.files import main_process_lock
 from bmtpt_cli.runtime.loop import RunFiles
 from bmtpt_cli.runtime.memory import check_batch_within_data
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
 from bmtpt_cli.runtime.provenance import provenance
-from bmtpt_cli.runtime.tracking import open_tracker
 
 
 @dataclass(frozen=True)
@@ -73,8 +70,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
     """Adapt the target prompts and write them (main process); returns the path and the kept dev metrics."""
     tasks = resolve_tasks(job.tasks)
     output = job.output
-    with data_parallel(resolve_device(job.runner.device)) as (dist, device), main_process_lock(output.out, dist.is_main):
-        output.check()
+    with training_run(output, job.runner) as (dist, device):
         spec = source_spec(job.method, job.init)  # --method spot --init DIR: retrieve:DIR
         init_file = read_init_file(spec)  # a local file is checked before any data is fetched
         check_init_particle(spec, init_file, job.init_particle)
@@ -123,36 +119,27 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         if init.prior_mean is None and job.prior:
             shown.note(f"note: {'--init random' if job.method is None else 'method ' + method.name} has no source "
                        "posterior, so no prior term is used (vanilla prompt tuning)")
-        fingerprint = {
-            **job.adapt.fingerprint(),
-            "prior": job.prior,
-            **({"method": method.name} if job.method is not None else {}),
-            "model": job.runner.model,
-            "tasks": [task.name for task in tasks],
-            "init_sha256": init.sha256,
-            "init": job.init,
+        fingerprint = run_fingerprint(
+            job.adapt.fingerprint(), job.runner, job.data, [task.name for task in tasks], data,
+            prior=job.prior, **({"method": method.name} if job.method is not None else {}),
+            init_sha256=init.sha256, init=job.init,
             **({"init_particle": job.init_particle} if job.init_particle is not None else {}),
             **({"retrieval_steps": job.retrieval_steps, "retrieval_measure": job.retrieval_measure} if retrieves else {}),
-            **job.data.fingerprint(),
-            "data_sha256": examples_sha256(data),
-            **job.runner.fingerprint(),
-        }
-        tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
-        with shown.bar("adapt", job.adapt.steps) as update, tracking as tracker:
+        )
 
+        def train(files: RunFiles, update) -> AdaptResult:
             def show(record: AdaptStepRecord) -> None:
                 info = f"loss {record.loss:.4f}"
                 if record.dev:
                     info += f" · dev mean {sum(record.dev.values()) / len(record.dev):.3f}"
                 update(record.step, info)
 
-            result = adapt(
-                runner, tasks, train_by_task, dev_by_task, prompts, job.adapt,
-                prior_mean=centre, label_style=job.data.label_style,
-                files=RunFiles(output.checkpoint, output.log, output.resume, fingerprint, tracker=tracker.run()),
-                on_start=update, on_step=show, dist=dist,
+            return adapt(
+                runner, tasks, train_by_task, dev_by_task, prompts, job.adapt, prior_mean=centre,
+                label_style=job.data.label_style, files=files, on_start=update, on_step=show, dist=dist,
             )
-        if dist.is_main:
+
+        def save(result: AdaptResult) -> None:
             metadata = common_metadata(
                 kind=PROMPTS, model=job.runner.model, d_model=runner.d_model,
                 prompt_length=length, config=job.settings,
@@ -170,6 +157,9 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
                 "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }
             save_prompts(output.out, result.prompts.shared.detach(), result.prompts.export(), metadata=metadata)
-            if not job.keep_checkpoint:  # the run is complete: its artifact replaces the checkpoint
-                output.checkpoint.unlink(missing_ok=True)
+
+        result = train_then_save(
+            output, dist=dist, progress=shown, label="adapt", steps=job.adapt.steps, fingerprint=fingerprint,
+            report_to=job.report_to, settings=job.settings, train=train, save=save, keep_checkpoint=job.keep_checkpoint,
+        )
     return output.out, result.dev_metrics

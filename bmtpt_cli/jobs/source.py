@@ -12,7 +12,7 @@ import torch
 from bmtpt_cli.artifacts import PARTICLES, PROMPTS, common_metadata, load_prompts, save_particles, save_prompts
 from bmtpt_cli.artifacts.native import metadata_json
 from bmtpt_cli.artifacts.task_prompts import task_prompt_path
-from bmtpt_cli.data.config import DataConfig, examples_sha256
+from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.errors import BmtptError
@@ -26,7 +26,7 @@ from bmtpt_cli.runtime.memory import check_batch_within_data
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress, on_main
 from bmtpt_cli.runtime.provenance import provenance
-from bmtpt_cli.runtime.tracking import open_tracker
+from bmtpt_cli.jobs.skeleton import run_fingerprint, train_then_save, training_run
 from bmtpt_cli.source.svgd import SourceConfig, StepRecord, train_source
 
 
@@ -59,8 +59,7 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
         return run_per_task(job, progress)
     tasks = resolve_tasks(job.tasks)
     output = job.output
-    with data_parallel(resolve_device(job.runner.device)) as (dist, device), main_process_lock(output.out, dist.is_main):
-        output.check()
+    with training_run(output, job.runner) as (dist, device):
         train_by_task = job.data.by_task(tasks, "train")  # data problems show before the model loads
         svgd = job.svgd
         per_step = svgd.examples_per_task * (svgd.sample_tasks or len(tasks))
@@ -75,27 +74,17 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
             lower="--particles or --examples-per-task (or pass --grad-checkpointing)",
             host_examples=per_step, setting=("--examples-per-task", svgd.examples_per_task, per_step // svgd.examples_per_task),
         )
-        fingerprint = {
-            **job.svgd.fingerprint(),
-            "model": job.runner.model,
-            "tasks": [task.name for task in tasks],
-            **job.data.fingerprint(),
-            "data_sha256": examples_sha256(train_by_task),
-            **job.runner.fingerprint(evaluates=False),
-        }
-        tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
-        with on_main(progress, dist.is_main).bar("source", job.svgd.steps) as update, tracking as tracker:
+        fingerprint = run_fingerprint(job.svgd.fingerprint(), job.runner, job.data, [task.name for task in tasks],
+                                      train_by_task, evaluates=False)
 
+        def train(files: RunFiles, update) -> torch.Tensor:
             def show(record: StepRecord) -> None:
                 update(record.step, f"loss {record.loss:.4f} · kernel bandwidth h {record.bandwidth:.3g} · "
                                     f"mean particle distance {record.mean_distance:.3g}")
 
-            particles = train_source(
-                runner, train_by_task, job.svgd,
-                files=RunFiles(output.checkpoint, output.log, output.resume, fingerprint, tracker=tracker.run()),
-                on_start=update, on_step=show, dist=dist,
-            )
-        if dist.is_main:
+            return train_source(runner, train_by_task, job.svgd, files=files, on_start=update, on_step=show, dist=dist)
+
+        def save(particles: torch.Tensor) -> None:
             metadata = common_metadata(
                 kind=PARTICLES, model=job.runner.model, d_model=runner.d_model,
                 prompt_length=job.svgd.prompt_length, config=job.settings,
@@ -105,8 +94,10 @@ def run_source(job: SourceJob, progress: Progress = SILENT) -> Path:
                 "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }
             save_particles(output.out, particles, tasks=[task.name for task in tasks], metadata=metadata)
-            if not job.keep_checkpoint:  # the run is complete: its artifact replaces the checkpoint
-                output.checkpoint.unlink(missing_ok=True)
+
+        train_then_save(output, dist=dist, progress=on_main(progress, dist.is_main), label="source", steps=job.svgd.steps,
+                        fingerprint=fingerprint, report_to=job.report_to, settings=job.settings, train=train, save=save,
+                        keep_checkpoint=job.keep_checkpoint)
     return output.out
 
 
@@ -179,16 +170,20 @@ def run_per_task(job: SourceJob, progress: Progress = SILENT) -> Path:
             )
             for number, task in todo:
                 output = outputs[task.name]
-                tracking = open_tracker(job.report_to, output.out, job.settings, resume=output.resume, enabled=dist.is_main)
-                with shown.bar(f"source {task.name} [{number}/{len(tasks)}]", job.svgd.steps) as update, tracking as tracker:
+
+                def train(files: RunFiles, update, task=task) -> torch.Tensor:
                     (prompt,) = train_source(  # (1, l, d) → (l, d)
-                        runner, {task.name: train_by_task[task.name]}, job.svgd,
-                        files=RunFiles(output.checkpoint, output.log, output.resume, fingerprints[task.name], tracker=tracker.run()),
-                        on_start=update, on_step=lambda record: update(record.step, f"loss {record.loss:.4f}"), dist=dist,
+                        runner, {task.name: train_by_task[task.name]}, job.svgd, files=files, on_start=update,
+                        on_step=lambda record: update(record.step, f"loss {record.loss:.4f}"), dist=dist,
                     )
-                if dist.is_main:
+                    return prompt
+
+                def save(prompt: torch.Tensor, task=task) -> None:
                     _save_task_prompt(job, task, prompt, runner.d_model, fingerprints[task.name], device)
-                    output.checkpoint.unlink(missing_ok=True)
+
+                train_then_save(output, dist=dist, progress=shown, label=f"source {task.name} [{number}/{len(tasks)}]",
+                                steps=job.svgd.steps, fingerprint=fingerprints[task.name], report_to=job.report_to,
+                                settings=job.settings, train=train, save=save)
     return directory
 
 
@@ -201,10 +196,7 @@ def _task_output(job: SourceJob, task: Task) -> RunOutput:
 
 def _task_fingerprint(job: SourceJob, task: Task, train: list) -> dict:
     """What a task's prompt depends on: the source config, model, that one task, data and runner."""
-    return {
-        **job.svgd.fingerprint(), "model": job.runner.model, "tasks": [task.name], **job.data.fingerprint(),
-        "data_sha256": examples_sha256({task.name: train}), **job.runner.fingerprint(evaluates=False),
-    }
+    return run_fingerprint(job.svgd.fingerprint(), job.runner, job.data, [task.name], {task.name: train}, evaluates=False)
 
 
 def _save_task_prompt(job: SourceJob, task: Task, prompt: torch.Tensor, d_model: int, fingerprint: dict, device) -> None:

@@ -127,3 +127,18 @@ def test_a_python_built_adapt_config_with_a_meaningless_combination_is_refused()
         adapt_config(rank_score="median")
     with pytest.raises(BmtptError, match=r"AdaptConfig.lr_shared = nan"):
         adapt_config(lr_shared=float("nan"))
+
+
+def test_evaluate_shots_runs_spot_from_a_per_task_directory(tmp_path, monkeypatch):
+    """The probe is a column of the grid, so a method that retrieves (spot) runs there too, with
+    `--method spot --init DIR` meaning `--init retrieve:DIR`."""
+    monkeypatch.chdir(tmp_path)
+    made = bmtpt("source", "--per-task", "--tasks", "demo_review,demo_nli", "--steps", "2", "--warmup-steps", "0",
+                 "--out", "src")
+    assert made.exit_code == 0, made.output
+    probe = ["evaluate", "--shots", "4", "--tasks", "demo_rte", "--seeds", "0-1", "--steps", "2", "--retrieval-steps", "2"]
+    for extra, out in ((["--init", "retrieve:src"], "a.json"), (["--method", "spot", "--init", "src"], "b.json")):
+        result = bmtpt(*probe, *extra, "--out", out)
+        assert result.exit_code == 0, result.output
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert a["method"] == b["method"] == "spot" and a["results"] == b["results"]
