@@ -304,7 +304,7 @@ PER_TASK_OUT = "source-prompts"
 
 
 METHOD_HELP = (
-    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, particle-I, spot or from-prompts (README: Baselines in one "
+    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, particle-I, spot, from-prompts or attempt (README: Baselines in one "
     "code path); --init names its source file or directory. Unset: the method --init means (random → pt, a "
     "posterior → bmtpt, bmtpt-noprior with --no-prior, a one-particle file → multitask, retrieve:DIR → spot, a prompts "
     "file → from-prompts, with --init-particle I → particle-I)."
@@ -318,7 +318,7 @@ class AdaptHyperparameters(BaseModel):
 
     batch_size: int = Field(paper.BATCH_SIZE, gt=0, json_schema_extra=panel(OPTIMISATION), description="Examples per adaptation step (target tasks mixed example-proportionally).")
     lr_shared: float = Field(paper.LR_SHARED, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the shared prompt W.")
-    lr_scales: float = Field(paper.LR_SCALES, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b.")
+    lr_scales: float = Field(paper.LR_SCALES, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="Learning rate of the per-task scales a, b (with --method attempt: of the attention sub-network).")
     sigma: float = Field(paper.SIGMA, ge=SIGMA_MIN, json_schema_extra=panel(METHOD), description="Prior standard deviation σ of N(θ̄^S, σ² I).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="Keep the prior term (1/2σ²)‖θ - θ̄^S‖² (--no-prior: the paper's ablation).")
     rank_score: Literal["sum", "mean"] = Field("sum", json_schema_extra=panel(METHOD), description="Rank scoring picks the label with the highest sum of token log-probabilities, EOS included (its log-likelihood; favours short labels), or the highest mean (length-normalised).")
@@ -514,12 +514,12 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
-    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), particle-I (particle I of --particles), spot (retrieval from --source-prompts).")
+    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), particle-I (particle I of --particles), spot (retrieval from --source-prompts), attempt (ATTEMPT's attention over --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
     particles: PathList = Field([Path("particles.safetensors")], json_schema_extra=panel(METHOD), description="Particles files (bmtpt source), comma-separated, for the methods bmtpt, bmtpt-noprior and particle-I: several independent source posteriors (one source run per --seed) are each crossed with every seed, and the paired intervals are clustered by posterior.")
     multitask: PathList = Field([], json_schema_extra=panel(METHOD), description="One-particle files (bmtpt source --particles 1), comma-separated, for the method multitask (vanilla multi-task transfer); several: independent source runs, as for --particles.")
-    source_prompts: PathList = Field([], json_schema_extra=panel(METHOD), description="Directories of per-task prompts (bmtpt source --per-task), comma-separated, for the method spot; several: independent source runs, as for --particles.")
+    source_prompts: PathList = Field([], json_schema_extra=panel(METHOD), description="Directories of per-task prompts (bmtpt source --per-task), comma-separated, for the methods spot and attempt; several: independent source runs, as for --particles.")
     baseline: str = Field("pt", json_schema_extra=panel(METHOD), description="The method every other one is compared with: the table's paired differences (method − baseline at the same seed and source posterior) with 95% intervals (when it is not in --methods: the first method).")
     solved_at: float | None = Field(None, ge=0, le=1, json_schema_extra=panel(METHOD), description="Also report the share of cells whose main metric (0–1) reaches this value, e.g. 0.9 (unset: no share).")
     prior: bool = Field(True, json_schema_extra=panel(METHOD), description="The prior term for multitask, particle-I and spot (bmtpt always keeps it, bmtpt-noprior always drops it, pt has none).")

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from bmtpt_cli.adapter.prompt import TargetPrompts
+from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord
 from bmtpt_cli.data.sampling import EpochBatches
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.scoring.score import TaskScore, predict, score_predictions, scoring_mode
+from bmtpt_cli.scoring.score import TaskScore, predict, score_predictions, score_task, scoring_mode
 from bmtpt_cli.runner.runner import IGNORE_INDEX, FrozenT5Runner
 from bmtpt_cli.runtime.checkpoint import Interrupted, StepAbandoned, StopRequests
 from bmtpt_cli.runtime.divergence import SizeGuard
@@ -44,14 +44,20 @@ way of scoring the dev examples (they are scored in shared passes)."""
 @dataclass(frozen=True)
 class CellSpec:
     """One few-shot cell to adapt: its task, training subset, dev examples ([] = keep the last step),
-    init `(l, d)`, prior centre (None = no prior, as its method decides) and config (its own seed)."""
+    init (`(l, d)` for `TargetPrompts`, or a method's prompt module), prior centre (None = no prior,
+    as its method decides) and config (its own seed)."""
 
     task: Task
     train: list[TextExample]
     dev: list[TextExample]
-    init: torch.Tensor
+    init: torch.Tensor | PromptModule
     prior_mean: torch.Tensor | None
     config: AdaptConfig
+
+    @property
+    def length(self) -> int:
+        """l, the prompt length of the cell."""
+        return self.init.shape[0] if isinstance(self.init, torch.Tensor) else self.init.length
 
     def describe(self) -> str:
         return f"cell {self.task.name} seed {self.config.seed}"
@@ -65,7 +71,8 @@ class _Cell:
         self.spec = spec
         torch.manual_seed(config.seed)  # as `adapt` (nothing in a step draws from it; kept for parity)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.prompts = TargetPrompts(spec.init, [spec.task.name]).to(runner.device)
+        module = TargetPrompts(spec.init, [spec.task.name]) if isinstance(spec.init, torch.Tensor) else spec.init
+        self.prompts = module.to(runner.device)
         self.prior_mean = None if spec.prior_mean is None else spec.prior_mean.detach().float().to(runner.device)
         self.use_prior = self.prior_mean is not None
         self.optimizer = torch.optim.AdamW(
@@ -96,9 +103,9 @@ def check_group(cells: list[CellSpec]) -> None:
                 f"cells adapted together must share {', '.join(SHARED_FIELDS)}: {cell.describe()} differs from "
                 f"{first.describe()} in {', '.join(differ)}; run them in separate groups"
             )
-        if cell.init.shape != first.init.shape:
-            raise BmtptError(f"cells adapted together must have one prompt shape: {cell.describe()} has "
-                             f"{tuple(cell.init.shape)}, {first.describe()} {tuple(first.init.shape)}")
+        if cell.length != first.length:
+            raise BmtptError(f"cells adapted together must have one prompt length: {cell.describe()} has "
+                             f"{cell.length}, {first.describe()} {first.length}")
 
 
 def adapt_cells(
@@ -156,16 +163,17 @@ def _step(runner: FrozenT5Runner, states: list[_Cell], step: int) -> list[AdaptS
         state.prompts.prior_term([0] * n, state.prior_mean, state.spec.config.sigma) if state.use_prior else torch.zeros(())
         for state, n in zip(states, sizes)
     ]
-    plan = runner.pass_plan(1, batch, states[0].prompts.shared.shape[0])
+    plan = runner.pass_plan(1, batch, states[0].prompts.length)
+    sources = [e.source for e in examples]
     if not plan.chunked:
-        losses = runner.token_losses(_row_prompts(states, starts, sizes, 0, len(batch)), batch)  # (B, t)
+        losses = runner.token_losses(_row_prompts(states, starts, sizes, 0, len(batch), sources), batch)  # (B, t)
         ce = [losses[s : s + n].sum() for s, n in zip(starts, sizes)]
         _sum([c / t + p for c, t, p in zip(ce, tokens, priors)]).backward()
         ce = [c.detach() for c in ce]
     else:  # the plan's passes; each cell's gradient accumulated over the passes its rows fall in
         ce = [torch.zeros((), device=batch.input_ids.device) for _ in states]
         for _, rows in plan.chunks():
-            part = runner.token_losses(_row_prompts(states, starts, sizes, rows.start, rows.stop), batch.rows(rows))
+            part = runner.token_losses(_row_prompts(states, starts, sizes, rows.start, rows.stop, sources), batch.rows(rows))
             terms = []
             for i, (s, n) in enumerate(zip(starts, sizes)):
                 lo, hi = max(s, rows.start), min(s + n, rows.stop)
@@ -200,14 +208,19 @@ def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
-def _row_prompts(states: list[_Cell], starts: list[int], sizes: list[int], lo: int, hi: int) -> torch.Tensor:
-    """Rows lo..hi of the step's per-row prompts `(hi - lo, l, d)`: each cell's composed prompt once
-    per of its rows (as `TargetPrompts.forward` stacks them)."""
+def _row_prompts(states: list[_Cell], starts: list[int], sizes: list[int], lo: int, hi: int,
+                 sources: list[str]) -> torch.Tensor:
+    """Rows lo..hi of the step's per-row prompts `(hi - lo, l, d)`: a fixed cell's composed prompt once
+    per of its rows (as `TargetPrompts.forward` stacks them), an input-dependent cell's prompts for
+    its rows' inputs (`sources`: the step's inputs, all rows)."""
     rows = []
     for state, s, n in zip(states, starts, sizes):
-        count = min(s + n, hi) - max(s, lo)
-        if count > 0:
-            rows += [state.prompts.compose(0)] * count
+        first, last = max(s, lo), min(s + n, hi)
+        if last > first:
+            if state.prompts.fixed:
+                rows += [state.prompts.compose(0)] * (last - first)
+            else:
+                rows += list(state.prompts([0] * (last - first), sources[first:last]).unbind(0))
     return torch.stack(rows)
 
 
@@ -219,7 +232,7 @@ def _evaluate(runner: FrozenT5Runner, states: list[_Cell], records: list[AdaptSt
         return
     config = states[live[0]].spec.config
     with torch.no_grad():
-        prompts = [states[i].prompts.compose(0).detach() for i in live]
+        prompts = [states[i].prompts.scorer(0) for i in live]
         scores = _score_groups(
             runner, prompts, [states[i].spec.task for i in live], [states[i].spec.dev for i in live],
             batch_size=config.eval_batch_size, label_style=label_style, rank_score=config.rank_score,
@@ -242,7 +255,8 @@ def score_cells(
     examples: list[TextExample],
     **scoring_options,
 ) -> list[TaskScore]:
-    """Each of N prompts `(l, d)` scored on the same `examples` (a test split) in shared passes:
+    """Each of N prompts (`(l, d)`, or a prompt function of the inputs) scored on the same `examples`
+    (a test split), the fixed ones in shared passes:
     `score_task(runner, prompts[i], task, examples, **scoring_options)` for every i (options:
     decode, batch_size, label_style, rank_score, invalid_predictions)."""
     return _score_groups(runner, list(prompts), [task] * len(prompts), [examples] * len(prompts), **scoring_options)
@@ -260,14 +274,20 @@ def _score_groups(
     rank_score: str = "sum",
     invalid_predictions: str = "wrong",
 ) -> list[TaskScore]:
-    """`score_task` of prompt i on `examples[i]` for task `tasks[i]`, for every i: the cells of one task
-    and decode mode are predicted together (each example under its own cell's prompt), then each
-    cell's predictions are scored on their own."""
+    """`score_task` of prompt i on `examples[i]` for task `tasks[i]`, for every i: the fixed prompts of one
+    task and decode mode are predicted together (each example under its own cell's prompt), then each
+    cell's predictions are scored on their own; a prompt function (an input-dependent prompt) is
+    scored on its own by `score_task`."""
+    results: list[TaskScore | None] = [None] * len(prompts)
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, torch.Tensor):
+            results[i] = score_task(runner, prompt, tasks[i], examples[i], decode=decode, batch_size=batch_size,
+                                    label_style=label_style, rank_score=rank_score, invalid_predictions=invalid_predictions)
     modes = [scoring_mode(runner, task, own, decode, label_style, rank_score) for task, own in zip(tasks, examples)]
     groups: dict[tuple[str, str], list[int]] = {}
     for i, (task, (mode, _)) in enumerate(zip(tasks, modes)):
-        groups.setdefault((task.name, mode), []).append(i)
-    results: list[TaskScore | None] = [None] * len(prompts)
+        if isinstance(prompts[i], torch.Tensor):
+            groups.setdefault((task.name, mode), []).append(i)
     for (_, mode), members in groups.items():
         labels = modes[members[0]][1]
         joined = [e for i in members for e in examples[i]]

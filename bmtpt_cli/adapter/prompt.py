@@ -8,8 +8,9 @@ every method of the prompt-tuning family uses. A module provides (`PromptModule`
 - `scorer(k)`: what scoring takes for task k: a fixed prompt `(l, d)`, or a function of a chunk's
   input texts giving their prompts `(B, l, d)` (`scoring.score.PromptFn`);
 - `prior_term(task_ids, centre, sigma)`, `parameter_groups(lr_shared, lr_scales)`, `trained()`
-  (the tensors the divergence guard watches, by name), `length` and `fixed` (whether `scorer(k)` is
-  a tensor, which batched few-shot cells need).
+  (the tensors the divergence guard watches, by name), `artifact_tensors()` (W, each task's (a, b)
+  and the module's own tensors, as a prompts file stores them), `length` and `fixed` (whether
+  `scorer(k)` is a tensor).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class PromptModule(Protocol):
     def prior_term(self, task_ids: list[int], centre: torch.Tensor, sigma: float) -> torch.Tensor: ...
     def parameter_groups(self, lr_shared: float, lr_scales: float) -> list[dict]: ...
     def trained(self) -> dict[str, list[torch.Tensor]]: ...
+    def artifact_tensors(self) -> tuple[torch.Tensor, dict, dict[str, torch.Tensor]]: ...
 
 
 class TargetPrompts(nn.Module):
@@ -92,6 +94,10 @@ class TargetPrompts(nn.Module):
     def trained(self) -> dict[str, list[torch.Tensor]]:
         """The trained tensors by the name the divergence check reports: W, and every a_k and b_k."""
         return {"the shared prompt W": [self.shared], "the scales a, b": self.scale_parameters()}
+
+    def artifact_tensors(self) -> tuple[torch.Tensor, dict, dict[str, torch.Tensor]]:
+        """What a prompts file stores: W, each task's (a_k, b_k), no other tensor."""
+        return self.shared.detach().cpu(), self.export(), {}
 
     def scale_parameters(self) -> list[nn.Parameter]:
         """All a_k and b_k (trained with their own learning rate)."""

@@ -5,8 +5,10 @@ interrupted write leaves the old file or the new one, never a torn one.
 
 Formats (metadata values are strings, as safetensors requires):
 - particles: tensor `particles` (M, l, d); `bmtpt.kind=particles`, `bmtpt.num_particles`, `bmtpt.tasks`.
-- prompts: tensors `shared` (l, d), `tasks.<name>.a` (l,), `tasks.<name>.b` (d,); `bmtpt.kind=prompts`,
-  `bmtpt.init`, `bmtpt.init_sha256`, `bmtpt.dev_metrics` (JSON).
+- prompts: tensors `shared` (l, d), `tasks.<name>.a` (l,), `tasks.<name>.b` (d,), and a method's own
+  tensors as `extra.<name>`; `bmtpt.kind=prompts`, `bmtpt.method`, `bmtpt.init`, `bmtpt.init_sha256`,
+  `bmtpt.dev_metrics` (JSON); `bmtpt.input_dependent=true` when the prompts depend on each input
+  (ATTEMPT), so they are never read as one fixed prompt per task.
 - both: `bmtpt.format`, `bmtpt.model`, `bmtpt.d_model`, `bmtpt.prompt_length`, `bmtpt.config` (JSON of
   the resolved settings), `bmtpt.version`, and `bmtpt.sha256` (`content_sha256`: the tensors and the
   other metadata), verified by every load; a file without it (an older bmtpt) loads with the check skipped.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -244,16 +246,33 @@ def load_particles(path: Path, *, flag: str = "--init") -> tuple[torch.Tensor, d
 
 
 # --------------------------------------------------------------------------------- target prompts
+INPUT_DEPENDENT = "bmtpt.input_dependent"
+
+
 @dataclass
 class PromptArtifact:
-    """Target prompts θ_k = W ⊙ (a_k b_kᵀ): the shared W and each task's (a_k, b_k)."""
+    """Target prompts θ_k = W ⊙ (a_k b_kᵀ): the shared W and each task's (a_k, b_k); a method's own
+    tensors (`extra`) beside them."""
 
     shared: torch.Tensor  # (l, d)
     scales: dict[str, tuple[torch.Tensor, torch.Tensor]]  # task -> (a (l,), b (d,))
     metadata: dict[str, str]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def input_dependent(self) -> bool:
+        """Whether each input gets its own prompt (then there is no one prompt per task)."""
+        return self.metadata.get(INPUT_DEPENDENT) == "true"
 
     def prompt(self, task: str) -> torch.Tensor:
-        """The composed prompt of one task `(l, d)`."""
+        """The composed prompt of one task `(l, d)`; refused for prompts that depend on the input."""
+        if self.input_dependent:
+            raise BmtptError(
+                f"'{self.path}' holds method {self.metadata.get('bmtpt.method', '?')}'s prompts, which depend on each "
+                "input, so it has no one prompt per task: score it with bmtpt evaluate --prompts, or give a file of a "
+                "prompt-tuning method"
+            )
         a, b = self.scales[task]
         return self.shared * torch.outer(a, b)
 
@@ -263,13 +282,17 @@ class PromptArtifact:
 
 
 def save_prompts(
-    path: Path, shared: torch.Tensor, scales: dict[str, tuple[torch.Tensor, torch.Tensor]], *, metadata: dict[str, str]
+    path: Path, shared: torch.Tensor, scales: dict[str, tuple[torch.Tensor, torch.Tensor]], *, metadata: dict[str, str],
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write W as `shared` and each task's a, b as `tasks.<name>.a`, `tasks.<name>.b`."""
+    """Write W as `shared`, each task's a, b as `tasks.<name>.a`, `tasks.<name>.b`, and a method's own
+    tensors as `extra.<name>`."""
     tensors = {"shared": shared}
     for task, (a, b) in scales.items():
         tensors[f"tasks.{task}.a"] = a
         tensors[f"tasks.{task}.b"] = b
+    for name, tensor in (extra or {}).items():
+        tensors[f"extra.{name}"] = tensor
     _save(path, tensors, {**metadata, "bmtpt.tasks": ",".join(scales)})
 
 
@@ -289,7 +312,8 @@ def load_prompts(path: Path, *, flag: str = "--prompts") -> PromptArtifact:
         scales[task] = (a, b)
     if not scales:
         raise BmtptError(f"'{path}' holds no task prompts: re-create it with bmtpt adapt --tasks ...")
-    return PromptArtifact(shared, scales, metadata)
+    extra = {name.removeprefix("extra."): tensor for name, tensor in tensors.items() if name.startswith("extra.")}
+    return PromptArtifact(shared, scales, metadata, extra, Path(path))
 
 
 def read_kind(path: Path) -> str | None:

@@ -155,8 +155,8 @@ def run_cells(
         subset = protocol.subset(data.train, cell.seed)
         init = cell.make_init(subset)
         dev = protocol.dev(task, data.validation, cell.seed).get(task.name, [])
-        specs.append(CellSpec(task, subset, dev, init.prompt, cell.method.prior_centre(init, cell.prior),
-                              protocol.config(cell.seed)))
+        module = cell.method.prompt_module(init, [task.name], runner, cell.seed)
+        specs.append(CellSpec(task, subset, dev, module, cell.method.prior_centre(init, cell.prior), protocol.config(cell.seed)))
         inits.append(init)
         subsets.append(subset)
     results = adapt_cells(runner, specs, label_style=protocol.label_style, on_step=on_step)

@@ -219,7 +219,7 @@ def cell_fingerprint(job: GridJob, method: Method, source_sha256: str, k: int, t
         "method": method.name, "source": method.source, "init": method.init, "init_sha256": source_sha256,
         "prior": method.prior_used(job.prior), "particle": method.particle,
         "prompt_length": pt_length if method.init == RANDOM_INIT else None,
-        "retrieval": [job.retrieval_steps, job.retrieval_measure] if method.init.startswith(RETRIEVE_PREFIX) else None,
+        "retrieval": [job.retrieval_steps, job.retrieval_measure] if method.method.retrieves else None,
         "shots": k, "task": task, "seed": seed, "shot_sampling": job.shot_sampling, "dev_shots": job.dev_shots,
         "model": job.runner.model, **adapt, **scoring, **job.data.fingerprint(), **job.runner.fingerprint(),
     }
@@ -391,12 +391,12 @@ def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected
     def make_init(method: Method, seed: int):
         def init_from(subset):
             target = None
-            if method.method.source == TASK_PROMPTS_DIR:  # the target's embedding is learnt on this cell's subset
+            if method.method.retrieves:  # the target's embedding is learnt on this cell's subset
                 target = RetrievalTarget(task.name, subset, job.data.label_style, job.retrieval_steps, job.retrieval_measure,
                                          protocol.config(seed))
             return method.method.start(StartRequest(
                 runner, seed, source=method.path, prompt_length=pt_length, required_length=job.required_length,
-                init_file=files.get(method.init), target=target,
+                init_file=files.get(method.init), target=target, target_tasks=(task.name,),
             ))
         return init_from
 
@@ -508,6 +508,6 @@ def _describe(same: list[Method], job: GridJob) -> str:
     prior = "with the prior" if method.prior_used(job.prior) else "no prior"
     where = ", ".join(m.path for m in same if m.path)
     words = method.method.summary + (f" ({where})" if where else "")
-    if method.method.source == TASK_PROMPTS_DIR:
+    if method.method.retrieves:
         words += f", {job.retrieval_measure} similarity, {job.retrieval_steps} steps on the k-shot subset"
     return words if not method.method.needs_source else f"{words}, {prior}"

@@ -77,9 +77,12 @@ def run_export(job: ExportJob, progress: Progress = SILENT) -> ExportReport:
     artifact = read_prompts(job.prompts)
     tasks = select_tasks(artifact, job.tasks, job.prompts)
     method = method_of_artifact(artifact.metadata)
+    if not method.export_formats:
+        raise BmtptError(f"'{job.prompts}' holds method {method.name}'s prompts, which no serving format holds (PEFT has "
+                         "no such adapter): use them with bmtpt evaluate")
     if job.format not in method.export_formats:
         raise BmtptError(f"'{job.prompts}' holds method {method.name}'s prompts, which export as "
-                         f"{' or '.join(method.export_formats) or 'nothing'}, not --format {job.format}: choose one of those")
+                         f"{' or '.join(method.export_formats)}, not --format {job.format}: choose one of those")
     check_replaceable_directory(job.out, force=job.force)
     if Path(job.out).resolve() in Path(job.prompts).resolve().parents:
         raise BmtptError(f"--prompts '{job.prompts}' is inside --out '{job.out}', which the export replaces: choose another --out")

@@ -14,6 +14,7 @@ from bmtpt_cli.methods.retrieve import read_sources
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord, adapt
 from bmtpt_cli.jobs.skeleton import run_fingerprint, train_then_save, training_run
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
+from bmtpt_cli.artifacts.native import INPUT_DEPENDENT
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
@@ -75,9 +76,9 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         init_file = read_init_file(spec)  # a local file is checked before any data is fetched
         check_init_particle(spec, init_file, job.init_particle)
         method = resolve_method(job.method, spec, init_file, job.init_particle, job.prior)
-        retrieves = method.source == TASK_PROMPTS_DIR
-        if retrieves:
-            if len(tasks) != 1:
+        retrieves = method.retrieves
+        if method.source == TASK_PROMPTS_DIR:
+            if retrieves and len(tasks) != 1:
                 raise BmtptError(
                     f"method {method.name} retrieves one source prompt for one target task, but --tasks names {len(tasks)}: "
                     "adapt one task at a time"
@@ -99,11 +100,12 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             )
         init = method.start(StartRequest(
             runner, job.adapt.seed, source=method_source(method, spec), prompt_length=job.prompt_length,
-            required_length=job.required_length, init_file=init_file, target=target, progress=shown,
+            required_length=job.required_length, init_file=init_file, target=target,
+            target_tasks=tuple(task.name for task in tasks), progress=shown,
         ))
         if target is not None:
             shown.note(retrieval_line(init.details))
-        prompts = method.prompt_module(init.prompt, [task.name for task in tasks])
+        prompts = method.prompt_module(init, [task.name for task in tasks], runner, job.adapt.seed)
         centre = method.prior_centre(init, job.prior)
         length = prompts.length
         check_step_fits(
@@ -116,7 +118,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         )
         if init.model is not None and init.model != job.runner.model:
             shown.note(f"warning: '{job.init}' was made with model {init.model}, adapting with {job.runner.model}")
-        if init.prior_mean is None and job.prior:
+        if init.prior_mean is None and job.prior and not method.needs_source:
             shown.note(f"note: {'--init random' if job.method is None else 'method ' + method.name} has no source "
                        "posterior, so no prior term is used (vanilla prompt tuning)")
         fingerprint = run_fingerprint(
@@ -156,7 +158,10 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
                 "bmtpt.provenance": json.dumps(provenance(device), sort_keys=True),
                 "bmtpt.data": json.dumps(job.data.provenance(tasks), sort_keys=True),
             }
-            save_prompts(output.out, result.prompts.shared.detach(), result.prompts.export(), metadata=metadata)
+            shared, scales, extra = result.prompts.artifact_tensors()
+            if not result.prompts.fixed:
+                metadata[INPUT_DEPENDENT] = "true"
+            save_prompts(output.out, shared, scales, metadata=metadata, extra=extra)
 
         result = train_then_save(
             output, dist=dist, progress=shown, label="adapt", steps=job.adapt.steps, fingerprint=fingerprint,

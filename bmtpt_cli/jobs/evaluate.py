@@ -43,7 +43,7 @@ def run_evaluate(job: EvaluateJob, progress: Progress = SILENT) -> dict:
         examples = job.data.by_task(tasks, job.scoring.split)
         runner = load_runner(job.runner, progress=progress)
         check_model_fit(job.prompts, artifact.metadata, d_model=runner.d_model, prompt_length=job.required_length)
-        module = method_of_artifact(artifact.metadata).load(artifact).to(runner.device)
+        module = method_of_artifact(artifact.metadata).load(artifact, runner).to(runner.device)
         results, records = [], []
         for k, task in enumerate(tasks):
             details = [] if job.predictions else None

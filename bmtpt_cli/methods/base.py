@@ -68,16 +68,17 @@ class StartRequest:
     required_length: int | None = None
     init_file: InitFile | None = None
     target: RetrievalTarget | None = None
+    target_tasks: tuple[str, ...] = ()  # the target tasks (a method leaves their own source prompts out)
     vocab_top_k: int = 5000
     progress: Progress = SILENT
 
 
-def fixed_prompts(init: torch.Tensor, tasks: list[str]) -> PromptModule:
-    """The prompt-tuning family's module: θ_k = W ⊙ a_k b_kᵀ with W from `init` (SPEC §3)."""
-    return TargetPrompts(init, tasks)
+def fixed_prompts(init: TargetInit, tasks: list[str], runner: FrozenT5Runner, seed: int) -> PromptModule:
+    """The prompt-tuning family's module: θ_k = W ⊙ a_k b_kᵀ with W from `init.prompt` (SPEC §3)."""
+    return TargetPrompts(init.prompt, tasks)
 
 
-def saved_prompts(artifact: PromptArtifact) -> PromptModule:
+def saved_prompts(artifact: PromptArtifact, runner: FrozenT5Runner) -> PromptModule:
     """A prompts file's W and every task's a_k, b_k as the prompt-tuning family's module."""
     module = TargetPrompts(artifact.shared, artifact.tasks)
     with torch.no_grad():
@@ -99,11 +100,12 @@ class TransferMethod:
     start: Callable[[StartRequest], TargetInit]
     flag: str | None = None  # the `fewshot` option naming its source files (None: it needs none)
     make_source: str = ""  # how a user makes that source, for errors
-    prompt_module: Callable[[torch.Tensor, list[str]], PromptModule] = fixed_prompts
-    load: Callable[[PromptArtifact], PromptModule] = saved_prompts  # its saved prompts file → its module
+    prompt_module: Callable[[TargetInit, list[str], FrozenT5Runner, int], PromptModule] = fixed_prompts  # (init, tasks, runner, seed)
+    load: Callable[[PromptArtifact, FrozenT5Runner], PromptModule] = saved_prompts  # its saved prompts file → its module
     artifact: str = "prompts"  # saved as a bmtpt prompts file with `bmtpt.method` = name
     export_formats: tuple[str, ...] = FORMATS
     details: dict = field(default_factory=dict)  # JSON-able facts a report records (e.g. the particle)
+    retrieves: bool = False  # its start embeds the target's training examples (one target task; retrieval settings)
 
     def __post_init__(self):
         if self.source not in SOURCE_KINDS:

@@ -35,6 +35,7 @@ class TargetInit:
     sha256: str  # of the init file (retrieval: of the chosen source prompt's file); "" for random
     model: str | None  # the model the init was made for
     details: dict = field(default_factory=dict)  # JSON-able: {"particle": i, ...}, the retrieval record, or {}
+    sources: torch.Tensor | None = None  # (S, l, d): frozen source prompts a method mixes (ATTEMPT), else None
 
 
 @dataclass

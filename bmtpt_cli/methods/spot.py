@@ -17,5 +17,5 @@ def start(request: StartRequest) -> TargetInit:
 METHOD = TransferMethod(
     name="spot", summary="the per-task source prompt nearest to the target's task embedding (SPoT-style retrieval)",
     source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=start, flag="--source-prompts",
-    make_source="a directory of per-task prompts (`bmtpt source --per-task`)",
+    make_source="a directory of per-task prompts (`bmtpt source --per-task`)", retrieves=True,
 )

@@ -43,7 +43,7 @@ class Spy:
 
     def cells(self, runner, cells, **kwargs):
         for cell in cells:
-            self.calls.append({"task": cell.task.name, "init": cell.init.clone(), "train": cell.train,
+            self.calls.append({"task": cell.task.name, "init": starting_prompt(cell.init), "train": cell.train,
                                "config": cell.config, "prior_mean": cell.prior_mean})
         return self.real_cells(runner, cells, **kwargs)
 

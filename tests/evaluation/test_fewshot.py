@@ -12,7 +12,7 @@ import bmtpt_cli.experiments.fewshot as fewshot_module
 from bmtpt_cli.data.registry import get_task
 from bmtpt_cli.data.sampling import EpochBatches, kshot, kshot_per_class
 from bmtpt_cli.errors import BmtptError
-from clihelpers import FAST, bmtpt
+from clihelpers import FAST, bmtpt, starting_prompt
 
 
 @pytest.fixture
@@ -27,10 +27,10 @@ def calls(monkeypatch):
             samplers.append(self)
 
     def spy(runner, cells, **kwargs):
-        first = len(samplers)
+        first, starts = len(samplers), [starting_prompt(cell.init) for cell in cells]  # before training moves them
         results = real(runner, cells, **kwargs)
         for i, cell in enumerate(cells):
-            seen.append({"init": cell.init.clone(), "train": cell.train, "dev": {cell.task.name: cell.dev} if cell.dev else {},
+            seen.append({"init": starts[i], "train": cell.train, "dev": {cell.task.name: cell.dev} if cell.dev else {},
                          "config": cell.config, "batches": samplers[first + i]})
         return results
 

@@ -167,7 +167,7 @@ def tuned_scores(
                     on_step(name, task.name, record.step)
 
             result = adapter_train.adapt(
-                runner, [task], {task.name: train[task.name]}, {}, method.prompt_module(start.prompt, [task.name]),
+                runner, [task], {task.name: train[task.name]}, {}, method.prompt_module(start, [task.name], runner, config.seed),
                 dataclasses.replace(config, eval_every=None), prior_mean=method.prior_centre(start, prior),
                 label_style=label_style, on_step=show,
                 files=RunFiles(tracker=tracker.run(f"{name} -> {task.name}")) if tracker else None,  # --report-to
