@@ -11,8 +11,8 @@ A method says, in one place:
 - the prompt module it trains and scores (`prompt_module`: `TargetPrompts` for the prompt-tuning
   family; a module of `adapter.prompt.PromptModule`'s interface otherwise), whose
   `parameter_groups` are its trainable parameters and learning-rate groups;
-- how it is saved (`artifact`: a bmtpt prompts file recording `bmtpt.method`) and the export
-  formats it supports (`export_formats`).
+- how it is saved and read back (its module's `artifact_tensors`, stored in a bmtpt prompts file
+  that records `bmtpt.method`; `load`) and the export formats it supports (`export_formats`).
 
 Methods are plain values; `methods.registry.METHODS` lists them explicitly.
 """
@@ -102,7 +102,6 @@ class TransferMethod:
     make_source: str = ""  # how a user makes that source, for errors
     prompt_module: Callable[[TargetInit, list[str], FrozenT5Runner, int], PromptModule] = fixed_prompts  # (init, tasks, runner, seed)
     load: Callable[[PromptArtifact, FrozenT5Runner], PromptModule] = saved_prompts  # its saved prompts file → its module
-    artifact: str = "prompts"  # saved as a bmtpt prompts file with `bmtpt.method` = name
     export_formats: tuple[str, ...] = FORMATS
     details: dict = field(default_factory=dict)  # JSON-able facts a report records (e.g. the particle)
     retrieves: bool = False  # its start embeds the target's training examples (one target task; retrieval settings)
@@ -131,6 +130,8 @@ class TransferMethod:
     def prior_description(self, init: TargetInit, configured: bool, sigma: float) -> str:
         """The prior term a run actually uses, in words (recorded in the artifact)."""
         if init.prior_mean is None:
+            if self.needs_source:
+                return f"none: method {self.name} has no prior"
             return "none: the init has no source posterior (vanilla prompt tuning)"
         if not self.uses_prior(configured):
             return "none: --no-prior" if not configured else f"none: method {self.name} has no prior"

@@ -92,6 +92,7 @@ def test_adapt_saves_a_file_that_loads_and_scores_as_the_trained_module(runner, 
     assert result.exit_code == 0, result.output
     artifact = load_prompts(tmp_path / "at.safetensors")
     assert artifact.metadata["bmtpt.method"] == "attempt" and artifact.input_dependent
+    assert artifact.metadata["bmtpt.prior"] == "none: method attempt has no prior"
     details = json.loads(artifact.metadata["bmtpt.init_details"])
     assert details["sources"] == ["demo_review", "demo_sentiment", "demo_topic"] and details["left_out"] == ["demo_rte"]
     module = load(artifact, runner)
