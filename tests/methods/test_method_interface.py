@@ -143,3 +143,21 @@ def test_evaluate_shots_runs_spot_from_a_per_task_directory(tmp_path, monkeypatc
         assert result.exit_code == 0, result.output
     a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
     assert a["method"] == b["method"] == "spot" and a["results"] == b["results"]
+
+
+def test_evaluate_shots_runs_a_named_particle_through_the_registry(tmp_path, monkeypatch):
+    import bmtpt_cli.experiments.fewshot as fewshot_module
+    from clihelpers import starting_prompt
+
+    monkeypatch.chdir(tmp_path)
+    posterior = _particles(tmp_path / "p.safetensors", 3)
+    real, starts = fewshot_module.adapt_cells, []
+    monkeypatch.setattr(fewshot_module, "adapt_cells", lambda runner, cells, **k: starts.extend(
+        starting_prompt(cell.init) for cell in cells) or real(runner, cells, **k))
+    result = bmtpt("evaluate", "--shots", "4", "--method", "particle-1", "--init", posterior, "--tasks", "demo_rte",
+                   "--seeds", "0-1", "--steps", "1", "--out", "pp.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "pp.json").read_text())
+    assert report["method"] == "particle-1" and len(report["results"][0]["per_seed"]) == 2
+    particles = torch.randn(3, 8, TINY_D, generator=torch.Generator().manual_seed(3))  # what _particles wrote
+    assert len(starts) == 2 and all(torch.equal(start, particles[1]) for start in starts)
