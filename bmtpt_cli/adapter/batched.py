@@ -293,13 +293,15 @@ def _score_groups(
         joined = [e for i in members for e in examples[i]]
         rows = torch.tensor([j for j, i in enumerate(members) for _ in examples[i]], dtype=torch.long)
         stacked = torch.stack([prompts[i].detach() for i in members])  # (P, l, d)
+        scores: list[dict[str, float]] = []
         predictions = predict(
             runner, stacked, joined, candidates=labels, decode=mode, batch_size=batch_size, rank_score=rank_score,
-            prompt_rows=rows,
+            prompt_rows=rows, scores_out=scores,
         )
         start = 0
         for i in members:
-            own = predictions[start : start + len(examples[i])]
+            own = slice(start, start + len(examples[i]))
             start += len(examples[i])
-            results[i] = score_predictions(tasks[i], examples[i], own, mode, label_style, rank_score, invalid_predictions)
+            results[i] = score_predictions(tasks[i], examples[i], predictions[own], mode, label_style, rank_score,
+                                           invalid_predictions, scores=scores[own] if mode == "rank" else None)
     return results

@@ -407,7 +407,7 @@ def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected
         score = cell.score
         rows.append({
             "method": method.name, "source": method.source, "k": k, "task": task.name, "seed": seed, "benchmark": task.benchmark,
-            "metric": score.metric, "value": score.value, "metrics": score.metrics,
+            "metric": score.metric, "value": score.value, "metrics": score.metrics, "calibration": score.calibration,
             "init": method.init, "init_sha256": cell.init.sha256, "init_details": getattr(cell.init, "details", {}),
             "prior": method.method.prior_centre(cell.init, job.prior) is not None,
             "decode": score.decode, "rules": score.rules, "invalid": score.invalid, "split": job.scoring.split,

@@ -134,6 +134,7 @@ def fewshot_row(job: FewshotJob, task, rows: list[dict], num_examples: int) -> d
         "std": std,
         "per_seed": {str(row["seed"]): row["value"] for row in rows},
         "metrics": {name: statistics.fmean(row["metrics"][name] for row in rows) for name in task.metrics},
+        "calibration": mean_calibration([row.get("calibration", {}) for row in rows]),
         "decode": rows[0]["decode"],
         "rules": rows[0]["rules"],
         "invalid": sum(row["invalid"] for row in rows),
@@ -141,3 +142,11 @@ def fewshot_row(job: FewshotJob, task, rows: list[dict], num_examples: int) -> d
         "split": job.scoring.split,
         "shots": job.shots,
     }
+
+
+def mean_calibration(entries: list[dict]) -> dict:
+    """The seeds' calibration figures averaged (ECE, NLL, Brier), or the first reason they are undefined."""
+    undefined = [entry for entry in entries if "undefined" in entry or not entry]
+    if undefined:
+        return undefined[0]
+    return {key: statistics.fmean(entry[key] for entry in entries) for key in ("ece", "ece_adaptive", "nll", "brier")}

@@ -10,6 +10,7 @@ import torch
 
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
+from bmtpt_cli.scoring.calibration import GENERATED, rank_calibration
 from bmtpt_cli.scoring.metrics import compute_metrics
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.data.vocabulary import check_label_words
@@ -89,6 +90,7 @@ class TaskScore:
     metrics: dict[str, float] = field(default_factory=dict)  # every metric of the task
     rules: dict[str, str] = field(default_factory=dict)  # rank_score, invalid_predictions
     invalid: int = 0  # generated predictions that are none of the candidates
+    calibration: dict = field(default_factory=dict)  # ECE, NLL, Brier of the label distribution (`scoring.calibration`)
 
 
 def decode_mode(task: Task, examples: list[TextExample], requested: str, label_style: str = "words") -> str:
@@ -209,7 +211,7 @@ def score_task(
     `prompt`: `(l, d)`, or per-example `(E, l, d)` / `(P, l, d)` with `prompt_rows` (see `rank`).
     """
     mode, labels = scoring_mode(runner, task, examples, decode, label_style, rank_score)
-    scores = [] if details is not None else None
+    scores: list[dict[str, float]] = []
     predictions = predict(
         runner, prompt, examples, candidates=labels, decode=mode, batch_size=batch_size, rank_score=rank_score,
         scores_out=scores, prompt_rows=prompt_rows,
@@ -218,7 +220,8 @@ def score_task(
         from bmtpt_cli.scoring.predictions import example_records
 
         details[:] = example_records(task, examples, predictions, scores if mode == "rank" else None)
-    return score_predictions(task, examples, predictions, mode, label_style, rank_score, invalid_predictions)
+    return score_predictions(task, examples, predictions, mode, label_style, rank_score, invalid_predictions,
+                             scores=scores if mode == "rank" else None)
 
 
 def scoring_mode(
@@ -234,14 +237,19 @@ def scoring_mode(
 
 def score_predictions(
     task: Task, examples: list[TextExample], predictions: list[str], mode: str, label_style: str = "words",
-    rank_score: str = "sum", invalid_predictions: str = "wrong",
+    rank_score: str = "sum", invalid_predictions: str = "wrong", scores: list[dict[str, float]] | None = None,
 ) -> TaskScore:
-    """`score_task`'s result from its predictions (made in `mode`) of `examples`."""
+    """`score_task`'s result from its predictions (made in `mode`) of `examples`; `scores`: each
+    example's {candidate: score} under rank scoring, for the calibration of its label distribution."""
     labels = task.verbalisers(label_style)
     values = compute_metrics(task.metrics, predictions, examples, labels=labels, invalid=invalid_predictions)
     invalid = sum(p not in (e.candidates or labels or (p,)) for p, e in zip(predictions, examples))
     rules = {"rank_score": rank_score} if mode == "rank" else {"invalid_predictions": invalid_predictions}
+    if mode == "rank" and scores is not None:
+        calibrated = rank_calibration(scores, [e.target for e in examples])
+    else:
+        calibrated = dict(GENERATED) if mode == "generate" else {}
     return TaskScore(
         task=task.name, metric=task.metric, value=values[task.metric], decode=mode, examples=len(examples),
-        metrics=values, rules=rules, invalid=invalid,
+        metrics=values, rules=rules, invalid=invalid, calibration=calibrated,
     )

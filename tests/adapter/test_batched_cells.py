@@ -119,7 +119,10 @@ def test_three_cells_together_match_each_alone(toy, monkeypatch, chunk):
     # the test split: every prompt on all 400 examples in shared passes, as score_task prompt by prompt
     prompts = [result.prompts.compose(0).detach() for result in got]
     scores = score_cells(runner, prompts, task, splits["test"], label_style="words", rank_score="sum")
-    assert scores == [score_task(runner, prompt, task, splits["test"]) for prompt in prompts]
+    alone = [score_task(runner, prompt, task, splits["test"]) for prompt in prompts]
+    assert [dataclasses.replace(s, calibration={}) for s in scores] == [dataclasses.replace(s, calibration={}) for s in alone]
+    for got, want in zip(scores, alone):  # the label distributions come from other passes: equal to round-off
+        assert got.calibration == pytest.approx(want.calibration, rel=1e-6, abs=1e-9)
 
 
 def test_cells_without_dev_keep_their_last_step_beside_cells_with_dev(toy):

@@ -148,7 +148,11 @@ def test_a_resumed_grid_runs_only_the_missing_cell(grid, tmp_path, monkeypatch):
     after = (out / "results.jsonl").read_bytes().splitlines(keepends=True)
     assert after[:-1] == lines  # the other rows are untouched, byte for byte
     rerun = json.loads(after[-1])
-    assert rerun == removed  # the same cell again gives the same row (CPU, same seed)
+    # the same cell again gives the same row (CPU, same seed); it ran alone, not in its group of two, so its
+    # label scores come from other passes and its calibration agrees to round-off
+    calibration, removed_calibration = rerun.pop("calibration"), removed.pop("calibration")
+    assert rerun == removed
+    assert calibration == pytest.approx(removed_calibration, rel=1e-6, abs=1e-9)
     assert (out / "table.csv").read_bytes() == table_before
     changed = bmtpt(*args, "--steps", "3", "--resume")  # a later flag wins: other settings than the rows'
     assert changed.exit_code == 2 and "steps" in changed.stderr and len(spy.calls) == 1
