@@ -283,11 +283,11 @@ def _score_groups(
         if not isinstance(prompt, torch.Tensor):
             results[i] = score_task(runner, prompt, tasks[i], examples[i], decode=decode, batch_size=batch_size,
                                     label_style=label_style, rank_score=rank_score, invalid_predictions=invalid_predictions)
-    modes = [scoring_mode(runner, task, own, decode, label_style, rank_score) for task, own in zip(tasks, examples)]
+    modes = {i: scoring_mode(runner, tasks[i], examples[i], decode, label_style, rank_score)
+             for i, prompt in enumerate(prompts) if isinstance(prompt, torch.Tensor)}  # score_task checked the others
     groups: dict[tuple[str, str], list[int]] = {}
-    for i, (task, (mode, _)) in enumerate(zip(tasks, modes)):
-        if isinstance(prompts[i], torch.Tensor):
-            groups.setdefault((task.name, mode), []).append(i)
+    for i, (mode, _) in modes.items():
+        groups.setdefault((tasks[i].name, mode), []).append(i)
     for (_, mode), members in groups.items():
         labels = modes[members[0]][1]
         joined = [e for i in members for e in examples[i]]

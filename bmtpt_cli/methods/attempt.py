@@ -86,18 +86,29 @@ class AttemptPrompts(nn.Module):
     def length(self) -> int:
         return self.sources.shape[1]
 
+    def _present(self, task_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's target prompts `(B, l, d)` and their keys `(B, d)`, each task's computed once; tasks
+        absent from the batch take no part (their prompts get no gradient, as `TargetPrompts`)."""
+        present = sorted(set(task_ids))
+        row = {k: i for i, k in enumerate(present)}
+        prompts = torch.stack([self.targets[k] for k in present])  # (T, l, d)
+        index = torch.tensor([row[k] for k in task_ids], device=prompts.device)
+        return prompts[index], prompts.amax(dim=1)[index]
+
     def attention(self, pooled: torch.Tensor, task_ids: list[int]) -> torch.Tensor:
         """a `(B, S + 1)`: softmax over the source prompts and the input's target prompt, from x̂ `(B, d)`."""
+        return self._attention(pooled, self._present(task_ids)[1])
+
+    def _attention(self, pooled: torch.Tensor, target_keys: torch.Tensor) -> torch.Tensor:
         h = self.norm(self.up(nn.functional.silu(self.down(pooled))))  # (B, d)
         source_keys = self.sources.amax(dim=1)  # (S, d): each source prompt max-pooled over its vectors
-        target_keys = torch.stack([self.targets[k].amax(dim=0) for k in task_ids])  # (B, d)
         scores = torch.cat([h @ source_keys.T, (h * target_keys).sum(dim=1, keepdim=True)], dim=1) / self.temperature
         return torch.softmax(scores, dim=1)
 
     def mix(self, pooled: torch.Tensor, task_ids: list[int]) -> torch.Tensor:
         """θ(x) `(B, l, d)` from x̂ `(B, d)`: Σ_j a_j P_j + a_t P_t + P_t."""
-        weights = self.attention(pooled, task_ids)  # (B, S + 1)
-        targets = torch.stack([self.targets[k] for k in task_ids])  # (B, l, d)
+        targets, keys = self._present(task_ids)  # (B, l, d), (B, d)
+        weights = self._attention(pooled, keys)  # (B, S + 1)
         mixed = torch.einsum("bs,sld->bld", weights[:, :-1], self.sources)
         return mixed + (weights[:, -1:] + 1).unsqueeze(-1) * targets
 
