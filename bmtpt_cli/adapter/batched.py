@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts
+from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts, copies_of
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord
 from bmtpt_cli.data.sampling import EpochBatches
 from bmtpt_cli.data.task import Task, TextExample
@@ -152,16 +152,17 @@ def adapt_cells(
 def _step(runner: FrozenT5Runner, states: list[_Cell], step: int) -> list[AdaptStepRecord]:
     """One step of every cell (`adapter.train._loss_and_gradients` + the update, per cell)."""
     pairs = [state.batches(state.generator) for state in states]
-    sizes = [len(p) for p in pairs]
+    copies = [copies_of(state.prompts) for state in states]  # an ensemble cell's batch runs once per member
+    sizes = [len(p) * c for p, c in zip(pairs, copies)]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    examples = [e for p in pairs for _, e in p]
+    examples = [e for p, c in zip(pairs, copies) for e in [e for _, e in p] * c]
     batch = runner.encode([e.source for e in examples], [e.target for e in examples])
     row_tokens = (batch.labels != IGNORE_INDEX).sum(dim=1).tolist()
-    tokens = [torch.as_tensor(sum(row_tokens[s : s + n]), dtype=torch.float32, device=batch.labels.device)
-              for s, n in zip(starts, sizes)]
+    tokens = [torch.as_tensor(sum(row_tokens[s : s + len(p)]), dtype=torch.float32, device=batch.labels.device)
+              for s, p in zip(starts, pairs)]  # one copy's target tokens: each member's loss is its own mean
     priors = [
-        state.prompts.prior_term([0] * n, state.prior_mean, state.spec.config.sigma) if state.use_prior else torch.zeros(())
-        for state, n in zip(states, sizes)
+        state.prompts.prior_term([0] * len(p), state.prior_mean, state.spec.config.sigma) if state.use_prior else torch.zeros(())
+        for state, p in zip(states, pairs)
     ]
     plan = runner.pass_plan(1, batch, states[0].prompts.length)
     sources = [e.source for e in examples]
@@ -187,7 +188,7 @@ def _step(runner: FrozenT5Runner, states: list[_Cell], step: int) -> list[AdaptS
             _sum(used).backward()
     records = []
     for i, state in enumerate(states):
-        loss, prior = ce[i] / tokens[i], priors[i].detach()
+        loss, prior = ce[i] / tokens[i] / copies[i], priors[i].detach() / copies[i]  # an ensemble's: its members' means
         total = loss + prior
         if not torch.isfinite(total):
             raise BmtptError(f"non-finite loss at adaptation step {step + 1} of {state.lower()}")
@@ -211,13 +212,16 @@ def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
 def _row_prompts(states: list[_Cell], starts: list[int], sizes: list[int], lo: int, hi: int,
                  sources: list[str]) -> torch.Tensor:
     """Rows lo..hi of the step's per-row prompts `(hi - lo, l, d)`: a fixed cell's composed prompt once
-    per of its rows (as `TargetPrompts.forward` stacks them), an input-dependent cell's prompts for
-    its rows' inputs (`sources`: the step's inputs, all rows)."""
+    per of its rows (as `TargetPrompts.forward` stacks them), an ensemble cell's members' prompts
+    (each member's once per example), an input-dependent cell's prompts for its rows' inputs
+    (`sources`: the step's inputs, all rows)."""
     rows = []
     for state, s, n in zip(states, starts, sizes):
         first, last = max(s, lo), min(s + n, hi)
         if last > first:
-            if state.prompts.fixed:
+            if copies_of(state.prompts) > 1:  # an ensemble: its n rows are its members' prompts, member-major
+                rows += list(state.prompts([0] * (n // copies_of(state.prompts)))[first - s : last - s].unbind(0))
+            elif state.prompts.fixed:
                 rows += [state.prompts.compose(0)] * (last - first)
             else:
                 rows += list(state.prompts([0] * (last - first), sources[first:last]).unbind(0))

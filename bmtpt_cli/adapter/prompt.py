@@ -9,8 +9,10 @@ every method of the prompt-tuning family uses. A module provides (`PromptModule`
   input texts giving their prompts `(B, l, d)` (`scoring.score.PromptFn`);
 - `prior_term(task_ids, centre, sigma)`, `parameter_groups(lr_shared, lr_scales)`, `trained()`
   (the tensors the divergence guard watches, by name), `artifact_tensors()` (W, each task's (a, b)
-  and the module's own tensors, as a prompts file stores them), `length` and `fixed` (whether
-  `scorer(k)` is a tensor).
+  and the module's own tensors, as a prompts file stores them), `length`, `fixed` (whether the
+  prompts are the same for every input) and, optionally, `copies` (how many prompts each example runs
+  under in training: an ensemble's M members; `forward` then returns `(copies·B, l, d)`, copy-major;
+  a module without it has 1, `copies_of`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class TargetPrompts(nn.Module):
         self.col_scales = nn.ParameterList([nn.Parameter(torch.ones(width)) for _ in tasks])  # b_k, (d,)
 
     fixed = True  # one prompt per task, whatever the input
+    copies = 1  # each example runs under its task's one prompt
 
     @property
     def length(self) -> int:
@@ -109,6 +112,11 @@ class TargetPrompts(nn.Module):
             task: (self.row_scales[k].detach().cpu().clone(), self.col_scales[k].detach().cpu().clone())
             for k, task in enumerate(self.tasks)
         }
+
+
+def copies_of(module: PromptModule) -> int:
+    """How many prompts each example runs under in a training step: an ensemble's members, else 1."""
+    return getattr(module, "copies", 1)
 
 
 def prior_penalty(prompt: torch.Tensor, prior_mean: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from bmtpt_cli.adapter import defaults as paper
-from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts
+from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts, copies_of
 from bmtpt_cli.data.sampling import mixed_batch
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
@@ -125,6 +125,10 @@ def _loss_and_gradients(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Backpropagate one batch's loss into the prompts; returns (cross-entropy, prior term), detached.
 
+    An ensemble (`prompts.copies` = M members) runs the batch once per member and backpropagates the
+    sum of its members' losses, so each member gets exactly the gradient of its own loss (they share
+    no parameter); the returned values are the members' means.
+
     Data-parallel: each process scores its share of the batch; token-loss sums and gradients are
     added up over the processes, so every one holds the full batch's gradient. The prior term is
     computed on every process for the whole batch and enters each process's gradient divided by
@@ -136,7 +140,10 @@ def _loss_and_gradients(
     tokens = dist.sum(torch.as_tensor(target_units(batch), dtype=torch.float32, device=batch.labels.device))
     shard_ids = [task_index[name] for name, _ in shard]
     sources = [e.source for _, e in shard]
-    plan = runner.pass_plan(1, batch, prompts.length)  # B sequences, each under its own prompt
+    copies = copies_of(prompts)  # an ensemble's M members each see the whole batch
+    if copies > 1:
+        batch = batch.repeated(copies)
+    plan = runner.pass_plan(1, batch, prompts.length)  # copies·B sequences, each under its own prompt
     use_prior = prior_mean is not None
     prior = prompts.prior_term(task_ids, prior_mean, config.sigma) if use_prior else torch.zeros(())
     if not plan.chunked:
@@ -145,13 +152,14 @@ def _loss_and_gradients(
     else:  # passes of the plan's examples, gradients accumulated in .grad (the same sum to round-off)
         ce_sum = torch.zeros((), device=batch.input_ids.device)
         for _, rows in plan.chunks():
-            part = runner.batch_loss_sum(prompts(shard_ids[rows], sources[rows]), batch.rows(rows))
+            chunk = prompts(shard_ids, sources)[rows] if copies > 1 else prompts(shard_ids[rows], sources[rows])
+            part = runner.batch_loss_sum(chunk, batch.rows(rows))
             (part / tokens).backward()
             ce_sum = ce_sum + part.detach()
         if use_prior:
             (prior / dist.world_size).backward()
     sum_gradients(dist, list(prompts.parameters()))
-    return dist.sum(ce_sum.detach()) / tokens, prior.detach()
+    return dist.sum(ce_sum.detach()) / tokens / copies, prior.detach() / copies
 
 
 def adapt(

@@ -8,7 +8,10 @@ Formats (metadata values are strings, as safetensors requires):
 - prompts: tensors `shared` (l, d), `tasks.<name>.a` (l,), `tasks.<name>.b` (d,), and a method's own
   tensors as `extra.<name>`; `bmtpt.kind=prompts`, `bmtpt.method`, `bmtpt.init`, `bmtpt.init_sha256`,
   `bmtpt.dev_metrics` (JSON); `bmtpt.input_dependent=true` when the prompts depend on each input
-  (ATTEMPT), so they are never read as one fixed prompt per task.
+  (ATTEMPT), so they are never read as one fixed prompt per task; `bmtpt.members=M` for an ensemble
+  (bmtpt-ensemble), whose member m's W and (a_k, b_k) are `extra.member.<m>.shared`,
+  `extra.member.<m>.<task>.a`, `extra.member.<m>.<task>.b` (`shared`, `tasks.*` hold member 0's),
+  and whose one prompt per task is the members' mean.
 - both: `bmtpt.format`, `bmtpt.model`, `bmtpt.d_model`, `bmtpt.prompt_length`, `bmtpt.config` (JSON of
   the resolved settings), `bmtpt.version`, and `bmtpt.sha256` (`content_sha256`: the tensors and the
   other metadata), verified by every load; a file without it (an older bmtpt) loads with the check skipped.
@@ -247,6 +250,14 @@ def load_particles(path: Path, *, flag: str = "--init") -> tuple[torch.Tensor, d
 
 # --------------------------------------------------------------------------------- target prompts
 INPUT_DEPENDENT = "bmtpt.input_dependent"
+MEMBERS = "bmtpt.members"
+
+
+def member_tensor_names(member: int, task: str | None = None) -> tuple[str, ...]:
+    """The `extra` names of an ensemble member's W (no task), or of its (a_k, b_k) for `task`."""
+    if task is None:
+        return (f"member.{member}.shared",)
+    return f"member.{member}.{task}.a", f"member.{member}.{task}.b"
 
 
 @dataclass
@@ -273,8 +284,20 @@ class PromptArtifact:
                 "input, so it has no one prompt per task: score it with bmtpt evaluate --prompts, or give a file of a "
                 "prompt-tuning method"
             )
+        if self.members:
+            return torch.stack([self.member_prompt(m, task) for m in range(self.members)]).mean(dim=0)
         a, b = self.scales[task]
         return self.shared * torch.outer(a, b)
+
+    @property
+    def members(self) -> int:
+        """M of an ensemble's file (its members' prompts in `extra`), 0 for one prompt per task."""
+        return int(self.metadata.get(MEMBERS, "0") or 0)
+
+    def member_prompt(self, member: int, task: str) -> torch.Tensor:
+        """An ensemble member's composed prompt W_m ⊙ a_mk b_mkᵀ `(l, d)` for one task."""
+        (shared,), (a, b) = member_tensor_names(member), member_tensor_names(member, task)
+        return self.extra[shared] * torch.outer(self.extra[a], self.extra[b])
 
     @property
     def tasks(self) -> list[str]:
@@ -313,7 +336,27 @@ def load_prompts(path: Path, *, flag: str = "--prompts") -> PromptArtifact:
     if not scales:
         raise BmtptError(f"'{path}' holds no task prompts: re-create it with bmtpt adapt --tasks ...")
     extra = {name.removeprefix("extra."): tensor for name, tensor in tensors.items() if name.startswith("extra.")}
-    return PromptArtifact(shared, scales, metadata, extra, Path(path))
+    artifact = PromptArtifact(shared, scales, metadata, extra, Path(path))
+    _check_members(artifact)
+    return artifact
+
+
+def _check_members(artifact: PromptArtifact) -> None:
+    """Refuse an ensemble's file whose member count or member tensors are missing or misshapen."""
+    if MEMBERS not in artifact.metadata:
+        return
+    count = artifact.metadata[MEMBERS]
+    if not (count.isdigit() and int(count) >= 1):
+        raise BmtptError(f"'{artifact.path}' records {MEMBERS} = {excerpt(count)}, not a member count: re-create it with bmtpt adapt")
+    shapes = {"shared": artifact.shared.shape, "a": artifact.shared.shape[:1], "b": artifact.shared.shape[1:]}
+    for m in range(int(count)):
+        wanted = {member_tensor_names(m)[0]: shapes["shared"]}
+        for task in artifact.tasks:
+            a, b = member_tensor_names(m, task)
+            wanted |= {a: shapes["a"], b: shapes["b"]}
+        bad = [name for name, shape in wanted.items() if name not in artifact.extra or artifact.extra[name].shape != shape]
+        if bad:
+            raise BmtptError(f"'{artifact.path}' lacks well-shaped ensemble tensors {', '.join(bad[:3])}: re-create it with bmtpt adapt")
 
 
 def read_kind(path: Path) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bmtpt_cli import __version__
-from bmtpt_cli.artifacts.native import metadata_json
+from bmtpt_cli.artifacts.native import MEMBERS, metadata_json
 from bmtpt_cli.runner.model import HUB_ID, TINY_MODEL, TOY_MODEL
 
 PAPER = "Lee, Jeong, Yun, Kim, *Bayesian Multi-Task Transfer Learning for Soft Prompt Tuning*, Findings of EMNLP 2023"
@@ -197,7 +197,14 @@ def _summary(facts: CardFacts, tasks: list[str]) -> str:
     ]
     if meta.get("bmtpt.model") == TINY_MODEL:
         lines += ["The `tiny` model has random weights: these prompts check the pipeline, not the method.", ""]
+    if meta.get(MEMBERS):
+        lines += [ENSEMBLE_MEAN.format(members=_md(meta[MEMBERS])), ""]
     return "\n".join(lines)
+
+
+ENSEMBLE_MEAN = ("These prompts are the mean of an ensemble's {members} members (bmtpt-ensemble), which is not the "
+                 "ensemble: the ensemble averages its members' predictions, which only `bmtpt evaluate` on the prompts "
+                 "file computes.")
 
 
 def _metrics(facts: CardFacts, tasks: list[str]) -> str:

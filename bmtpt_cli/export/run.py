@@ -83,6 +83,9 @@ def run_export(job: ExportJob, progress: Progress = SILENT) -> ExportReport:
     if job.format not in method.export_formats:
         raise BmtptError(f"'{job.prompts}' holds method {method.name}'s prompts, which export as "
                          f"{' or '.join(method.export_formats)}, not --format {job.format}: choose one of those")
+    if artifact.members and job.multitask:
+        raise BmtptError(f"'{job.prompts}' holds an ensemble of {artifact.members} members (method {method.name}), whose "
+                         "members' mean prompt has no shared W ⊙ a_k b_kᵀ form: drop --multitask to export each task's mean prompt")
     check_replaceable_directory(job.out, force=job.force)
     if Path(job.out).resolve() in Path(job.prompts).resolve().parents:
         raise BmtptError(f"--prompts '{job.prompts}' is inside --out '{job.out}', which the export replaces: choose another --out")
@@ -103,6 +106,9 @@ def run_export(job: ExportJob, progress: Progress = SILENT) -> ExportReport:
         "bmtpt.exported_from_sha256": facts.source_sha256,
         "bmtpt.version": __version__,
     }
+    if artifact.members:
+        progress.note(f"warning: exporting the mean of the ensemble's {artifact.members} members' prompts, which is not "
+                      "the ensemble (it averages its members' predictions): score the ensemble itself with bmtpt evaluate")
     with staged_directory(job.out, force=job.force) as staging:
         _write(staging, layout, artifact, tasks, model, metadata, facts)
         files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())

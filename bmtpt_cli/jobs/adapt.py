@@ -12,9 +12,10 @@ from bmtpt_cli.methods.init import RetrievalTarget, check_init_particle, read_in
 from bmtpt_cli.methods.registry import method_source, resolve_method, source_spec
 from bmtpt_cli.methods.retrieve import read_sources
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptResult, AdaptStepRecord, adapt
+from bmtpt_cli.adapter.prompt import copies_of
 from bmtpt_cli.jobs.skeleton import run_fingerprint, train_then_save, training_run
 from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
-from bmtpt_cli.artifacts.native import INPUT_DEPENDENT
+from bmtpt_cli.artifacts.native import INPUT_DEPENDENT, MEMBERS
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
@@ -110,7 +111,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         length = prompts.length
         check_step_fits(
             runner, [e for examples in train_by_task.values() for e in examples[:500]],
-            sequences=job.adapt.batch_size, prompt_length=length,
+            sequences=job.adapt.batch_size * copies_of(prompts), prompt_length=length,
             trainable_elements=sum(p.numel() for p in prompts.parameters()),
             what=f"batches of {job.adapt.batch_size} sequences of {{length}} tokens",
             lower="--batch-size or --max-source-length (or pass --grad-checkpointing)",
@@ -161,6 +162,8 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
             shared, scales, extra = result.prompts.artifact_tensors()
             if not result.prompts.fixed:
                 metadata[INPUT_DEPENDENT] = "true"
+            if copies_of(result.prompts) > 1:
+                metadata[MEMBERS] = str(copies_of(result.prompts))
             save_prompts(output.out, shared, scales, metadata=metadata, extra=extra)
 
         result = train_then_save(

@@ -63,6 +63,7 @@ class AttemptPrompts(nn.Module):
     shared attention sub-network (see the module docstring)."""
 
     fixed = False
+    copies = 1
 
     def __init__(self, sources: torch.Tensor, target: torch.Tensor, tasks: list[str], pooler: InputPooler | None,
                  generator: torch.Generator | None = None):

@@ -36,6 +36,7 @@ class TargetInit:
     model: str | None  # the model the init was made for
     details: dict = field(default_factory=dict)  # JSON-able: {"particle": i, ...}, the retrieval record, or {}
     sources: torch.Tensor | None = None  # (S, l, d): frozen source prompts a method mixes (ATTEMPT), else None
+    members: torch.Tensor | None = None  # (M, l, d): where an ensemble's members start (bmtpt-ensemble), else None
 
 
 @dataclass

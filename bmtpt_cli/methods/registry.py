@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.methods import attempt, from_prompts, multitask, particles, pt, spot
+from bmtpt_cli.methods import attempt, ensemble, from_prompts, multitask, particles, pt, spot
 from bmtpt_cli.methods.base import TASK_PROMPTS_DIR, TransferMethod
 from bmtpt_cli.methods.init import InitFile, RANDOM_INIT
 from bmtpt_cli.methods.retrieve import RETRIEVE_PREFIX
@@ -19,6 +19,7 @@ METHODS: dict[str, TransferMethod] = {
     "multitask": multitask.METHOD,
     "bmtpt": particles.BMTPT,
     "bmtpt-noprior": particles.BMTPT_NOPRIOR,
+    "bmtpt-ensemble": ensemble.METHOD,
     "spot": spot.METHOD,
     "from-prompts": from_prompts.METHOD,
     "attempt": attempt.METHOD,

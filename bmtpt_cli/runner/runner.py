@@ -38,6 +38,12 @@ class EncodedBatch:
         labels = self.labels[index] if self.labels is not None else None
         return EncodedBatch(self.input_ids[index], self.attention_mask[index], labels)
 
+    def repeated(self, times: int) -> "EncodedBatch":
+        """The batch `times` times over, copy-major (`times`·B rows: rows c·B..(c+1)·B − 1 are copy c)."""
+        labels = self.labels.repeat(times, 1) if self.labels is not None else None
+        count = None if self.target_count is None else self.target_count * times
+        return EncodedBatch(self.input_ids.repeat(times, 1), self.attention_mask.repeat(times, 1), labels, count)
+
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every target token, `(N, t, V)` logits and `(N, t)` labels → `(N, t)`, 0 at padding.
@@ -251,11 +257,7 @@ class FrozenT5Runner:
         prompts = particles.unsqueeze(1).expand(-1, batch_size, -1, -1).reshape(
             num_particles * batch_size, *particles.shape[1:]
         )  # (M·B, l, d), particle-major
-        repeated = EncodedBatch(
-            batch.input_ids.repeat(num_particles, 1),
-            batch.attention_mask.repeat(num_particles, 1),
-            batch.labels.repeat(num_particles, 1),
-        )
+        repeated = batch.repeated(num_particles)
         losses = self.token_losses(prompts, repeated)  # (M·B, t)
         if per_example:
             tokens = (repeated.labels != IGNORE_INDEX).sum(dim=1).clamp(min=1).to(losses.dtype)  # (M·B,)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, Union
@@ -10,7 +12,7 @@ import torch
 
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
-from bmtpt_cli.scoring.calibration import GENERATED, rank_calibration
+from bmtpt_cli.scoring.calibration import GENERATED, label_distribution, rank_calibration
 from bmtpt_cli.scoring.metrics import compute_metrics
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.data.vocabulary import check_label_words
@@ -30,13 +32,26 @@ class PromptFn(Protocol):
     def __call__(self, sources: Sequence[str]) -> torch.Tensor: ...
 
 
-Prompt = Union[torch.Tensor, PromptFn]
+@dataclass(frozen=True)
+class PromptEnsemble:
+    """M prompts `(M, l, d)` predicting together (Bayesian model averaging, SPEC §4): rank scoring
+    averages the M label distributions, generation takes the most common of the M generated texts."""
+
+    prompts: torch.Tensor  # (M, l, d)
+
+    @property
+    def length(self) -> int:
+        return self.prompts.shape[1]
+
+
+Prompt = Union[torch.Tensor, PromptFn, PromptEnsemble]
 """What scoring takes: one prompt `(l, d)`, per-example prompts `(E, l, d)` (or `(P, l, d)` with
-`prompt_rows`), or a `PromptFn` asked for each chunk's prompts from the chunk's inputs."""
+`prompt_rows`), a `PromptFn` asked for each chunk's prompts from the chunk's inputs, or a
+`PromptEnsemble` of M prompts whose predictions are averaged."""
 
 
 def _prompt_length(prompt: Prompt) -> int:
-    """l of one prompt `(l, d)`, of per-example prompts `(E, l, d)` or of a `PromptFn`."""
+    """l of one prompt `(l, d)`, of per-example prompts `(E, l, d)`, of a `PromptFn` or of an ensemble."""
     if not isinstance(prompt, torch.Tensor):
         return prompt.length
     if prompt.dim() not in (2, 3):
@@ -91,6 +106,13 @@ class TaskScore:
     rules: dict[str, str] = field(default_factory=dict)  # rank_score, invalid_predictions
     invalid: int = 0  # generated predictions that are none of the candidates
     calibration: dict = field(default_factory=dict)  # ECE, NLL, Brier of the label distribution (`scoring.calibration`)
+    label_scores: list[dict[str, float]] | None = field(default=None, compare=False, repr=False)
+    # rank scoring: each example's {candidate: score}, kept for temperature scaling and reliability diagrams;
+    # not part of a result (`report`) nor of equality (shared passes give them to float32 round-off)
+
+    def report(self) -> dict:
+        """The score as a results file records it: every field but the per-example label scores."""
+        return {key: value for key, value in vars(self).items() if key != "label_scores"}
 
 
 def decode_mode(task: Task, examples: list[TextExample], requested: str, label_style: str = "words") -> str:
@@ -123,6 +145,8 @@ def rank(
     (example, candidate) pairs), so a chunk pads little; each example is encoded once for all of
     its candidates. `scores_out`: filled with each example's {candidate: score} (`evaluate --predictions`).
     """
+    if isinstance(prompt, PromptEnsemble):
+        return _rank_ensemble(runner, prompt, examples, default_candidates, rank_score, scores_out, prompt_rows)
     rows = _check_rows(prompt, examples, prompt_rows)
     choices = [e.candidates or default_candidates for e in examples]
     if scores_out is not None:
@@ -147,6 +171,36 @@ def rank(
             if scores_out is not None:
                 scores_out[i] = dict(zip(choices[i], example_scores.tolist()))
     return predictions
+
+
+def _member_rows(ensemble: PromptEnsemble, examples: list, prompt_rows) -> tuple[list, torch.Tensor]:
+    """Every example once per member, member-major (`examples * M`), and the member of each row."""
+    if prompt_rows is not None:
+        raise ValueError("prompt_rows index stacked prompts; an ensemble scores every example under all its members")
+    members = ensemble.prompts.shape[0]
+    return list(examples) * members, torch.arange(members).repeat_interleave(len(examples))
+
+
+def _rank_ensemble(runner, ensemble: PromptEnsemble, examples, default_candidates, rank_score, scores_out, prompt_rows) -> list[str]:
+    """`rank` of an ensemble: every (member, example) pair in shared passes (`prompt_rows`), then each
+    example's M label distributions averaged; its score of a candidate is log p̄(candidate), so the
+    softmax of its scores is p̄, and its prediction is p̄'s argmax (ties: the first candidate)."""
+    joined, rows = _member_rows(ensemble, examples, prompt_rows)
+    member_scores: list[dict[str, float]] = []
+    rank(runner, ensemble.prompts, joined, default_candidates, rank_score, member_scores, prompt_rows=rows)
+    count = len(examples)
+    averaged = [average_distributions(member_scores[i::count]) for i in range(count)]
+    if scores_out is not None:
+        scores_out[:] = averaged
+    return [max(scores, key=scores.get) for scores in averaged]
+
+
+def average_distributions(member_scores: Sequence[dict[str, float]]) -> dict[str, float]:
+    """log p̄(c) for each candidate c, p̄ = (1/M) Σ_m softmax(scores_m)(c): the log of the members'
+    averaged label distribution (Bayesian model averaging), in float64."""
+    distributions = [label_distribution(scores) for scores in member_scores]
+    return {label: math.log(max(math.fsum(p[label] for p in distributions) / len(distributions), 1e-300))
+            for label in distributions[0]}
 
 
 def _target_length(runner: FrozenT5Runner, candidate: str) -> int:
@@ -175,6 +229,11 @@ def predict(
     """
     if decode == "rank":
         return rank(runner, prompt, examples, candidates, rank_score, scores_out, prompt_rows=prompt_rows)
+    if isinstance(prompt, PromptEnsemble):
+        joined, rows = _member_rows(prompt, examples, prompt_rows)
+        texts = predict(runner, prompt.prompts, joined, candidates=candidates, decode=decode, batch_size=batch_size,
+                        prompt_rows=rows)
+        return [plurality(texts[i::len(examples)]) for i in range(len(examples))]
     rows = _check_rows(prompt, examples, prompt_rows)
     predictions: list[str] = [""] * len(examples)
     max_new = max(len(runner.tokenizer(w).input_ids) for w in candidates) if candidates else None
@@ -188,6 +247,12 @@ def predict(
         for i, text in zip(chunk, texts):
             predictions[i] = text
     return predictions
+
+
+def plurality(texts: Sequence[str]) -> str:
+    """The most common of the members' generated texts; a tie goes to the member listed first."""
+    counts = Counter(texts)
+    return max(texts, key=lambda text: counts[text])
 
 
 def score_task(
@@ -240,7 +305,8 @@ def score_predictions(
     rank_score: str = "sum", invalid_predictions: str = "wrong", scores: list[dict[str, float]] | None = None,
 ) -> TaskScore:
     """`score_task`'s result from its predictions (made in `mode`) of `examples`; `scores`: each
-    example's {candidate: score} under rank scoring, for the calibration of its label distribution."""
+    example's {candidate: score} under rank scoring, for the calibration of its label distribution
+    (kept as the result's `label_scores`, which temperature scaling and reliability diagrams read)."""
     labels = task.verbalisers(label_style)
     values = compute_metrics(task.metrics, predictions, examples, labels=labels, invalid=invalid_predictions)
     invalid = sum(p not in (e.candidates or labels or (p,)) for p, e in zip(predictions, examples))
@@ -252,4 +318,5 @@ def score_predictions(
     return TaskScore(
         task=task.name, metric=task.metric, value=values[task.metric], decode=mode, examples=len(examples),
         metrics=values, rules=rules, invalid=invalid, calibration=calibrated,
+        label_scores=list(scores) if mode == "rank" and scores is not None else None,
     )
