@@ -80,6 +80,12 @@ DEV_SHOTS_HELP = (
     "Keep each cell's best of 10 evaluations on this many validation examples per task (0: score the last step, as "
     "the paper; at high learning rates the last step of one cell is chaotic, docs/toyworld.md)."
 )
+CALIBRATE_HELP = (
+    "Temperature scaling (Guo et al. 2017): fit one temperature T > 0 per task by minimising the NLL of "
+    "softmax(label scores / T) on held-out examples, and report the calibration (ECE, NLL, Brier) both unscaled and "
+    "scaled by T; accuracy and every metric are unchanged (the argmax is). Rank-scored tasks only (a generated task "
+    "says T is undefined)."
+)
 MAX_SEEDS = 10_000
 """The most seeds one run takes (a count or a range beyond it is surely a typo)."""
 SEEDS_HELP = (
@@ -174,6 +180,11 @@ class CommonSettings(BaseSettings):
     def origin(self, name: str) -> str:
         """Where a setting's value came from: `--flag`, `BMTPT_NAME`, `preset 'P' key K`, or `the default`."""
         return self._origins.get(name, "the default")
+
+    def _from(self, name: str) -> str:
+        """` (from ORIGIN)` for a setting not given by its flag (a preset, BMTPT_*), else nothing."""
+        origin = self.origin(name)
+        return "" if origin.startswith("--") else f" (from {origin})"
 
     def explicit(self, name: str):
         """The value of `name` if the user set it by flag or BMTPT_* variable, else None (preset/default)."""
@@ -380,6 +391,12 @@ def refuse_selecting_on_the_scored_split(split: str, dev_shots: int) -> None:
         )
 
 
+def refuse_calibrating_without_dev(settings) -> None:
+    """Few-shot cells fit their temperature on their dev examples: `--calibrate` with `--dev-shots 0` is refused."""
+    if settings.calibrate and not settings.dev_shots:
+        raise BmtptError("--calibrate needs dev examples: pass --dev-shots N")
+
+
 class SeedsSetting(BaseModel):
     """`--seeds` read one way by every command that has it (`parse_seeds`): the validators only; the field,
     with its own help, stays in each command's settings."""
@@ -415,6 +432,8 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     dev_shots: int = Field(DEV_SHOTS, ge=0, json_schema_extra=panel(METHOD), description="With --shots: " + DEV_SHOTS_HELP)
     cells_per_pass: int = Field(CELLS_PER_PASS, gt=0, le=MAX_SEEDS, json_schema_extra=panel(RUN), description="With --shots: cells of one task (its seeds) adapted and scored together, in shared passes of the frozen LM (1: one at a time), as bmtpt fewshot runs them. Each cell's numbers are its one-at-a-time run's to float32 round-off.")
     predictions: bool = Field(False, json_schema_extra=panel(RUN), description="Also write every example's prediction as JSON lines beside the results (<out>.predictions.jsonl: task, index, input, gold, prediction, and with rank scoring each label's score).")
+    calibrate: bool = Field(False, json_schema_extra=panel(METHOD), description=CALIBRATE_HELP + " T is fitted on each task's validation split (with --shots: on each cell's --dev-shots examples).")
+    plots: bool = Field(False, json_schema_extra=panel(RUN), description="Also write a reliability diagram per rank-scored task beside the results (<out>.reliability.<task>.png: accuracy per confidence bin over 15 equal-width bins, the diagonal, the examples per bin, the ECE; with --calibrate also the temperature-scaled bins).")
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -433,9 +452,15 @@ class EvaluateSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
             raise BmtptError("--prompts names prompts to score, but --shots trains new ones from --init: give one of them")
         if self.shots is not None and "predictions" in flags:
             raise BmtptError("--predictions writes the predictions of a scored prompts file, which the few-shot probe (--shots) does not score: drop one of them")
+        if self.shots is not None and self.plots:
+            raise BmtptError(f"--plots{self._from('plots')} draws the reliability of a scored prompts file, which the few-shot probe (--shots) does not score: drop one of them")
         if self.shots is not None:
             refuse_selecting_on_the_scored_split(self.split, self.dev_shots)
             resolve_method_setting(self)
+            refuse_calibrating_without_dev(self)
+        elif self.calibrate and self.split == "validation":
+            raise BmtptError("--calibrate fits the temperature on the validation split, which --split validation scores: "
+                             "score the test split, or drop --calibrate")
 
     @property
     def output(self) -> Path:
@@ -514,7 +539,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
-    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), particle-I (particle I of --particles), spot (retrieval from --source-prompts), attempt (ATTEMPT's attention over --source-prompts).")
+    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), attempt (ATTEMPT's attention over --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
     particles: PathList = Field([Path("particles.safetensors")], json_schema_extra=panel(METHOD), description="Particles files (bmtpt source), comma-separated, for the methods bmtpt, bmtpt-noprior and particle-I: several independent source posteriors (one source run per --seed) are each crossed with every seed, and the paired intervals are clustered by posterior.")
@@ -533,6 +558,8 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     cells_per_pass: int = Field(CELLS_PER_PASS, gt=0, le=MAX_SEEDS, json_schema_extra=panel(RUN), description="Cells of one method, k and task (seeds and source posteriors) adapted and scored together, in shared passes of the frozen LM (1: one at a time). Each cell's numbers are its one-at-a-time run's to float32 round-off; a group's rows are written when it finishes.")
     out: Path = Field(Path("fewshot"), json_schema_extra=panel(RUN), description="Folder for results.jsonl (one row per cell), table.md, table.csv, plot.png and report.json.")
     resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue the grid in --out: cells already in its results.jsonl are not run again.")
+    calibrate: bool = Field(False, json_schema_extra=panel(METHOD), description=CALIBRATE_HELP + " Each cell fits its T on its own --dev-shots examples; its row records both calibrations.")
+    metric: Literal["main", "ece", "nll", "brier", "ece-scaled", "nll-scaled", "brier-scaled"] = Field("main", json_schema_extra=panel(RUN), description="What table.md, table.csv and plot.png show per cell: main (each task's main metric, points), ece (ECE × 100, points), nll (nats per example), brier (multi-class Brier score, 0–2), or with --calibrate ece-scaled, nll-scaled, brier-scaled (after temperature scaling); lower is better for all but main, and a cell without the figure (a generated task) shows as missing. The paired comparisons compare the same quantity.")
 
     @field_validator("tasks", "methods", "shots", "particles", "multitask", "source_prompts", mode="before")
     @classmethod
@@ -541,6 +568,13 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
 
     def check_combination(self, flags: frozenset[str]) -> None:
         refuse_selecting_on_the_scored_split(self.split, self.dev_shots)
+        refuse_calibrating_without_dev(self)
+        if self.metric.endswith("-scaled") and not self.calibrate:
+            raise BmtptError(f"--metric {self.metric}{self._from('metric')} shows temperature-scaled calibration, which "
+                             f"needs --calibrate: add --calibrate, or use --metric {self.metric[:-len('-scaled')]}")
+        if self.metric != "main" and self.solved_at is not None:
+            raise BmtptError(f"--solved-at{self._from('solved_at')} counts cells whose main metric reaches a value, but "
+                             f"--metric {self.metric} shows a calibration figure: drop one of them")
         if "baseline" in flags and self.baseline not in self.methods:
             raise BmtptError(
                 f"--baseline {self.baseline} is not one of --methods ({','.join(self.methods)}): add it to --methods "

@@ -33,7 +33,8 @@ from bmtpt_cli.methods.base import TransferMethod
 from bmtpt_cli.methods.init import TargetInit
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.scoring.config import ScoringConfig
-from bmtpt_cli.scoring.score import TaskScore
+from bmtpt_cli.scoring.calibration import TEMPERATURE_GENERATED, temperature_scaling
+from bmtpt_cli.scoring.score import TaskScore, score_task
 
 
 # ------------------------------------------------------------------------------- one cell
@@ -47,6 +48,7 @@ class FewshotProtocol:
     adapt: AdaptConfig  # the configured hyperparameters, before the k = 4 factor
     scoring: ScoringConfig
     label_style: str
+    calibrate: bool = False  # --calibrate: each cell fits a temperature on its dev examples (SPEC §4)
 
     @property
     def lr_factor(self) -> float:
@@ -82,7 +84,7 @@ class FewshotProtocol:
 
     def describe(self) -> dict:
         """The protocol fields every report records."""
-        return {
+        described = {
             "shots": self.shots,
             "per": self.shot_sampling,
             "subset": "one per seed, shared by every method (seeded permutation of the training split)",
@@ -91,6 +93,11 @@ class FewshotProtocol:
             "steps": self.adapt.steps,
             "selection": self.selection(),
         }
+        if self.calibrate:
+            described["calibration"] = ("temperature scaling: T fitted per cell on its dev examples (--dev-shots "
+                                        f"{self.dev_shots}) by the NLL of softmax(scores / T); the test calibration "
+                                        "reported unscaled and scaled")
+        return described
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,24 @@ def run_cells(
     results = adapt_cells(runner, specs, label_style=protocol.label_style, on_step=on_step)
     scores = score_cells(runner, [result.prompts.scorer(0) for result in results], task, data.test,
                          label_style=protocol.label_style, **protocol.scoring.options())
+    if protocol.calibrate:
+        scores = [calibrate_cell(runner, task, result.prompts.scorer(0), spec.dev, data.test, score, protocol)
+                  for result, spec, score in zip(results, specs, scores)]
     return [CellResult(score, init, subset) for score, init, subset in zip(scores, inits, subsets)]
+
+
+def calibrate_cell(runner: FrozenT5Runner, task: Task, prompt, dev: list[TextExample], test: list[TextExample],
+                   score: TaskScore, protocol: FewshotProtocol) -> TaskScore:
+    """`score` (a cell's score on `test`) with temperature scaling added to its calibration: T fitted on
+    the cell's own dev examples, scored under the cell's kept prompt (`scoring.calibration.temperature_scaling`);
+    a generated task's temperature is said to be undefined."""
+    if score.decode != "rank" or score.label_scores is None:
+        added = {"temperature": TEMPERATURE_GENERATED}
+    else:
+        fit = score_task(runner, prompt, task, dev, label_style=protocol.label_style, **protocol.scoring.options())
+        added = temperature_scaling(fit.label_scores or [], [e.target for e in dev], score.label_scores,
+                                    [e.target for e in test], fitted_on="validation, the cell's dev subset")
+    return dataclasses.replace(score, calibration={**score.calibration, **added})
 
 
 def mean_and_std(values: list[float]) -> tuple[float, float]:

@@ -37,7 +37,8 @@ from bmtpt_cli.experiments.fewshot import CellPlan, FewshotProtocol, leave_nothi
 from bmtpt_cli.experiments.plot import uniform_chance, write_plot
 from bmtpt_cli.jobs.evaluate import write_report
 from bmtpt_cli.scoring.config import ScoringConfig
-from bmtpt_cli.experiments.tables import build_table, paired_comparisons, table_csv, table_markdown
+from bmtpt_cli.scoring.score import decode_mode
+from bmtpt_cli.experiments.tables import MAIN, QUANTITIES, build_table, paired_comparisons, table_csv, table_markdown
 from bmtpt_cli.runner.load import RunnerConfig, load_runner
 from bmtpt_cli.runner.model import TINY_MODEL
 from bmtpt_cli.runtime.checkpoint import check_fingerprint, read_jsonl_records
@@ -119,6 +120,8 @@ class GridJob:
     baseline: str = "pt"  # what the paired differences compare with (the first method when it is not one)
     solved_at: float | None = None  # report the share of cells whose main metric reaches this
     cells_per_pass: int = 1  # cells of one method, k and task adapted together in shared passes
+    calibrate: bool = False  # --calibrate: each cell fits a temperature on its dev examples (SPEC §4)
+    metric: str = "main"  # --metric: what the table and plot show per cell (`tables.QUANTITIES`)
 
     @property
     def seed_list(self) -> list[int]:
@@ -126,7 +129,8 @@ class GridJob:
 
     def protocol(self, k: int) -> FewshotProtocol:
         """The protocol of every k-shot cell."""
-        return FewshotProtocol(k, self.shot_sampling, self.dev_shots, self.adapt, self.scoring, self.data.label_style)
+        return FewshotProtocol(k, self.shot_sampling, self.dev_shots, self.adapt, self.scoring, self.data.label_style,
+                               calibrate=bool(self.calibrate))
 
 
 def plan_methods(job: GridJob) -> list[Method]:
@@ -222,6 +226,7 @@ def cell_fingerprint(job: GridJob, method: Method, source_sha256: str, k: int, t
         "retrieval": [job.retrieval_steps, job.retrieval_measure] if method.method.retrieves else None,
         "shots": k, "task": task, "seed": seed, "shot_sampling": job.shot_sampling, "dev_shots": job.dev_shots,
         "model": job.runner.model, **adapt, **scoring, **job.data.fingerprint(), **job.runner.fingerprint(),
+        **({"calibrate": True} if job.calibrate else {}),  # absent without it: rows written before --calibrate existed match
     }
 
 
@@ -300,9 +305,17 @@ class GridPlan:
 def plan_grid(job: GridJob, methods: list[Method]) -> GridPlan:
     """Read the methods' sources and the tasks' data and list the cells with their fingerprints."""
     tasks = resolve_tasks(job.tasks)
+    if job.calibrate and not job.dev_shots:
+        raise BmtptError("--calibrate needs dev examples: pass --dev-shots N")
     files, hashes, file_length = read_sources(job, methods)
     pt_length = job.required_length or file_length or job.prompt_length  # pt at the length the other methods have
     data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)  # data problems show before any write
+    if job.calibrate:
+        bare = [t.name for t in tasks if not data[t.name].validation
+                and decode_mode(t, data[t.name].test, job.scoring.decode, job.data.label_style) == "rank"]
+        if bare:
+            raise BmtptError(f"--calibrate needs dev examples, but {', '.join(bare)} has no validation examples to fit "
+                             "a temperature on: give data with a validation split, or drop --calibrate")
     cells = [(method, k, task, seed) for k in job.shots for task in tasks for seed in job.seed_list for method in methods]
     data_hashes = {t.name: examples_sha256(vars(data[t.name])) for t in tasks}  # the examples behind each cell
     expected = {
@@ -455,9 +468,11 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     """table.md, table.csv, plot.png and report.json from the grid's rows."""
     out = Path(job.out)
     counts = source_counts(methods)
+    metric = job.metric or MAIN
+    quantity = QUANTITIES[metric]
     table = build_table(
         rows, methods=list(counts), shots=list(job.shots), tasks=[(t.name, t.benchmark, t.metric) for t in tasks],
-        seeds=seeds, sources=counts, solved_at=job.solved_at,
+        seeds=seeds, sources=counts, solved_at=job.solved_at, metric=metric,
     )
     baseline = resolve_baseline(job, methods)
     comparisons = paired_comparisons(table, baseline) if len(counts) > 1 else []
@@ -469,8 +484,10 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     notes = [
         f"model {job.runner.model} · {job.scoring.split} split · decode {', '.join(decode)} · rank score "
         f"{job.scoring.rank_score} · {job.adapt.steps} steps · lr × 1/3 at k = 4 · {job.shot_sampling.replace('task', 'k per task').replace('class', 'k per class')}",
-        f"each cell scored at: {job.protocol(job.shots[0]).selection()}.",
-        f"mean ± std over {replicates}, in points (metric × 100); an average is taken per replicate, then over replicates.",
+        f"each cell scored at: {job.protocol(job.shots[0]).selection()}."
+        + (" Temperature scaling: T fitted per cell on its dev examples." if job.calibrate else ""),
+        f"mean ± std over {replicates}, in {quantity.unit if metric == MAIN else quantity.short_unit}; an average is "
+        "taken per replicate, then over replicates.",
         "methods: " + "; ".join(f"{name} = {_describe([m for m in methods if m.name == name], job)}" for name in counts),
         f"machine: {machine['cpu']} ({machine['cpu_capability']}), {machine['threads']} threads, torch "
         f"{machine['versions'].get('torch')}, transformers {machine['versions'].get('transformers')}; at high learning "
@@ -480,7 +497,7 @@ def _write_outputs(job: GridJob, methods, tasks, seeds, rows: list[dict], hashes
     write_text_atomic(out / TABLE_MD, table_markdown(table, title=title, notes=notes, comparisons=comparisons))
     write_text_atomic(out / TABLE_CSV, table_csv(table, comparisons if comparisons else None))
     write_plot(
-        out / PLOT, table, title=f"few-shot score against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds"
+        out / PLOT, table, title=f"few-shot {quantity.label} against k · model {job.runner.model} · mean ± std over {len(seeds)} seeds"
         + (f" × up to {max(counts.values())} source posteriors" if several else ""),
         chance={t.name: uniform_chance(t.metric, t.verbalisers(job.data.label_style)) for t in tasks},
         caption=TINY_CAVEAT if job.runner.model == TINY_MODEL else None,

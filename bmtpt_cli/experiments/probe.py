@@ -27,6 +27,7 @@ from bmtpt_cli.runtime.files import OutputLock, check_writable
 from bmtpt_cli.runtime.outputs import RunOutput
 from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
+from bmtpt_cli.scoring.calibration import FIGURES
 from bmtpt_cli.scoring.config import ScoringConfig
 
 
@@ -59,11 +60,13 @@ class FewshotJob:
     settings: dict
     report_to: str = "none"  # --report-to: each cell's step records also go there, one run per cell
     cells_per_pass: int = 1  # cells of one task adapted together in shared passes
+    calibrate: bool = False  # --calibrate: each cell fits a temperature on its dev examples
 
     @property
     def protocol_config(self) -> FewshotProtocol:
         """The protocol every cell of this probe follows."""
-        return FewshotProtocol(self.shots, self.shot_sampling, self.dev_shots, self.adapt, self.scoring, self.data.label_style)
+        return FewshotProtocol(self.shots, self.shot_sampling, self.dev_shots, self.adapt, self.scoring, self.data.label_style,
+                               calibrate=bool(self.calibrate))
 
     def grid(self, method_name: str) -> GridJob:
         """This probe as a grid of one method and one k (its cells, fingerprints and resume are the grid's)."""
@@ -74,7 +77,7 @@ class FewshotJob:
             prompt_length=self.prompt_length, required_length=self.required_length, runner=self.runner, data=self.data,
             adapt=self.adapt, prior=self.prior, scoring=self.scoring, out=self.output.out, force=self.output.force,
             resume=self.output.resume, settings=self.settings, report_to=self.report_to, baseline=method_name,
-            cells_per_pass=self.cells_per_pass,
+            cells_per_pass=self.cells_per_pass, calibrate=bool(self.calibrate),
         )
 
     def protocol(self, method: str) -> dict:
@@ -86,7 +89,7 @@ class FewshotJob:
             "subset": described["subset"],
             "init": "random vocabulary draw seeded by each cell's seed" if self.init == RANDOM_INIT else self.init,
             "method": method,
-            **{key: described[key] for key in ("lr_factor", "batches", "steps", "selection")},
+            **{key: described[key] for key in ("lr_factor", "batches", "steps", "selection", "calibration") if key in described},
         }
 
 
@@ -134,7 +137,7 @@ def fewshot_row(job: FewshotJob, task, rows: list[dict], num_examples: int) -> d
         "std": std,
         "per_seed": {str(row["seed"]): row["value"] for row in rows},
         "metrics": {name: statistics.fmean(row["metrics"][name] for row in rows) for name in task.metrics},
-        "calibration": mean_calibration([row.get("calibration", {}) for row in rows]),
+        "calibration": mean_calibration([row.get("calibration", {}) for row in rows], [row["seed"] for row in rows]),
         "decode": rows[0]["decode"],
         "rules": rows[0]["rules"],
         "invalid": sum(row["invalid"] for row in rows),
@@ -144,9 +147,22 @@ def fewshot_row(job: FewshotJob, task, rows: list[dict], num_examples: int) -> d
     }
 
 
-def mean_calibration(entries: list[dict]) -> dict:
-    """The seeds' calibration figures averaged (ECE, NLL, Brier), or the first reason they are undefined."""
+def mean_calibration(entries: list[dict], seeds: list[int] | None = None) -> dict:
+    """The seeds' calibration figures averaged (ECE, NLL, Brier), or the first reason they are undefined;
+    with temperature scaling (`--calibrate`) also the scaled figures averaged and every seed's temperature
+    (`temperature_per_seed`), or the first reason the temperature is undefined."""
     undefined = [entry for entry in entries if "undefined" in entry or not entry]
     if undefined:
-        return undefined[0]
-    return {key: statistics.fmean(entry[key] for entry in entries) for key in ("ece", "ece_adaptive", "nll", "brier")}
+        return undefined[0]  # with --calibrate it says why the temperature is undefined as well
+    mean = {key: statistics.fmean(entry[key] for entry in entries) for key in FIGURES}
+    if not any("temperature" in entry for entry in entries):
+        return mean
+    unscaled = [entry["temperature"] for entry in entries if not isinstance(entry.get("temperature"), (int, float))]
+    if unscaled:
+        return mean | {"temperature": unscaled[0] if isinstance(unscaled[0], str) else "not defined: a seed has no temperature"}
+    seeds = seeds if seeds is not None else list(range(len(entries)))
+    return mean | {
+        "temperature_per_seed": {str(seed): entry["temperature"] for seed, entry in zip(seeds, entries)},
+        "scaled": {key: statistics.fmean(entry["scaled"][key] for entry in entries) for key in FIGURES},
+        "fitted_on": entries[0].get("fitted_on", ""),
+    }

@@ -2,18 +2,70 @@
 a column per task, per-benchmark averages and the overall average; mean ± std over seeds, in points.
 
 Pure functions of the `results.jsonl` rows of `bmtpt fewshot` (`experiments/grid.py`): `build_table`
-aggregates them, `table_markdown` and `table_csv` lay the result out.
+aggregates them, `table_markdown` and `table_csv` lay the result out. The table shows the main
+metric, or (`fewshot --metric`) a calibration figure each row records (`QUANTITIES`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 import zlib
 from dataclasses import dataclass
 
 from bmtpt_cli.experiments.paired import compare_paired
+
+@dataclass(frozen=True)
+class Quantity:
+    """What a table cell shows (`fewshot --metric`): the main metric in points, or a calibration figure of
+    the row (`calibration` in `results.jsonl`, or its temperature-scaled part), with its unit."""
+
+    name: str  # the --metric value
+    label: str  # in words, for titles and notes
+    unit: str  # the table's unit, as its header and report say it
+    short_unit: str  # the unit of a paired difference
+    decimals: int  # shown in table.md
+    bounds: tuple[float, float] | None  # the quantity's range (None: the task metric's)
+    lower_is_better: bool
+    field: str | None = None  # the calibration figure (None: the main metric)
+    scaled: bool = False  # the temperature-scaled figure (`calibration.scaled`)
+    scale: float = 1.0  # shown as the figure × scale
+
+
+MAIN = "main"
+_SCALED = " after temperature scaling"
+QUANTITIES = {quantity.name: quantity for quantity in (
+    Quantity(MAIN, "score", "points (metric × 100)", "points", 1, None, False, scale=100.0),
+    *(quantity for scaled in (False, True) for quantity in (
+        Quantity("ece" + "-scaled" * scaled, "ECE" + _SCALED * scaled,
+                 "points (ECE × 100, 15 equal-width bins" + ", scaled" * scaled + "; lower is better)", "points", 1,
+                 (0.0, 100.0), True, "ece", scaled, 100.0),
+        Quantity("nll" + "-scaled" * scaled, "NLL" + _SCALED * scaled,
+                 "nats per example (NLL of the gold label" + ", scaled" * scaled + "; lower is better)", "nats", 3,
+                 (0.0, math.inf), True, "nll", scaled),
+        Quantity("brier" + "-scaled" * scaled, "Brier score" + _SCALED * scaled,
+                 "Brier score (multi-class, 0–2" + ", scaled" * scaled + "; lower is better)", "Brier", 3,
+                 (0.0, 2.0), True, "brier", scaled),
+    )),
+)}
+"""`fewshot --metric` values: the main metric (the default) and the calibration figures, plain and scaled."""
+
+
+def row_value(row: dict, quantity: Quantity) -> float | None:
+    """A results row's value of `quantity` (main metric × 100, or its calibration figure × its scale);
+    None where the row has none (a generated task's calibration, a row without --calibrate's temperature)."""
+    if quantity.field is None:
+        return quantity.scale * row["value"]
+    entry = row.get("calibration") or {}
+    if quantity.scaled:
+        entry = entry.get("scaled") or {}
+    value = entry.get(quantity.field) if isinstance(entry, dict) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return quantity.scale * value
+
 
 BENCHMARK_NAMES = {"glue": "GLUE", "superglue": "SuperGLUE", "mrqa": "MRQA", "others": "Others", "source12": "Source12", "demo": "demo"}
 AVERAGE = "avg"
@@ -44,9 +96,10 @@ def columns_for(tasks: list[tuple[str, str, str]]) -> list[Column]:
 
 def build_table(
     rows: list[dict], *, methods: list[str], shots: list[int], tasks: list[tuple[str, str, str]], seeds: list[int],
-    sources: dict[str, int] | None = None, solved_at: float | None = None,
+    sources: dict[str, int] | None = None, solved_at: float | None = None, metric: str = MAIN,
 ) -> dict:
-    """Aggregate result rows into the table's data, in points (×100).
+    """Aggregate result rows into the table's data, in points (×100), or (`metric`, `QUANTITIES`) a
+    calibration figure of each row in its unit; a row without that figure counts as missing.
 
     A method's replicates are its (source posterior, seed) cells (`sources`: how many posteriors
     each method has; 1 when absent). A task cell is the mean and sample std over replicates of the
@@ -56,7 +109,14 @@ def build_table(
     when the method has several posteriors). With `solved_at` (a metric value, 0–1), `solved` is the
     share of the column's task cells that reach it.
     """
-    value = {(r["method"], r.get("source", 0), r["k"], r["task"], r["seed"]): 100 * r["value"] for r in rows}
+    quantity = QUANTITIES[metric]
+    if solved_at is not None and quantity.field is not None:
+        raise ValueError("solved_at counts cells whose main metric reaches a value: it needs metric 'main'")
+    value = {}
+    for r in rows:
+        found = row_value(r, quantity)
+        if found is not None:
+            value[(r["method"], r.get("source", 0), r["k"], r["task"], r["seed"])] = found
     columns = columns_for(tasks)
     blocks = []
     for k in shots:
@@ -79,7 +139,10 @@ def build_table(
             block_rows.append({"method": method, "sources": count, "cells": cells})
         blocks.append({"shots": k, "rows": block_rows})
     return {
-        "unit": "points (metric × 100)",
+        "unit": quantity.unit,
+        "quantity": quantity.name,
+        "lower_is_better": quantity.lower_is_better,
+        "decimals": quantity.decimals,
         "columns": [{"name": c.name, "tasks": list(c.tasks), "metric": c.metric} for c in columns],
         "blocks": blocks,
         "solved_at": solved_at,
@@ -136,23 +199,24 @@ def _cell(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
 
 
-def format_cell(cell: dict) -> str:
-    """`54.7 ± 1.2` (one decimal, as the paper); the mean alone for one seed; `–` for no value."""
+def format_cell(cell: dict, decimals: int = 1) -> str:
+    """`54.7 ± 1.2` (one decimal, as the paper; NLL and Brier: three); the mean alone for one seed;
+    `–` for no value."""
     if cell["mean"] is None:
         return "–"
     if cell["std"] is None:
-        return f"{cell['mean']:.1f}"
-    return f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+        return f"{cell['mean']:.{decimals}f}"
+    return f"{cell['mean']:.{decimals}f} ± {cell['std']:.{decimals}f}"
 
 
-def format_difference(comparison: dict) -> str:
+def format_difference(comparison: dict, decimals: int = 1) -> str:
     """`+3.1 [−0.5, +6.8] [−1.0, +7.2] ✓`: the mean difference, its t and clustered-bootstrap 95%
     intervals, and ✓ when both exclude 0 (one pair: the difference alone)."""
-    text = f"{comparison['mean']:+.1f}"
+    text = f"{comparison['mean']:+.{decimals}f}"
     for name in ("t", "bootstrap"):
         interval = comparison[name]
         if interval is not None:
-            text += f" [{interval['low']:+.1f}, {interval['high']:+.1f}]"
+            text += f" [{interval['low']:+.{decimals}f}, {interval['high']:+.{decimals}f}]"
     return text + (" ✓" if comparison["separated"] else "")
 
 
@@ -161,22 +225,31 @@ def table_markdown(table: dict, *, title: str, notes: list[str], comparisons: li
     method, then (with `comparisons`) each method's paired difference against the baseline, and
     (with the table's `solved_at`) the share of cells solved."""
     names = [column["name"] for column in table["columns"]]
+    quantity = QUANTITIES[table.get("quantity", MAIN)]
+    decimals = table.get("decimals", quantity.decimals)
     metrics = ", ".join(f"{c['name']} {c['metric']}" for c in table["columns"] if c["metric"] != AVERAGE)
-    lines = [f"# {title}", "", *[f"{note}  " for note in notes], f"Main metrics: {metrics}.", ""]
+    shown = (f"Main metrics: {metrics}." if quantity.field is None else
+             f"Cells show {quantity.label}" + (" (T fitted per cell on its dev examples)" if quantity.scaled else "")
+             + f", in {quantity.unit}, not the main metrics ({metrics}); – marks a cell "
+             "without it (a generated task has no label distribution).")
+    lines = [f"# {title}", "", *[f"{note}  " for note in notes], shown, ""]
     header = [" | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for block in table["blocks"]:
         lines += [f"## {block['shots']}-shot", "", "| method | " + header[0], header[1]]
         for row in block["rows"]:
-            lines.append(f"| {row['method']} | " + " | ".join(format_cell(row["cells"][name]) for name in names) + " |")
+            lines.append(f"| {row['method']} | " + " | ".join(format_cell(row["cells"][name], decimals) for name in names) + " |")
         lines.append("")
         mine = [c for c in comparisons or [] if c["shots"] == block["shots"]]
         if mine:
             baseline = mine[0]["baseline"]
-            lines += [f"Paired difference against {baseline} (points; 95% intervals: t over the pairs, then bootstrap "
-                      "clustered by source posterior; ✓ both exclude 0):", "", f"| method − {baseline} | " + header[0], header[1]]
+            direction = "; lower is better, so a negative difference favours the method" if quantity.lower_is_better else ""
+            lines += [f"Paired difference against {baseline} ({quantity.short_unit}{direction}; 95% intervals: t over the "
+                      "pairs, then bootstrap clustered by source posterior; ✓ both exclude 0):", "",
+                      f"| method − {baseline} | " + header[0], header[1]]
             for method in dict.fromkeys(c["method"] for c in mine):
                 found = {c["column"]: c for c in mine if c["method"] == method}
-                lines.append(f"| {method} | " + " | ".join(format_difference(found[n]) if n in found else "–" for n in names) + " |")
+                lines.append(f"| {method} | " + " | ".join(format_difference(found[n], decimals) if n in found else "–"
+                                                           for n in names) + " |")
             lines.append("")
         if table.get("solved_at") is not None:
             lines += [f"Share of cells solved (main metric ≥ {table['solved_at']:g}):", "", "| method | " + header[0], header[1]]
@@ -192,14 +265,17 @@ COMPARISON_PARTS = ("diff", "t low", "t high", "boot low", "boot high", "separat
 
 def table_csv(table: dict, comparisons: list[dict] | None = None) -> str:
     """The table as CSV: one line per (k, method); per column its mean, std and replicate count
-    (points), then (with `comparisons`) the paired difference against the baseline with its
-    intervals, and (with `solved_at`) the share solved."""
+    (points; with another `--metric` its unit, and the headers name it: `rte ece mean`), then (with
+    `comparisons`) the paired difference against the baseline with its intervals, and (with
+    `solved_at`) the share solved."""
     names = [column["name"] for column in table["columns"]]
     parts = ["mean", "std", "n"] + (list(COMPARISON_PARTS) if comparisons is not None else [])
     parts += ["solved"] if table.get("solved_at") is not None else []
+    quantity = table.get("quantity", MAIN)
+    shown = "" if quantity == MAIN else f" {quantity}"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["shots", "method", *[f"{name} {part}" for name in names for part in parts]])
+    writer.writerow(["shots", "method", *[f"{name}{shown} {part}" for name in names for part in parts]])
     found = {(c["shots"], c["method"], c["column"]): c for c in comparisons or []}
     for block in table["blocks"]:
         for row in block["rows"]:

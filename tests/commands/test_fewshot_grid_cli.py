@@ -159,6 +159,55 @@ def test_a_resumed_grid_runs_only_the_missing_cell(grid, tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
+def test_metric_ece_tables_each_rows_calibration_and_compares_it(grid, tmp_path):
+    """`--metric ece` on a finished grid (`--resume`: no cell runs again): the table, CSV, plot and paired
+    comparisons show each cell's ECE × 100 from its row, lower is better, the unit said."""
+    root, _, _ = grid
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    rows = _rows(out / "results.jsonl")
+    result = bmtpt("fewshot", *FAST, "--tasks", "demo_review,demo_rte", "--methods", "pt,bmtpt", "--shots", "4,8",
+                   "--seeds", "2", "--particles", root / "p.safetensors", "--out", out, "--resume", "--metric", "ece")
+    assert result.exit_code == 0, result.output
+    assert _rows(out / "results.jsonl") == rows  # nothing ran again
+    table = {(line["shots"], line["method"]): line for line in csv.DictReader((out / "table.csv").open())}
+    for (k, method), line in table.items():
+        for task in ("demo_review", "demo_rte"):
+            values = [100 * r["calibration"]["ece"] for r in rows if (r["k"], r["method"], r["task"]) == (int(k), method, task)]
+            assert float(line[f"{task} ece mean"]) == pytest.approx(statistics.fmean(values), abs=1e-4)
+    markdown = (out / "table.md").read_text()
+    assert "Cells show ECE, in points (ECE × 100" in markdown and "lower is better" in markdown
+    report = json.loads((out / "report.json").read_text())
+    assert report["table"]["quantity"] == "ece" and report["table"]["lower_is_better"]
+    pair = next(c for c in report["comparisons"] if (c["shots"], c["column"]) == (4, "demo_rte"))
+    ece = {(r["method"], r["seed"]): 100 * r["calibration"]["ece"] for r in rows if (r["k"], r["task"]) == (4, "demo_rte")}
+    assert [p["difference"] for p in pair["pairs"]] == pytest.approx([ece[("bmtpt", s)] - ece[("pt", s)] for s in (0, 1)])
+
+
+@pytest.mark.integration
+def test_a_calibrated_grid_fits_a_temperature_per_cell_and_keeps_its_scores(grid, tmp_path):
+    """`--calibrate`: each cell's row holds its temperature, fitted on its dev examples, and the scaled
+    calibration beside the unscaled one, which (with the value and metrics) is the uncalibrated cell's."""
+    root, _, _ = grid
+    args = ["fewshot", *FAST, "--tasks", "demo_rte", "--methods", "pt", "--shots", "4", "--seeds", "2", "--out", tmp_path / "out"]
+    result = bmtpt(*args, "--calibrate", "--metric", "ece-scaled")
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "out" / "results.jsonl")
+    plain = {r["seed"]: r for r in _rows(root / "out" / "results.jsonl") if (r["method"], r["k"], r["task"]) == ("pt", 4, "demo_rte")}
+    for row in rows:
+        entry, before = row["calibration"], plain[row["seed"]]
+        assert isinstance(entry["temperature"], float) and entry["fitted_on"] == "validation, the cell's dev subset (32 examples)"
+        assert set(entry["scaled"]) == {"ece", "ece_adaptive", "nll", "brier"} and row["fingerprint"]["calibrate"] is True
+        assert (row["value"], row["metrics"]) == (before["value"], before["metrics"])  # argmax unchanged
+        assert {k: entry[k] for k in before["calibration"]} == pytest.approx(before["calibration"], rel=1e-9, abs=1e-12)
+    line = next(csv.DictReader((tmp_path / "out" / "table.csv").open()))
+    scaled = [100 * r["calibration"]["scaled"]["ece"] for r in rows]
+    assert float(line["demo_rte ece-scaled mean"]) == pytest.approx(statistics.fmean(scaled), abs=1e-4)
+    refused = bmtpt(*args, "--resume")  # rows fitted with --calibrate are not another run's
+    assert refused.exit_code == 2 and "calibrate" in refused.stderr
+
+
+@pytest.mark.integration
 def test_pt_and_bmtpt_start_from_their_inits(grid):
     root, calls, _ = grid
     particles = _particles(root / "unused.safetensors", 3)  # the same seeded draw as p.safetensors
@@ -226,6 +275,9 @@ def test_refusals_are_one_line_and_name_the_fix(tmp_path):
         (["--methods", "bmtpt", "--particles", tmp_path / "none.safetensors"], "--particles"),
         (["--methods", "pt", "--resume"], "no results"),
         (["--methods", "pt", "--shots", "4,0"], "--shots"),
+        (["--methods", "pt", "--calibrate", "--dev-shots", "0"], "--calibrate needs dev examples: pass --dev-shots N"),
+        (["--methods", "pt", "--metric", "ece-scaled"], "add --calibrate"),
+        (["--methods", "pt", "--metric", "nll", "--solved-at", "0.9"], "--solved-at"),
     ]
     for extra, expected in cases:
         result = bmtpt("fewshot", "--tasks", "demo_rte", "--out", tmp_path / "out", *extra)

@@ -75,6 +75,48 @@ def test_markdown_and_csv_lay_out_one_block_per_k_and_a_row_per_method():
     assert format_cell({"mean": 50.0, "std": None, "n": 1}) == "50.0"
 
 
+def _calibrated_rows():
+    """The rows of `_rows()` with a calibration per row (nll = 0.5 + value, scaled: half of it), cb generated."""
+    rows = _rows()
+    for row in rows:
+        if row["task"] == "cb":  # a generated task: no label distribution, no figures
+            row["calibration"] = {"undefined": "greedy generation", "temperature": "not defined: generated"}
+        else:
+            figures = {"ece": row["value"] / 10, "ece_adaptive": 0.0, "nll": 0.5 + row["value"], "brier": row["value"]}
+            row["calibration"] = figures | {"temperature": 2.0, "scaled": {key: v / 2 for key, v in figures.items()}}
+    return rows
+
+
+def test_a_calibration_metric_tables_each_rows_figure_and_a_row_without_it_as_missing():
+    rows = _calibrated_rows()
+    nll = build_table(rows, methods=["pt", "bmtpt"], shots=[4, 16], tasks=TASKS, seeds=[0, 1, 2], metric="nll")
+    cells = nll["blocks"][0]["rows"][1]["cells"]  # bmtpt, 4-shot
+    assert cells["mrpc"]["mean"] == pytest.approx(statistics.fmean([1.31, 1.29, 1.33]))  # raw nats, not × 100
+    assert cells["cb"] == {"mean": None, "std": None, "n": 0, "per_seed": {}}  # missing, not 0
+    assert cells["avg"]["n"] == 0 and cells["GLUE avg"]["n"] == 3  # an average over a missing task is missing
+    assert nll["unit"].startswith("nats") and nll["lower_is_better"] and nll["decimals"] == 3
+    ece = build_table(rows, methods=["pt", "bmtpt"], shots=[4, 16], tasks=TASKS, seeds=[0, 1, 2], metric="ece-scaled")
+    assert ece["blocks"][0]["rows"][1]["cells"]["mrpc"]["mean"] == pytest.approx(100 * statistics.fmean([0.081, 0.079, 0.083]) / 2)
+    markdown = table_markdown(nll, title="T", notes=[])
+    assert "| 1.310 ± 0.020 |" in markdown.splitlines()[next(i for i, line in enumerate(markdown.splitlines())
+                                                                if line.startswith("| bmtpt |"))]
+    assert "| – |" in markdown and "lower is better" in markdown
+    assert table_csv(nll).splitlines()[0].split(",")[2:5] == ["rte nll mean", "rte nll std", "rte nll n"]
+    no_calibration = build_table(_rows(), methods=["pt"], shots=[4], tasks=TASKS, seeds=[0, 1, 2], metric="brier")
+    assert all(cell["mean"] is None for cell in no_calibration["blocks"][0]["rows"][0]["cells"].values())
+    with pytest.raises(ValueError):
+        build_table(rows, methods=["pt"], shots=[4], tasks=TASKS, seeds=[0], metric="ece", solved_at=0.9)
+
+
+def test_a_generated_cell_says_its_temperature_is_undefined_without_scoring():
+    from bmtpt_cli.experiments.fewshot import calibrate_cell
+    from bmtpt_cli.scoring.score import TaskScore
+
+    score = TaskScore(task="x", metric="em", value=0.5, decode="generate", examples=4, calibration={"undefined": "generated"})
+    calibrated = calibrate_cell(None, None, None, [], [], score, None)  # no model, no scoring: nothing to fit
+    assert calibrated.calibration["undefined"] == "generated" and calibrated.calibration["temperature"].startswith("not defined")
+
+
 @pytest.mark.integration  # matplotlib's import and drawing take a few seconds on a busy CPU
 def test_plot_is_a_real_image_with_a_line_per_method(tmp_path):
     from matplotlib.image import imread
@@ -122,3 +164,27 @@ def test_methods_map_to_inits_and_a_missing_source_names_its_flag(tmp_path):
     with pytest.raises(BmtptError, match="twice"):
         plan_methods(_job(shots=[4, 4]))
     assert Path(str(particles)).exists()
+
+
+@pytest.mark.integration  # matplotlib drawing
+def test_plots_of_a_calibration_metric_and_a_reliability_diagram(tmp_path):
+    from bmtpt_cli.experiments.plot import write_reliability_diagram
+    from bmtpt_cli.scoring.calibration import expected_calibration_error, reliability_bins
+
+    nll = build_table(_calibrated_rows(), methods=["pt", "bmtpt"], shots=[4, 16], tasks=TASKS, seeds=[0, 1, 2], metric="nll")
+    figure = write_plot(tmp_path / "plot.png", nll, title="nll", chance={"rte": 50.0})
+    panels = [axis for axis in figure.axes if axis.get_visible() and axis.get_title()]
+    assert panels[0].get_ylabel() == "NLL (nats)" and panels[0].get_ylim()[1] < 3  # its own scale, not points
+    assert not any("chance" in str(line.get_label()) for axis in panels for line in axis.get_lines())
+    assert not any("(accuracy)" in axis.get_title() for axis in panels)  # the panels do not show the main metric
+    confidences, correct = [0.55, 0.6, 0.95, 0.97, 0.99, 0.7], [True, False, True, True, False, True]
+    bins, scaled = reliability_bins(confidences, correct), reliability_bins([0.6] * 6, correct)
+    ece = expected_calibration_error(confidences, correct)
+    figure = write_reliability_diagram(tmp_path / "r.png", bins, title="rte", ece=ece, scaled_bins=scaled,
+                                       scaled_ece=0.1, temperature=2.5)
+    top = figure.axes[0]
+    assert f"ECE {100 * ece:.1f}" in figure._suptitle.get_text() and "→ 10.0" in figure._suptitle.get_text()
+    assert len(top.patches) == sum(1 for b in bins if b["count"])  # a bar per filled bin, at its accuracy
+    assert sorted(p.get_height() for p in top.patches) == sorted(b["accuracy"] for b in bins if b["count"])
+    assert any("T = 2.5" in str(line.get_label()) for line in top.get_lines())
+    assert (tmp_path / "r.png").stat().st_size > 5_000 and not list(tmp_path.glob(".*.tmp"))
