@@ -57,7 +57,18 @@ def step_functions(runner, *, members: int, length: int, batch: int, source_len:
         for step in singles:
             step()
 
-    return {"ensemble": ensemble, "singles": one_by_one}
+    return {"ensemble": ensemble, "singles": one_by_one, "single": singles[0]}
+
+
+def step_peak_mib(step) -> float | None:
+    """The resident-set growth of one call of `step` over what was live before it (MiB), or None where
+    the kernel's high-water mark cannot be reset."""
+    harness.release_free_memory()
+    before = harness.current_rss_mib()
+    if not harness.reset_peak_rss():
+        return None
+    step()
+    return harness.peak_rss_mib() - before
 
 
 def score_functions(runner, *, members: int, length: int, examples: int, source_len: int):
@@ -83,6 +94,12 @@ def score_functions(runner, *, members: int, length: int, examples: int, source_
     return {"ensemble": ensemble, "singles": singles}
 
 
+def _peaks(peaks: dict) -> str:
+    if None in peaks.values():
+        return "n/a (VmHWM cannot be reset here)"
+    return f"{peaks['one prompt']:.1f} → {peaks['ensemble']:.1f} MiB"
+
+
 def main() -> None:
     parser = harness.base_parser(__doc__.splitlines()[0], repeats=15, warmup=2)
     parser.add_argument("--models", default="tiny,t5-small", help="model shapes, comma-separated (workloads.build_model)")
@@ -96,7 +113,8 @@ def main() -> None:
     machine = Machine.detect()
     m = args.members
     steps = Table(f"An adaptation step: the ensemble (M = {m}, one pass of M·B) against M single-prompt steps",
-                  ["model", "shape", f"{m} single steps", "ensemble step", "ratio (median of rounds; range)", "trained elements"])
+                  ["model", "shape", f"{m} single steps", "ensemble step", "ratio (median of rounds; range)", "trained elements",
+                   "step's peak memory over live (one prompt → ensemble)"])
     scoring = Table(f"Rank scoring 64 examples: the ensemble (M = {m}) against M single-prompt scorings",
                     ["model", f"{m} single scorings", "ensemble", "ratio (median; range)"])
     data, goal_parts = {}, []
@@ -104,20 +122,24 @@ def main() -> None:
         runner = build_runner(model, max_source_length=256, max_target_length=16)
         length = 8 if model == "tiny" else 100
         shape = dict(length=length, batch=args.batch, source_len=64, target_len=4)
-        timings = measure_interleaved(step_functions(runner, members=m, **shape), warmup=args.warmup, repeats=args.repeats)
+        fns = step_functions(runner, members=m, **shape)
+        single = fns.pop("single")
+        timings = measure_interleaved(fns, warmup=args.warmup, repeats=args.repeats)
+        peaks = {"one prompt": step_peak_mib(single), "ensemble": step_peak_mib(fns["ensemble"])}
         ratio = paired_ratio(timings["ensemble"], timings["singles"])
         low, high = paired_ratio_range(timings["ensemble"], timings["singles"])
         elements = m * (length * runner.d_model + length + runner.d_model)
         steps.add(model, f"l={length}, B={args.batch}, n=64, t=4", fmt_time(timings["singles"].median),
                   fmt_time(timings["ensemble"].median), f"**{fmt_ratio(ratio)}** ({fmt_ratio(low)}–{fmt_ratio(high)})",
-                  f"{elements:,} (M × one prompt's)")
+                  f"{elements:,} (M × one prompt's)", _peaks(peaks))
         scored = measure_interleaved(score_functions(runner, members=m, length=length, examples=64, source_len=64),
                                      warmup=1, repeats=max(3, args.repeats // 3))
         s_ratio = paired_ratio(scored["ensemble"], scored["singles"])
         s_low, s_high = paired_ratio_range(scored["ensemble"], scored["singles"])
         scoring.add(model, fmt_time(scored["singles"].median), fmt_time(scored["ensemble"].median),
                     f"{fmt_ratio(s_ratio)} ({fmt_ratio(s_low)}–{fmt_ratio(s_high)})")
-        data[model] = {"shape": shape, "members": m, "step": {"timings": timings, "ratio": ratio, "range": [low, high]},
+        data[model] = {"shape": shape, "members": m, "peak_mib": peaks,
+                       "step": {"timings": timings, "ratio": ratio, "range": [low, high]},
                        "scoring": {"timings": scored, "ratio": s_ratio, "range": [s_low, s_high]}}
         goal_parts.append(f"{model} {fmt_ratio(ratio)} ({'met' if ratio <= GOAL else 'NOT met'})")
     notes = [
