@@ -29,9 +29,7 @@ SOURCES = 6  # the reference's single-task configuration: six source prompts
 def step_functions(runner, *, length: int, batch: int, source_len: int, target_len: int):
     """The PT and ATTEMPT steps on one fixed batch of `batch` examples, as zero-argument functions."""
     from bmtpt_cli.adapter.prompt import TargetPrompts
-    from bmtpt_cli.adapter.train import _loss_and_gradients
     from bmtpt_cli.methods.attempt import AttemptPrompts, InputPooler
-    from bmtpt_cli.runtime.distributed import SINGLE
     from bmtpt_cli.settings import build, defaults
     from bmtpt_cli.adapter.train import AdaptConfig
 
@@ -47,14 +45,7 @@ def step_functions(runner, *, length: int, batch: int, source_len: int, target_l
     }
 
     def make(module):
-        optimizer = torch.optim.AdamW(module.parameter_groups(config.lr_shared, config.lr_scales), weight_decay=config.weight_decay)
-
-        def step():
-            _loss_and_gradients(runner, module, pairs, {"task": 0}, None, config, SINGLE)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        return step
+        return workloads.adapt_step(runner, module, pairs, config)
 
     elements = {name: (sum(p.numel() for p in m.parameters() if p.requires_grad), sum(b.numel() for b in m.buffers()))
                 for name, m in modules.items()}
@@ -62,13 +53,7 @@ def step_functions(runner, *, length: int, batch: int, source_len: int, target_l
 
 
 def main() -> None:
-    parser = harness.base_parser(__doc__.splitlines()[0], repeats=20, warmup=2)
-    parser.add_argument("--models", default="tiny,t5-small", help="model shapes, comma-separated (workloads.build_model)")
-    parser.add_argument("--batch", type=int, default=8)
-    args = parser.parse_args()
-    if args.threads is None:
-        args.threads = 1
-    args = harness.finish_args(args, quick_repeats=3)
+    args = harness.adapt_step_args(__doc__.splitlines()[0], repeats=20)
     started = time.perf_counter()
     machine = Machine.detect()
     table = Table("An adaptation step, PT (W ⊙ abᵀ) and ATTEMPT (6 source prompts), the same batch",

@@ -29,9 +29,8 @@ GOAL = 1.1
 def step_functions(runner, *, members: int, length: int, batch: int, source_len: int, target_len: int):
     """The ensemble step and the M single steps on one fixed batch, as zero-argument functions."""
     from bmtpt_cli.adapter.prompt import TargetPrompts
-    from bmtpt_cli.adapter.train import AdaptConfig, _loss_and_gradients
+    from bmtpt_cli.adapter.train import AdaptConfig
     from bmtpt_cli.methods.ensemble import EnsemblePrompts
-    from bmtpt_cli.runtime.distributed import SINGLE
     from bmtpt_cli.settings import build, defaults
 
     g = torch.Generator().manual_seed(0)
@@ -41,14 +40,7 @@ def step_functions(runner, *, members: int, length: int, batch: int, source_len:
     config = build(AdaptConfig, defaults("adapt"), batch_size=batch, warmup_steps=0, eval_every=None)
 
     def trainer(module):
-        optimizer = torch.optim.AdamW(module.parameter_groups(config.lr_shared, config.lr_scales), weight_decay=config.weight_decay)
-
-        def step():
-            _loss_and_gradients(runner, module, pairs, {"task": 0}, centre, config, SINGLE)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        return step
+        return workloads.adapt_step(runner, module, pairs, config, centre)
 
     ensemble = trainer(EnsemblePrompts(starts, ["task"]))
     singles = [trainer(TargetPrompts(start, ["task"])) for start in starts]
@@ -101,14 +93,8 @@ def _peaks(peaks: dict) -> str:
 
 
 def main() -> None:
-    parser = harness.base_parser(__doc__.splitlines()[0], repeats=15, warmup=2)
-    parser.add_argument("--models", default="tiny,t5-small", help="model shapes, comma-separated (workloads.build_model)")
-    parser.add_argument("--members", type=int, default=5, help="M, the ensemble's members (the paper's particles)")
-    parser.add_argument("--batch", type=int, default=8)
-    args = parser.parse_args()
-    if args.threads is None:
-        args.threads = 1
-    args = harness.finish_args(args, quick_repeats=3)
+    args = harness.adapt_step_args(__doc__.splitlines()[0], repeats=15, extra=lambda parser: parser.add_argument(
+        "--members", type=int, default=5, help="M, the ensemble's members (the paper's particles)"))
     started = time.perf_counter()
     machine = Machine.detect()
     m = args.members

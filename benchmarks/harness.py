@@ -505,6 +505,21 @@ def finish_args(args: argparse.Namespace, *, quick_repeats: int = 1) -> argparse
     return args
 
 
+def adapt_step_args(description: str, *, repeats: int, extra: Callable[[argparse.ArgumentParser], None] | None = None
+                    ) -> argparse.Namespace:
+    """The arguments of an adaptation-step benchmark: the base ones, `--models` (tiny,t5-small) and
+    `--batch` (8), whatever `extra` adds; one thread unless --threads says otherwise; 3 repeats with --quick."""
+    parser = base_parser(description, repeats=repeats, warmup=2)
+    parser.add_argument("--models", default="tiny,t5-small", help="model shapes, comma-separated (workloads.build_model)")
+    parser.add_argument("--batch", type=int, default=8)
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    if args.threads is None:
+        args.threads = 1
+    return finish_args(args, quick_repeats=3)
+
+
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
     """Least-squares y = a·x + b; returns (a, b, R²)."""
     import numpy as np

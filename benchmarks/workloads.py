@@ -12,6 +12,8 @@
   bit-identical particles).
 * `BarePass` is the deliberately non-bmtpt floor: frozen-T5 forward + backward on the SAME token
   batch (`SourceStep.batch`, encoded once by `runner.encode` from the step's examples).
+* `adapt_step` is one step of `bmtpt adapt` as the package runs it (`_loss_and_gradients` + AdamW)
+  for any prompt module, on a fixed batch.
 * `SvgdAlone` times the shipped `svgd_step`'s `bmtpt.svgd` range at particle shapes whose model is
   not built here (t5-base), with a synthetic quadratic likelihood in place of the LM.
 """
@@ -330,3 +332,21 @@ class SvgdAlone:
 
     def profile(self, calls: int = 1) -> float:
         return profile_ranges({"svgd_step": self}, calls=calls)["bmtpt.svgd"]
+
+
+# ============================================================================ adaptation steps
+def adapt_step(runner, module, pairs, config, prior_mean=None) -> Callable[[], None]:
+    """One shipped adaptation step of `module` on the fixed `pairs` (task "task"): `adapter.train.
+    _loss_and_gradients` (encode, the module's prompts, forward, backward, the prior toward `prior_mean`)
+    then AdamW with the module's parameter groups, as a zero-argument function."""
+    from bmtpt_cli.adapter.train import _loss_and_gradients
+    from bmtpt_cli.runtime.distributed import SINGLE
+
+    optimizer = torch.optim.AdamW(module.parameter_groups(config.lr_shared, config.lr_scales), weight_decay=config.weight_decay)
+
+    def step():
+        _loss_and_gradients(runner, module, pairs, {"task": 0}, prior_mean, config, SINGLE)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
