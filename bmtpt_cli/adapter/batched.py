@@ -266,6 +266,18 @@ def score_cells(
     return _score_groups(runner, list(prompts), [task] * len(prompts), [examples] * len(prompts), **scoring_options)
 
 
+def score_each_cell(
+    runner: FrozenT5Runner,
+    prompts: list[torch.Tensor],
+    task: Task,
+    examples: list[list[TextExample]],
+    **scoring_options,
+) -> list[TaskScore]:
+    """Prompt i scored on its own `examples[i]` (each cell's dev subset), the fixed ones in shared passes:
+    `score_task(runner, prompts[i], task, examples[i], **scoring_options)` for every i."""
+    return _score_groups(runner, list(prompts), [task] * len(prompts), list(examples), **scoring_options)
+
+
 def _score_groups(
     runner: FrozenT5Runner,
     prompts: list[torch.Tensor],

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmtpt_cli.adapter.batched import CellSpec, adapt_cells, score_cells
+from bmtpt_cli.adapter.batched import CellSpec, adapt_cells, score_cells, score_each_cell
 from bmtpt_cli.adapter.train import AdaptConfig, AdaptStepRecord
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.sampling import kshot, kshot_per_class
@@ -34,7 +34,7 @@ from bmtpt_cli.methods.init import TargetInit
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.scoring.config import ScoringConfig
 from bmtpt_cli.scoring.calibration import TEMPERATURE_GENERATED, temperature_scaling
-from bmtpt_cli.scoring.score import TaskScore, score_task
+from bmtpt_cli.scoring.score import TaskScore
 
 
 # ------------------------------------------------------------------------------- one cell
@@ -167,23 +167,23 @@ def run_cells(
         inits.append(init)
         subsets.append(subset)
     results = adapt_cells(runner, specs, label_style=protocol.label_style, on_step=on_step)
-    scores = score_cells(runner, [result.prompts.scorer(0) for result in results], task, data.test,
-                         label_style=protocol.label_style, **protocol.scoring.options())
-    if protocol.calibrate:
-        scores = [calibrate_cell(runner, task, result.prompts.scorer(0), spec.dev, data.test, score, protocol)
-                  for result, spec, score in zip(results, specs, scores)]
+    kept = [result.prompts.scorer(0) for result in results]
+    options = dict(label_style=protocol.label_style, **protocol.scoring.options())
+    scores = score_cells(runner, kept, task, data.test, **options)
+    if protocol.calibrate:  # one task and protocol: every cell is scored the same way
+        ranked = scores[0].decode == "rank"
+        fits = score_each_cell(runner, kept, task, [spec.dev for spec in specs], **options) if ranked else [None] * len(scores)
+        scores = [calibrate_cell(score, fit, spec.dev, data.test) for score, fit, spec in zip(scores, fits, specs)]
     return [CellResult(score, init, subset) for score, init, subset in zip(scores, inits, subsets)]
 
 
-def calibrate_cell(runner: FrozenT5Runner, task: Task, prompt, dev: list[TextExample], test: list[TextExample],
-                   score: TaskScore, protocol: FewshotProtocol) -> TaskScore:
+def calibrate_cell(score: TaskScore, fit: TaskScore | None, dev: list[TextExample], test: list[TextExample]) -> TaskScore:
     """`score` (a cell's score on `test`) with temperature scaling added to its calibration: T fitted on
-    the cell's own dev examples, scored under the cell's kept prompt (`scoring.calibration.temperature_scaling`);
+    `fit`, the cell's kept prompt scored on its own `dev` examples (`scoring.calibration.temperature_scaling`);
     a generated task's temperature is said to be undefined."""
-    if score.decode != "rank" or score.label_scores is None:
+    if score.decode != "rank" or score.label_scores is None or fit is None:
         added = {"temperature": TEMPERATURE_GENERATED}
     else:
-        fit = score_task(runner, prompt, task, dev, label_style=protocol.label_style, **protocol.scoring.options())
         added = temperature_scaling(fit.label_scores or [], [e.target for e in dev], score.label_scores,
                                     [e.target for e in test], fitted_on="validation, the cell's dev subset")
     return dataclasses.replace(score, calibration={**score.calibration, **added})

@@ -22,7 +22,7 @@ from bmtpt_cli.artifacts import PromptArtifact
 from bmtpt_cli.artifacts.native import MEMBERS, member_tensor_names
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.methods.base import ALWAYS, FORMATS, PARTICLES_FILE, StartRequest, TransferMethod
-from bmtpt_cli.methods.init import TargetInit, resolve_init
+from bmtpt_cli.methods.init import TargetInit, read_init_file, resolve_init
 from bmtpt_cli.methods.particles import POSTERIOR
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.scoring.score import PromptEnsemble
@@ -54,10 +54,7 @@ class EnsemblePrompts(nn.Module):
     def prior_term(self, task_ids: list[int], centre: torch.Tensor, sigma: float) -> torch.Tensor:
         """Σ_m of each member's prior term toward `centre` (each member's gradient is its own term's)."""
         terms = [member.prior_term(task_ids, centre, sigma) for member in self.members]
-        total = terms[0]
-        for term in terms[1:]:
-            total = total + term
-        return total
+        return sum(terms[1:], terms[0])
 
     def scorer(self, task_index: int) -> PromptEnsemble:
         """Task k's members' prompts `(M, l, d)`, scored by averaging their label distributions."""
@@ -86,25 +83,18 @@ class EnsemblePrompts(nn.Module):
 
 def start(request: StartRequest) -> TargetInit:
     """Member m starts at particle m; the prior mean is the particle mean θ̄^S (the paper's prior)."""
-    init = resolve_init(request.source, request.runner, prompt_length=request.prompt_length, seed=request.seed,
-                        required_length=request.required_length, init_file=request.init_file)
-    particles = (request.init_file.particles if request.init_file is not None
-                 else _particles(request.source))
+    init_file = request.init_file or read_init_file(request.source)
+    if init_file is None or init_file.particles is None:
+        raise BmtptError(f"method bmtpt-ensemble needs {POSTERIOR}, but '{request.source}' is not one: pass the particles file with --init")
+    particles = init_file.particles
     if particles.shape[0] < 2:
         raise BmtptError(f"method bmtpt-ensemble averages M ≥ 2 members, but '{request.source}' holds one particle: "
                          "use --method multitask for it, or a posterior of bmtpt source --particles 2 or more")
+    init = resolve_init(request.source, request.runner, prompt_length=request.prompt_length, seed=request.seed,
+                        required_length=request.required_length, init_file=init_file)
     init.members = particles.detach().clone().float()
     init.details = {**init.details, "members": int(particles.shape[0])}
     return init
-
-
-def _particles(path: str) -> torch.Tensor:
-    from bmtpt_cli.methods.init import read_init_file
-
-    found = read_init_file(path)
-    if found is None or found.particles is None:
-        raise BmtptError(f"method bmtpt-ensemble needs {POSTERIOR}, but '{path}' is not one: pass the particles file with --init")
-    return found.particles
 
 
 def build(init: TargetInit, tasks: list[str], runner: FrozenT5Runner, seed: int) -> EnsemblePrompts:

@@ -113,7 +113,7 @@ def test_a_generated_cell_says_its_temperature_is_undefined_without_scoring():
     from bmtpt_cli.scoring.score import TaskScore
 
     score = TaskScore(task="x", metric="em", value=0.5, decode="generate", examples=4, calibration={"undefined": "generated"})
-    calibrated = calibrate_cell(None, None, None, [], [], score, None)  # no model, no scoring: nothing to fit
+    calibrated = calibrate_cell(score, None, [], [])  # no model, no scoring: nothing to fit
     assert calibrated.calibration["undefined"] == "generated" and calibrated.calibration["temperature"].startswith("not defined")
 
 
