@@ -17,6 +17,7 @@ from bmtpt_cli.commands.adapt import adapt_command
 from bmtpt_cli.commands.evaluate import evaluate_command
 from bmtpt_cli.commands.export import export_command
 from bmtpt_cli.commands.fewshot import fewshot_command
+from bmtpt_cli.commands.reproduce import reproduce_command
 from bmtpt_cli.commands.source import source_command
 from bmtpt_cli.commands.tasks import tasks_command
 from bmtpt_cli.commands.transfer_matrix import transfer_matrix_command
@@ -29,6 +30,7 @@ COMMANDS = {
     "tasks": tasks_command,
     "transfer-matrix": transfer_matrix_command,
     "export": export_command,
+    "reproduce": reproduce_command,
 }
 
 

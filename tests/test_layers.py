@@ -20,7 +20,7 @@ LAYER_ORDER = (
     ("bmtpt_cli.source", "bmtpt_cli.adapter"),  # the SVGD engine; the adaptation loop
     ("bmtpt_cli.methods",),  # one module per transfer method, and the registry
     ("bmtpt_cli.jobs", "bmtpt_cli.experiments", "bmtpt_cli.export"),  # one command's run; grids, tables, matrices
-    ("bmtpt_cli.presets", "bmtpt_cli.settings", "bmtpt_cli.console", "bmtpt_cli.world"),
+    ("bmtpt_cli.presets", "bmtpt_cli.settings", "bmtpt_cli.console", "bmtpt_cli.world", "bmtpt_cli.reproduce"),
     ("bmtpt_cli.commands",),
     ("bmtpt_cli.app", "bmtpt_cli.__main__"),
 )

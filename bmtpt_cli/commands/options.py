@@ -36,16 +36,7 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
     def command_function(**options: Any) -> None:
         flags = {name: value for name, value in options.items() if value is not None and name not in CONTROL}
         with user_errors():
-            settings = resolve_settings(command, options.get("preset"), flags)
-            configure_output(verbose=settings.verbose, progress_every=settings.progress_every)  # before a library loads
-            for note in settings.notes:
-                err_console.print(note, markup=False, soft_wrap=True)
-            if options.get("print_config"):
-                print_config(command, settings)
-                return
-            check_output_apart(command, settings)
-            apply_threads(settings.threads, settings.model)  # before any torch work; provenance records it
-            run(settings)
+            run_command(command, run, options.get("preset"), flags, print_only=bool(options.get("print_config")))
 
     parameters = [_parameter(name, _option(name, settings_cls.model_fields[name])) for name in names]
     parameters.append(_parameter("preset", Annotated[Optional[str], typer.Option(help=PRESET_HELP, rich_help_panel=RUN)]))
@@ -58,6 +49,23 @@ def settings_command(command: str, run: Callable[[CommonSettings], None], doc: s
     command_function.__doc__ = doc + DEFAULTS_NOTE
     command_function.__name__ = f"{command}_command"
     return command_function
+
+
+def run_command(command: str, run: Callable[[CommonSettings], None], preset: str | None, flags: dict[str, Any], *,
+                print_only: bool = False) -> None:
+    """What `bmtpt COMMAND --preset P --flag …` does once its options are parsed: resolve the settings (flags >
+    BMTPT_* > preset > defaults), set up the output and threads, and call `run(settings)` (`bmtpt reproduce`
+    runs its plan's commands through here). Errors are `BmtptError`s, for the caller to show."""
+    settings = resolve_settings(command, preset, flags)
+    configure_output(verbose=settings.verbose, progress_every=settings.progress_every)  # before a library loads
+    for note in settings.notes:
+        err_console.print(note, markup=False, soft_wrap=True)
+    if print_only:
+        print_config(command, settings)
+        return
+    check_output_apart(command, settings)
+    apply_threads(settings.threads, settings.model)  # before any torch work; provenance records it
+    run(settings)
 
 
 def _ordered_fields(settings_cls) -> list[str]:

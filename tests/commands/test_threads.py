@@ -14,7 +14,7 @@ from bmtpt_cli.runtime.provenance import provenance
 from bmtpt_cli.runtime.threads import default_threads
 from clihelpers import FAST, bmtpt
 
-SETTINGS_COMMANDS = [name for name in COMMANDS if name != "tasks"]  # `tasks` only lists the registry: no torch work
+SETTINGS_COMMANDS = [name for name in COMMANDS if name not in ("tasks", "reproduce")]  # `tasks` only lists the registry; `reproduce` sets threads per run (--set all.threads=N)
 
 
 @pytest.fixture
