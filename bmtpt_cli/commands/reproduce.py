@@ -147,10 +147,12 @@ def print_plan(plan, root: Path, estimate) -> None:
         if run.stage != current:
             current = run.stage
             count = sum(r.stage == current for r in plan.runs)
-            lines.append(f"stage {current} ({count} runs, independent of each other: they may run in parallel)")
+            lines.append(f"stage {current} ({count} runs, independent of each other: they may run in parallel)" if count > 1
+                         else f"stage {current} (1 run)")
         cost = f" · ≈ {hours(estimate.per_run[run.name])}" if estimate else ""
         cells = f" · {run.cells} cells" if run.command == "fewshot" else ""
-        lines.append(f"  {run.name}: {run.train_sequences:,} training sequences{cells}{cost}")
+        work = f"{run.steps:,} steps, {run.train_sequences:,} training sequences" if run.steps else "scoring only"
+        lines.append(f"  {run.name}: {work}{cells}{cost}")
         lines.append(f"    {' '.join(run.argv(root))}")
         if run.consumes:
             lines.append(f"    reads {', '.join(str(root / c) for c in run.consumes)}")

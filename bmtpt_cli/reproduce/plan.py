@@ -54,6 +54,7 @@ class Run:
     consumes: tuple[str, ...] = ()
     model: str = PAPER_MODEL
     train_sequences: int = 0
+    steps: int = 0  # optimisation steps (a few-shot grid: summed over its cells; per-task sources: over the tasks)
     cells: int = 1  # few-shot cells (methods × k × tasks × seeds × posteriors); 1 for other runs
     stage: int = 0  # 1 + the latest stage of what it reads: runs of one stage may run in parallel
     row: str | None = None  # the row it makes (None: a source run, shared)
@@ -127,7 +128,7 @@ class Plan:
             "runs": [{
                 "name": r.name, "command": r.command, "argv": r.argv(root), "stage": r.stage, "after": list(r.after),
                 "consumes": list(r.consumes), "produces": r.produces, "model": r.model, "cells": r.cells,
-                "train_sequences": r.train_sequences, "fingerprint": r.fingerprint(), "row": r.row, "block": r.block,
+                "steps": r.steps, "train_sequences": r.train_sequences, "fingerprint": r.fingerprint(), "row": r.row, "block": r.block,
             } for r in self.runs],
         }
 
@@ -294,6 +295,7 @@ def _source_runs(plan: Plan, spec: SourceSpec) -> list[Run]:
         preset, flags = _flags(plan, "source", spec.preset, {"tasks": tasks, **kind, "seed": p, "out": out})
         run = Run(f"source/{spec.key}-p{p}", "source", preset, flags, out, model=_model(flags, spec.preset))
         run.train_sequences = _source_sequences(run)
+        run.steps = int(_resolved(run, "steps")) * (len(tasks) if spec.kind == "per-task" else 1)
         plan.runs.append(run)
         runs.append(run)
     return runs
@@ -354,6 +356,7 @@ def _adaptation_runs(plan: Plan, block, row: RowSpec, sources: list[Run]) -> Non
                             after=(source.name,) if source else (), consumes=(consumed,) if source else (),
                             posterior=p, seed=seed)
                 adapt.train_sequences = _adapt_sequences(adapt, row)
+                adapt.steps = int(_resolved(adapt, "steps"))
                 epreset, eflags = _flags(plan, "evaluate", row_preset, {"prompts": adapt.produces, "out": f"runs/{name}/results.json"})
                 evaluate = Run(f"evaluate/{name}", "evaluate", epreset, eflags, eflags["out"], model=model, row=row.key,
                                block=block.name, after=(adapt.name,), consumes=(adapt.produces,), posterior=p, seed=seed)
@@ -382,6 +385,7 @@ def _fewshot_run(plan: Plan, row: RowSpec, shots: list[int], sources: list[Run])
     posteriors = max(1, len(sources))
     run.cells = len(flags["shots"]) * len(plan.tasks) * plan.seeds * posteriors
     steps, batch = int(_resolved(run, "steps")), int(_resolved(run, "batch_size"))
+    run.steps = steps * run.cells
     per_task = sum(min(batch, k) for k in flags["shots"])  # a cell's batch: its k examples, at most batch_size
     run.train_sequences = steps * per_task * len(plan.tasks) * plan.seeds * posteriors
     if row.method == "spot":
