@@ -73,10 +73,16 @@ class Run:
                 words += [flag, _text(value, root if name in PATH_FLAGS else None)]
         return words
 
+    def preset_values(self) -> dict[str, Any]:
+        """The values its preset gives this command (its table over the shared keys), as parsed now."""
+        data = _preset_data(self.preset)
+        return {k: v for k, v in data.items() if not isinstance(v, dict)} | data.get(self.command, {})
+
     def fingerprint(self) -> str:
-        """What makes the run's numbers: command, preset and flags (less `NOT_FINGERPRINTED`)."""
+        """What makes the run's numbers: command, preset (its values, so an edited preset counts as a change) and
+        flags (less `NOT_FINGERPRINTED`)."""
         kept = {k: v for k, v in self.flags.items() if k not in NOT_FINGERPRINTED}
-        text = json.dumps([self.command, self.preset, kept], sort_keys=True, default=str)
+        text = json.dumps([self.command, self.preset, self.preset_values(), kept], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def settings_flags(self, root: Path) -> dict[str, Any]:

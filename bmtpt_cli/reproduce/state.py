@@ -42,6 +42,7 @@ def is_finished(root: Path, run: Run) -> bool:
 
 def mark_finished(root: Path, run: Run, seconds: float) -> None:
     record = {"name": run.name, "fingerprint": run.fingerprint(), "argv": run.argv(root), "preset": run.preset,
+              "preset_values": json.loads(json.dumps(run.preset_values(), default=str)),
               "flags": json.loads(json.dumps(run.flags, default=str)), "seconds": round(seconds, 3),
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = state_path(root, run)
@@ -67,6 +68,10 @@ def changes(record: dict, run: Run) -> str:
     now = {"preset": run.preset} | json.loads(json.dumps(run.flags, default=str))
     keys = [k for k in dict.fromkeys([*was, *now]) if k not in NOT_FINGERPRINTED and was.get(k) != now.get(k)]
     shown = [f"{k} {_shown(was.get(k))} → {_shown(now.get(k))}" for k in keys]
+    was_preset = record.get("preset_values") or {}
+    now_preset = json.loads(json.dumps(run.preset_values(), default=str))
+    shown += [f"preset {run.preset} key {k} {_shown(was_preset.get(k))} → {_shown(now_preset.get(k))}"
+              for k in dict.fromkeys([*was_preset, *now_preset]) if was_preset.get(k) != now_preset.get(k)]
     return ", ".join(shown) or "its record differs"
 
 

@@ -197,3 +197,20 @@ def test_toy_table1_adapts_each_target_and_scores_it(tmp_path):
     table = (out / "table.md").read_text()
     assert "## single-target" in table and "## multi-target" in table
     assert f"| PT | {score:.1f} | {score:.1f} |" in table and "GLUE avg 72.2, SuperGLUE avg 57.8" in table
+
+
+def test_an_edited_preset_is_a_changed_setting(tmp_path, monkeypatch):
+    from bmtpt_cli.reproduce import plan as plan_module
+    from bmtpt_cli.reproduce.state import changes, check_no_mixing, mark_finished
+
+    plan = plan_module.build_plan("table2", scale="toy", rows=["pt"], tasks=["toy_mood_true"], shots=[4], seeds=1)
+    run = plan.runs[0]
+    (tmp_path / run.produces).mkdir(parents=True)
+    mark_finished(tmp_path, run, 1.0)
+    check_no_mixing(tmp_path, plan)  # the same preset: nothing to refuse
+    edited = plan_module._preset_data("toyworld") | {"fewshot": {**plan_module._preset_data("toyworld")["fewshot"], "steps": 31}}
+    monkeypatch.setattr(plan_module, "_preset_data", lambda name: edited if name == "toyworld" else {})
+    record = json.loads(next((tmp_path / "state").iterdir()).read_text())
+    assert "preset toyworld key steps 30 → 31" in changes(record, run)
+    with pytest.raises(Exception, match="made with other settings"):
+        check_no_mixing(tmp_path, plan)
