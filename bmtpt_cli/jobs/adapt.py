@@ -59,10 +59,15 @@ class AdaptJob:
 def retrieval_line(details: dict) -> str:
     """One line saying which source prompt retrieval chose, with its similarity and the runner-up."""
     ranked = sorted(details["similarities"].items(), key=lambda item: -item[1])
-    line = (f"retrieve: {details['chosen']} initialises the target ({details['measure']} similarity "
-            f"{ranked[0][1]:.4f} to {details['embedding']['task']}'s task embedding")
-    if len(ranked) > 1:
-        line += f"; next {ranked[1][0]} {ranked[1][1]:.4f}"
+    if details.get("method") == "retrieve-average":
+        weights = ", ".join(f"{task} {weight:.2f}" for task, weight in details["weights"].items())
+        line = (f"retrieve: the similarity-weighted average of the top {details['top']} ({weights}) initialises the target "
+                f"({details['measure']} similarity to {details['embedding']['task']}'s task embedding")
+    else:
+        line = (f"retrieve: {details['chosen']} initialises the target ({details['measure']} similarity "
+                f"{ranked[0][1]:.4f} to {details['embedding']['task']}'s task embedding")
+        if len(ranked) > 1:
+            line += f"; next {ranked[1][0]} {ranked[1][1]:.4f}"
     if details["excluded"]:
         line += f"; own prompt {', '.join(details['excluded'])} left out"
     return line + ")"

@@ -140,6 +140,8 @@ class TransferMethod:
             centre = f"particle {details['particle']} of the init"
         elif details.get("method") == "retrieve":
             centre = f"the retrieved source prompt of {details['chosen']}"
+        elif details.get("method") == "retrieve-average":
+            centre = f"the similarity-weighted average of the retrieved source prompts of {', '.join(details['chosen'])}"
         else:
             centre = "mean of the init"
         return f"N({centre}, sigma^2 I), sigma = {sigma:g}"

@@ -25,11 +25,12 @@ METHODS: dict[str, TransferMethod] = {
     "attempt": attempt.METHOD,
 }
 PARTICLE_METHOD = re.compile(r"particle-(\d+)")
+AVERAGE_METHOD = re.compile(r"spot-average-(\d+)")
 
 
 def method_names() -> str:
     """The names `--method` and `--methods` take, for help texts and errors."""
-    return ", ".join([*METHODS, "particle-I"])
+    return ", ".join([*METHODS, "particle-I", "spot-average-K"])
 
 
 def method_named(name: str, *, flag: str = "--method") -> TransferMethod:
@@ -40,7 +41,10 @@ def method_named(name: str, *, flag: str = "--method") -> TransferMethod:
     numbered = PARTICLE_METHOD.fullmatch(name)
     if numbered:
         return particles.particle(int(numbered.group(1)))
-    raise BmtptError(f"unknown method '{name}' in {flag}: use {method_names()} (e.g. particle-0)")
+    averaged = AVERAGE_METHOD.fullmatch(name)
+    if averaged:
+        return spot.average(int(averaged.group(1)))
+    raise BmtptError(f"unknown method '{name}' in {flag}: use {method_names()} (e.g. particle-0, spot-average-3)")
 
 
 def infer_method(init: str, init_file: InitFile | None, init_particle: int | None, prior: bool) -> TransferMethod:
@@ -98,7 +102,7 @@ def method_of_artifact(metadata: dict[str, str]) -> TransferMethod:
     """The method a prompts file records (`bmtpt.method`). Files written before methods were recorded,
     and the per-task prompts of `source --per-task`, hold fixed prompts W ⊙ a_k b_kᵀ: from-prompts."""
     name = metadata.get("bmtpt.method", "")
-    if name in METHODS or PARTICLE_METHOD.fullmatch(name):
+    if name in METHODS or PARTICLE_METHOD.fullmatch(name) or AVERAGE_METHOD.fullmatch(name):
         return method_named(name)
     return METHODS["from-prompts"]
 

@@ -1,9 +1,16 @@
 """`spot`: SPoT-style retrieval (Vu et al. 2022) — the per-task source prompt most similar to the
-target's task embedding starts the target prompt and is its prior mean (`methods.retrieve`)."""
+target's task embedding starts the target prompt and is its prior mean (`methods.retrieve`); and
+`spot-average-K`, SPoT's top-k weighted average: the similarity-weighted average of the K most similar."""
 
+import hashlib
+
+import torch
+
+from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.methods.base import CONFIGURED, TASK_PROMPTS_DIR, StartRequest, TransferMethod
 from bmtpt_cli.methods.init import TargetInit, resolve_init
-from bmtpt_cli.methods.retrieve import RETRIEVE_PREFIX
+from bmtpt_cli.methods.retrieve import RETRIEVE_PREFIX, choose_source, read_sources, task_embedding
+from bmtpt_cli.artifacts import file_sha256
 
 
 def start(request: StartRequest) -> TargetInit:
@@ -19,3 +26,59 @@ METHOD = TransferMethod(
     source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=start, flag="--source-prompts",
     make_source="a directory of per-task prompts (`bmtpt source --per-task`)", retrieves=True,
 )
+
+
+SOURCE_DIRECTORY = "a directory of per-task prompts (`bmtpt source --per-task`)"
+
+
+def similarity_weights(similarities: list[float]) -> list[float]:
+    """Weights ∝ similarity, negative similarities counted as 0, summing to 1 (equal weights when none is
+    positive): SPoT's top-k weighted average."""
+    clipped = [max(0.0, value) for value in similarities]
+    total = sum(clipped)
+    return [value / total for value in clipped] if total > 0 else [1.0 / len(clipped)] * len(clipped)
+
+
+def start_at_average(count: int):
+    """`start` of `spot-average-K`: the target's task embedding picks the K source prompts most similar to it
+    (the target's own left out; ties by name); their similarity-weighted average is the init and the prior mean."""
+
+    def start(request: StartRequest) -> TargetInit:
+        spec, target = RETRIEVE_PREFIX + request.source, request.target
+        sources = read_sources(spec, d_model=request.runner.d_model, prompt_length=request.required_length)
+        lengths = {source.prompt.shape[0] for source in sources.values()}
+        if len(lengths) > 1:
+            raise BmtptError(f"'{request.source}' holds prompts of lengths {sorted(lengths)}: an average needs one length; "
+                             "make them with one bmtpt source --per-task run")
+        if not target.examples:
+            raise BmtptError(f"task {target.task} has no training examples to compute its task embedding from; check its data")
+        embedding = task_embedding(request.runner, target, length=lengths.pop(), seed=request.seed,
+                                   vocab_top_k=request.vocab_top_k, progress=request.progress)
+        found = choose_source(embedding, sources, target.task, target.measure)
+        order = list(found.similarities)
+        ranked = sorted(found.similarities, key=lambda task: (-found.similarities[task], order.index(task)))[:count]
+        weights = similarity_weights([found.similarities[task] for task in ranked])
+        prompt = sum(weight * sources[task].prompt.to(torch.float64) for weight, task in zip(weights, ranked)).to(torch.float32)
+        details = found.details(request.source, target, request.seed) | {
+            "method": "retrieve-average", "top": count, "chosen": ranked,
+            "weights": dict(zip(ranked, weights)), "chosen_files": [sources[task].path.name for task in ranked],
+        }
+        details.pop("chosen_file", None)
+        digest = hashlib.sha256("".join(file_sha256(sources[task].path) for task in ranked).encode()).hexdigest()
+        model = sources[ranked[0]].metadata.get("bmtpt.model")
+        return TargetInit(prompt, prompt.clone(), spec, digest, model, details)
+
+    return start
+
+
+def average(count: int) -> TransferMethod:
+    """`spot-average-K` (K ≥ 1): SPoT's top-k weighted average of the retrieved source prompts."""
+    if count < 1:
+        raise BmtptError(f"method spot-average-{count}: spot-average-K averages the K most similar source prompts, so K "
+                         "is 1 or more (e.g. spot-average-3)")
+    return TransferMethod(
+        name=f"spot-average-{count}",
+        summary=f"the similarity-weighted average of the {count} per-task source prompts nearest to the target's task embedding",
+        source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=start_at_average(count), flag="--source-prompts",
+        make_source=SOURCE_DIRECTORY, retrieves=True, details={"top": count},
+    )
