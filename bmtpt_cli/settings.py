@@ -315,7 +315,8 @@ PER_TASK_OUT = "source-prompts"
 
 
 METHOD_HELP = (
-    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, particle-I, spot, from-prompts or attempt (README: Baselines in one "
+    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, bmtpt-ensemble, particle-I, spot, spot-average-K, from-prompts or "
+    "attempt (README: Baselines in one "
     "code path); --init names its source file or directory. Unset: the method --init means (random → pt, a "
     "posterior → bmtpt, bmtpt-noprior with --no-prior, a one-particle file → multitask, retrieve:DIR → spot, a prompts "
     "file → from-prompts, with --init-particle I → particle-I)."
@@ -486,7 +487,10 @@ class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
     split: Literal["test", "validation"] = Field("test", json_schema_extra=panel(DATA), description="Split the targets are scored on.")
     tune: int | None = Field(None, gt=0, json_schema_extra=panel(METHOD), description="Also transfer with tuning: adapt each target for this many steps from each source prompt and from a random init, and report the relative error reduction over random-init prompt tuning (unset: skipped).")
     weight_decay: float = Field(paper.WEIGHT_DECAY, ge=0, json_schema_extra=panel(OPTIMISATION), description="With --tune: AdamW weight decay of W, a and b.")
-    out: Path = Field(Path("transfer"), json_schema_extra=panel(RUN), description="Folder to write the matrices to (CSV, JSON and a heatmap PNG each); an existing one is replaced only with --force.")
+    neurons: bool = Field(True, json_schema_extra=panel(METHOD), description="Neuron stimulation (Su et al. 2022): compare prompts by the overlap of the feed-forward neurons each activates in the frozen LM, a transferability indicator beside the prompt similarities. On by default: it costs one forward pass of one token per prompt, far less than scoring one transfer cell (--no-neurons: skipped).")
+    neuron_stack: Literal["decoder", "encoder"] = Field("decoder", json_schema_extra=panel(METHOD), description="With --neurons: the feed-forward neurons read, decoder (its first position, as Su et al.) or encoder (the probe token after the prompt).")
+    neuron_windows: int = Field(3, ge=1, le=64, json_schema_extra=panel(METHOD), description="With --neurons: besides all layers, a neuron-stimulation matrix per window of this many contiguous layer windows (3: first, middle and last third; 1: all layers only; at most one per layer).")
+    out: Path = Field(Path("transfer"), json_schema_extra=panel(RUN), description="Folder to write the matrices to (CSV, JSON and a heatmap PNG each), the indicators' correlations with transfer (correlations.csv, .json, .md) and their scatter plots (scatter/); an existing one is replaced only with --force.")
 
     @field_validator("tasks", "sources", mode="before")
     @classmethod
@@ -500,6 +504,14 @@ class TransferMatrixSettings(AdaptHyperparameters, CommonSettings):
                 f"{', '.join(map(flag_name, never))} only {'applies' if len(never) == 1 else 'apply'} to adapt --init "
                 f"retrieve:DIR; transfer-matrix starts from each source prompt itself: drop {'it' if len(never) == 1 else 'them'}"
             )
+        if not self.neurons:
+            unused = [name for name in ("neuron_stack", "neuron_windows") if name in flags]
+            if unused:
+                raise BmtptError(
+                    f"{', '.join(map(flag_name, unused))} only {'applies' if len(unused) == 1 else 'apply'} to neuron "
+                    f"stimulation, which --no-neurons{self._from('neurons')} skips: drop --no-neurons, or drop "
+                    f"{'it' if len(unused) == 1 else 'them'}"
+                )
         if self.tune is None:
             unused = [name for name in TUNE_ONLY if name in flags]
             if unused:
@@ -539,7 +551,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
-    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), attempt (ATTEMPT's attention over --source-prompts).")
+    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), spot-average-K (the similarity-weighted average of the K prompts of --source-prompts nearest to the target), attempt (ATTEMPT's attention over --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
     particles: PathList = Field([Path("particles.safetensors")], json_schema_extra=panel(METHOD), description="Particles files (bmtpt source), comma-separated, for the methods bmtpt, bmtpt-noprior and particle-I: several independent source posteriors (one source run per --seed) are each crossed with every seed, and the paired intervals are clustered by posterior.")

@@ -1,4 +1,5 @@
-"""`bmtpt transfer-matrix`: zero-shot transfer, transfer with tuning and task similarity between per-task prompts."""
+"""`bmtpt transfer-matrix`: zero-shot transfer, transfer with tuning, transferability indicators (prompt
+similarity, neuron stimulation) between per-task prompts, and how well each indicator predicts the transfer."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def run(settings: TransferMatrixSettings) -> None:
 
 
 def render(report) -> None:
-    """The relative zero-shot matrix as a table, then one summary line per matrix written."""
+    """The relative zero-shot matrix as a table, one summary line per matrix written, then the indicators
+    ranked by their correlation with each transfer matrix."""
     from rich.table import Table
 
     from bmtpt_cli.runner.model import TINY_MODEL
@@ -47,6 +49,28 @@ def render(report) -> None:
     console.print(table)
     for matrix in report.matrices:
         console.print(summary(matrix), markup=False, highlight=False, soft_wrap=True)
+    for transfer in dict.fromkeys(row.transfer for row in report.correlations):
+        console.print(correlation_table([row for row in report.correlations if row.transfer == transfer],
+                                        matrices[transfer].title))
+
+
+def correlation_table(rows, title: str):
+    """The indicators ranked by their pooled Spearman ρ with one transfer matrix: n, r, ρ and their p-values."""
+    from rich.table import Table
+
+    table = Table(title=f"Indicators vs {title}, ranked by Spearman ρ over pairs source ≠ target")
+    for name in ("indicator", "n", "Pearson r", "p", "Spearman ρ", "p"):
+        table.add_column(name, justify="left" if name == "indicator" else "right")
+    for row in rows:
+        c = row.overall
+        table.add_row(row.indicator, str(c.n), figure(c.pearson, ".2f"), figure(c.pearson_p, ".2g"),
+                      figure(c.spearman, ".2f"), figure(c.spearman_p, ".2g"))
+    return table
+
+
+def figure(value: float, spec: str) -> str:
+    """A correlation figure, n/a when undefined (fewer than 3 pairs, or a constant side)."""
+    return "n/a" if math.isnan(value) else format(value, spec)
 
 
 def table_cell(matrix, i: int, j: int, value: float) -> str:
@@ -78,7 +102,9 @@ def summary(matrix) -> str:
 transfer_matrix_command = settings_command(
     "transfer-matrix", run,
     "Transferability between per-task prompts (docs/SPEC.md §5): zero-shot transfer relative to each target's own"
-    " prompt, --tune STEPS for transfer with tuning (relative error reduction over random-init prompt tuning), and"
-    " task-embedding similarity; CSV, JSON and a heatmap PNG per matrix in --out. --taskless is recommended, so a"
-    " prompt cannot lean on the task name in the input.",
+    " prompt, --tune STEPS for transfer with tuning (relative error reduction over random-init prompt tuning),"
+    " transferability indicators (task-embedding and prompt similarities, neuron stimulation) and each indicator's"
+    " Pearson and Spearman correlation with the transfer; CSV, JSON and a heatmap PNG per matrix, correlations.csv,"
+    " .json, .md and scatter plots in --out. --taskless is recommended, so a prompt cannot lean on the task name in"
+    " the input.",
 )

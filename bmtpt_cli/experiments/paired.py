@@ -67,6 +67,15 @@ def _t_upper_tail(t: float, df: float) -> float:
     return 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t), t * t / (df + t * t))
 
 
+def t_two_sided_p(t: float, df: float) -> float:
+    """Two-sided p-value of Student's t statistic `t` with df degrees of freedom: P(|T| ≥ |t|)."""
+    if not df > 0.0:
+        raise ValueError(f"t_two_sided_p needs df > 0, got {df}")
+    if math.isinf(t):
+        return 0.0
+    return min(1.0, 2.0 * _t_upper_tail(abs(t), df))
+
+
 def t_quantile(p: float, df: float) -> float:
     """Quantile of Student's t with df degrees of freedom (0 < p < 1)."""
     if not 0.0 < p < 1.0:

@@ -109,7 +109,7 @@ def spearman_corr(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Spearman correlation: Pearson of the ranks, ties given their average rank (as
     `scipy.stats.spearmanr`); 0.0 if either side is constant."""
     _check_pairs(xs, ys)
-    return pearson_corr(_average_ranks(xs), _average_ranks(ys))
+    return pearson_corr(average_ranks(xs), average_ranks(ys))
 
 
 def parse_score(text: str, default: float = UNPARSABLE_SCORE) -> float:
@@ -358,7 +358,8 @@ def _gold_scores(examples: Sequence[TextExample]) -> list[float]:
     return scores
 
 
-def _average_ranks(values: Sequence[float]) -> list[float]:
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """Each value's rank from 1 (smallest), ties given the mean of the ranks they span (scipy's rankdata)."""
     order = sorted(range(len(values)), key=values.__getitem__)
     ranks = [0.0] * len(values)
     start = 0

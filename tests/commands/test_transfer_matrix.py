@@ -1,4 +1,5 @@
-"""`bmtpt transfer-matrix` on three demo tasks: the matrices of SPEC §5 as CSV, JSON and heatmaps, and its refusals."""
+"""`bmtpt transfer-matrix` on three demo tasks: the matrices of SPEC §5 as CSV, JSON and heatmaps, the indicators'
+correlations with transfer, and its refusals."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from bmtpt_cli.artifacts import PROMPTS, common_metadata, save_prompts
 from clihelpers import bmtpt, listing, starting_prompt
 
 TASKS = ["demo_rte", "demo_nli", "demo_review"]  # the targets, in the order given
-NAMES = ("zero_shot", "zero_shot_relative", "tuned", "error_reduction", "similarity_mean", "similarity_tokens")
+SIMILARITIES = ("similarity_mean", "similarity_tokens", "similarity_euclidean", "similarity_euclidean_tokens",
+                "similarity_cosine")
+NEURONS = ("neurons_all", "neurons_layer_1", "neurons_layer_2")  # tiny: 2 decoder layers, --neuron-windows 3
+NAMES = ("zero_shot", "zero_shot_relative", "tuned", "error_reduction", *SIMILARITIES)
+CORRELATION_FILES = ["correlations.csv", "correlations.json", "correlations.md", "scatter"]
 
 
 def make_prompts_dir(directory, tasks=TASKS, *, length=8, width=64, seed=0):
@@ -57,7 +62,7 @@ def run(tmp_path_factory):
     prompts = make_prompts_dir(root / "prompts")
     result = _transfer(root, "--tasks", ",".join(TASKS), "--taskless", "--out", root / "out")
     return {"root": root, "out": root / "out", "prompts": prompts, "result": result,
-            "records": _records(root / "out", NAMES[:2] + NAMES[4:])}
+            "records": _records(root / "out", NAMES[:2] + NAMES[4:] + NEURONS + ("correlations",))}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +72,9 @@ def tuned(tmp_path_factory):
     prompts = make_prompts_dir(root / "prompts")
     calls = []
     result = _transfer(root, "--tasks", "demo_rte", "--sources", "demo_nli,demo_review", "--tune", "1", "--batch-size", "4",
-                       "--out", root / "out", spy_on=calls)
-    return {"out": root / "out", "prompts": prompts, "calls": calls, "result": result, "records": _records(root / "out", NAMES)}
+                       "--neuron-stack", "encoder", "--neuron-windows", "1", "--out", root / "out", spy_on=calls)
+    return {"out": root / "out", "prompts": prompts, "calls": calls, "result": result,
+            "records": _records(root / "out", NAMES + ("neurons_all", "correlations"))}
 
 
 integration = pytest.mark.integration  # the tests of the two runs above
@@ -76,10 +82,13 @@ integration = pytest.mark.integration  # the tests of the two runs above
 
 @integration
 def test_every_matrix_is_written_as_csv_json_and_png(run, tuned):
-    untuned = [name for name in NAMES if name not in ("tuned", "error_reduction")]
-    assert listing(run["out"]) == sorted(f"{name}.{ext}" for name in untuned for ext in ("csv", "json", "png"))
+    untuned = [name for name in NAMES if name not in ("tuned", "error_reduction")] + list(NEURONS)
+    assert listing(run["out"]) == sorted([f"{name}.{ext}" for name in untuned for ext in ("csv", "json", "png")]
+                                         + CORRELATION_FILES)
+    assert listing(run["out"] / "scatter") == sorted(f"{name}.png" for name in [*SIMILARITIES, *NEURONS])
     assert listing(run["root"]) == ["out", "prompts"]  # no staging folder or lock left
-    assert listing(tuned["out"]) == sorted(f"{name}.{ext}" for name in NAMES for ext in ("csv", "json", "png"))
+    assert listing(tuned["out"]) == sorted([f"{name}.{ext}" for name in [*NAMES, "neurons_all"] for ext in ("csv", "json", "png")]
+                                           + CORRELATION_FILES)  # --neuron-windows 1: all layers only
 
 
 @integration
@@ -140,7 +149,7 @@ def _cos(u, v):
 @integration
 def test_similarity_matrices_are_symmetric_and_match_a_brute_force_double_loop(run):
     prompts = {name: run["prompts"][name].double().tolist() for name in sorted(TASKS)}
-    for measure in ("mean", "tokens"):
+    for measure in ("mean", "tokens"):  # the new measures: tests/transfer/test_similarity.py, and the next test
         record = run["records"][f"similarity_{measure}"]
         names, values = record["rows"], record["values"]
         assert names == record["columns"] == TASKS  # sources ∪ targets, in the targets' order
@@ -155,6 +164,82 @@ def test_similarity_matrices_are_symmetric_and_match_a_brute_force_double_loop(r
                 assert values[i][j] == values[j][i]
         if measure == "mean":
             assert [values[i][i] for i in range(3)] == pytest.approx([1.0] * 3, abs=1e-12)
+
+
+@integration
+def test_prompt_similarities_and_neuron_stimulation_are_what_the_scoring_functions_give(run, runner):
+    from bmtpt_cli.scoring.neurons import active_neurons, overlap_matrix
+    from bmtpt_cli.scoring.similarity import similarity_matrix
+
+    prompts = {name: run["prompts"][name] for name in TASKS}  # sources ∪ targets, in the targets' order
+    for measure in ("euclidean", "euclidean_tokens", "cosine"):
+        record = run["records"][f"similarity_{measure}"]
+        assert record["values"] == similarity_matrix(prompts, measure).tolist()
+        assert [record["values"][i][i] for i in range(3)] == pytest.approx([1.0] * 3, abs=1e-12)
+    active = {name: active_neurons(runner, prompt, "decoder") for name, prompt in prompts.items()}
+    for name, window in zip(NEURONS, (None, (0, 1), (1, 2))):
+        record = run["records"][name]
+        assert record["values"] == overlap_matrix(active, window)
+        assert [record["values"][i][i] for i in range(3)] == [1.0] * 3
+        assert record["neurons"]["stack"] == "decoder" and record["neurons"]["probe"] == "<extra_id_0>"
+    assert run["records"]["neurons_layer_2"]["neurons"]["layers"] == [2, 2]
+
+
+def _pairs(records, indicator, transfer):
+    """(indicator, transfer) over the pairs source != target, read back from the written matrices."""
+    x, y = records[indicator], records[transfer]
+    return [(x["values"][x["rows"].index(s)][x["columns"].index(t)], y["values"][i][j])
+            for i, s in enumerate(y["rows"]) for j, t in enumerate(y["columns"])
+            if s != t and s != "random init" and y["values"][i][j] is not None]
+
+
+@integration
+def test_correlations_are_scipys_over_the_written_matrices_and_ranked_by_spearman(run):
+    import scipy.stats
+
+    record = run["records"]["correlations"]
+    assert list(record["transfers"]) == ["zero_shot_relative"]  # no --tune: no error reduction
+    ranked = record["transfers"]["zero_shot_relative"]
+    assert sorted(entry["indicator"] for entry in ranked) == sorted([*SIMILARITIES, *NEURONS])
+    compared = 0
+    for entry in ranked:
+        pairs = _pairs(run["records"], entry["indicator"], "zero_shot_relative")
+        assert entry["all_pairs"]["n"] == len(pairs) == 6  # 3 sources × 3 targets, less the diagonal
+        xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+        if len(set(ys)) > 1 and len(set(xs)) > 1:
+            r, p = scipy.stats.pearsonr(xs, ys)
+            rho, p_rho = scipy.stats.spearmanr(xs, ys)
+            got = entry["all_pairs"]
+            assert got["pearson_r"] == pytest.approx(r, abs=1e-12) and got["pearson_p"] == pytest.approx(p, rel=1e-9)
+            assert got["spearman_rho"] == pytest.approx(rho, abs=1e-12) and got["spearman_p"] == pytest.approx(p_rho, rel=1e-9)
+            compared += 1
+        else:
+            assert entry["all_pairs"]["pearson_r"] is None  # a constant side: undefined, null in the JSON
+        assert list(entry["per_target"]) == TASKS and all(c["n"] == 2 for c in entry["per_target"].values())
+        assert all(c["spearman_rho"] is None for c in entry["per_target"].values())  # 2 sources: too few pairs
+    assert compared  # tiny's chance scores are fixed: one off-diagonal cell differs from the rest
+    rhos = [entry["all_pairs"]["spearman_rho"] for entry in ranked]
+    defined = [rho for rho in rhos if rho is not None]
+    assert defined == sorted(defined, reverse=True) and rhos[:len(defined)] == defined  # undefined last
+    lines = (run["out"] / "correlations.csv").read_text().splitlines()
+    assert lines[-1].startswith("# model 'tiny' has random weights")  # the notes, as in a matrix's CSV
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert [(row["indicator"], row["rank"]) for row in rows if row["target"] == "all"] == [
+        (entry["indicator"], str(entry["rank"])) for entry in ranked]
+    assert len(rows) == len(ranked) * 4  # all pairs, then each of the 3 targets
+    markdown = (run["out"] / "correlations.md").read_text()
+    assert "| 1 | `" + ranked[0]["indicator"] + "` | 6 |" in markdown and "chance level" in markdown
+
+
+@integration
+def test_tuned_runs_correlate_the_error_reduction_too_and_read_the_encoder(tuned):
+    record = tuned["records"]["correlations"]
+    assert list(record["transfers"]) == ["zero_shot_relative", "error_reduction"]
+    for entry in record["transfers"]["error_reduction"]:
+        assert entry["all_pairs"]["n"] == 2 and list(entry["per_target"]) == ["demo_rte"]  # random init left out
+        assert [point[0] for point in entry["points"]["demo_rte"]] == ["demo_nli", "demo_review"]
+    neurons = tuned["records"]["neurons_all"]
+    assert neurons["neurons"] == {"stack": "encoder", "layers": [1, 2], "position": "l", "probe": "<extra_id_0>"}
 
 
 @integration
@@ -183,19 +268,22 @@ def test_tuning_starts_from_each_source_prompt_and_a_random_init_and_reports_the
 def test_heatmaps_are_real_images(run, tuned):
     import matplotlib.image
 
-    for name in NAMES:
-        image = matplotlib.image.imread((tuned if name in ("tuned", "error_reduction") else run)["out"] / f"{name}.png")
+    pictures = [(tuned if name in ("tuned", "error_reduction") else run)["out"] / f"{name}.png" for name in NAMES]
+    pictures += [run["out"] / f"{name}.png" for name in NEURONS] + [run["out"] / "scatter" / "neurons_all.png"]
+    for path in pictures + [tuned["out"] / "scatter" / "similarity_cosine.png"]:
+        image = matplotlib.image.imread(path)
         assert image.shape[0] > 300 and image.shape[1] > 400
         colours = {tuple(p) for p in (image[::3, ::3, :3] * 255).round().astype(int).reshape(-1, 3).tolist()}
-        assert len(colours) > 20, name
+        assert len(colours) > 20, path
 
 
 @integration
 def test_the_terminal_shows_the_relative_table_and_a_summary_line_per_matrix(run):
     output = run["result"].stdout
     assert "Zero-shot transfer relative to the target's own prompt" in output
-    for name in ("zero_shot", "zero_shot_relative", "similarity_mean", "similarity_tokens"):
+    for name in ("zero_shot", "zero_shot_relative", *SIMILARITIES, *NEURONS):
         assert f"\n{name}: 3×3" in output
+    assert "Indicators vs Zero-shot transfer" in output and "Spearman ρ" in output
     assert f"wrote {run['out']}" in output
 
 
@@ -243,6 +331,14 @@ def test_tuning_options_without_tune_are_refused(prompts_dir, tmp_path):
     assert "--lr-shared" in message and "--tune" in message
     message = _refused("--prompts-dir", prompts_dir, "--retrieval-measure", "tokens", "--out", tmp_path / "out")
     assert "--retrieval-measure only applies to adapt --init retrieve:DIR" in message
+
+
+def test_neuron_options_without_neurons_are_refused(prompts_dir, tmp_path):
+    message = _refused("--prompts-dir", prompts_dir, "--no-neurons", "--neuron-stack", "encoder", "--out", tmp_path / "out")
+    assert "--neuron-stack" in message and "--no-neurons" in message
+    message = _refused("--prompts-dir", prompts_dir, "--neuron-windows", "0", "--out", tmp_path / "out")
+    assert "--neuron-windows" in message
+    assert listing(tmp_path) == ["prompts"]
 
 
 def test_a_preset_table_sets_the_commands_keys(tmp_path, monkeypatch):

@@ -1,1 +1,2 @@
-"""Transferability between tasks (SPEC §5): task-embedding similarity, the transfer matrix, retrieval."""
+"""Transferability between tasks (SPEC §5): the transfer matrices, the indicators (prompt similarity, neuron
+stimulation) and how well each predicts the transfer."""

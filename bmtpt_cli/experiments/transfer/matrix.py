@@ -7,7 +7,8 @@ Rows are source prompts, columns target tasks (the similarity matrices are squar
 - (b) transfer with tuning (SPoT, Vu et al. 2022): each target adapted from each source prompt
   and, once, from a random init; the relative error reduction over the random init,
   100 · (err_random − err_source) / err_random with err = 1 − score;
-- (c) task-embedding similarity of the prompts, by both measures of `transfer.similarity`.
+- (c) similarity of the prompts, by every measure of `scoring.similarity`;
+- (d) neuron stimulation: the overlap of the feed-forward neurons each prompt activates (`scoring.neurons`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.scoring.score import TaskScore, score_task
 from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.runtime.loop import RunFiles
-from bmtpt_cli.scoring.similarity import MEASURES, similarity_matrix
+from bmtpt_cli.scoring.neurons import active_neurons, layer_windows, overlap_matrix
+from bmtpt_cli.scoring.similarity import ALL_MEASURES, similarity_matrix
 
 NAN = float("nan")
 
@@ -80,8 +82,28 @@ def error_reduction(tuned: list[list[float]], random: list[float]) -> list[list[
 
 
 def similarity_matrices(prompts: dict[str, torch.Tensor]) -> dict[str, list[list[float]]]:
-    """Each measure's `(n, n)` task-embedding similarity over `prompts` (in their order), as float64 lists."""
-    return {measure: similarity_matrix(prompts, measure).tolist() for measure in MEASURES}
+    """Each measure's `(n, n)` prompt similarity over `prompts` (in their order), as float64 lists."""
+    return {measure: similarity_matrix(prompts, measure).tolist() for measure in ALL_MEASURES}
+
+
+def neuron_overlaps(
+    runner: FrozenT5Runner,
+    prompts: dict[str, torch.Tensor],
+    stack: str,
+    windows: int,
+    on_prompt: Callable[[str], None] | None = None,
+) -> dict[tuple[int, int] | None, list[list[float]]]:
+    """Neuron stimulation (SPEC §5d): each prompt's active feed-forward neurons of `stack`, one pass per
+    prompt, and their `(n, n)` binary cosine over all layers (key None) and over each of `windows`
+    contiguous layer windows [start, stop) (none when `windows` is 1 or the stack has one layer)."""
+    active = {}
+    for name, prompt in prompts.items():
+        active[name] = active_neurons(runner, prompt, stack)  # (L, d_ff) bool
+        if on_prompt:
+            on_prompt(name)
+    layers = next(iter(active.values())).shape[0] if active else 0
+    bounds = layer_windows(layers, windows) if windows > 1 and layers > 1 else []
+    return {None: overlap_matrix(active)} | {window: overlap_matrix(active, window) for window in bounds}
 
 
 Scorer = Callable[[torch.Tensor, Task], TaskScore]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from bmtpt_cli.adapter.train import AdaptConfig
 from bmtpt_cli.artifacts import check_model_fit, file_sha256
@@ -12,8 +15,12 @@ from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.scoring.config import ScoringConfig
+from bmtpt_cli.scoring.neurons import pre_activation_modules, probe_token_id
 from bmtpt_cli.scoring.score import TaskScore
+from bmtpt_cli.scoring.similarity import ALIGNED_MEASURES
 from bmtpt_cli.runner.load import RunnerConfig, check_step_fits, load_runner
+from bmtpt_cli.runner.model import TINY_MODEL
+from bmtpt_cli.runner.runner import FrozenT5Runner
 from bmtpt_cli.runtime.progress import SILENT, Progress
 from bmtpt_cli.runtime.provenance import provenance
 from bmtpt_cli.runtime.tracking import open_tracker
@@ -26,13 +33,15 @@ from bmtpt_cli.experiments.transfer.matrix import (
     defined,
     error_reduction,
     grid,
+    neuron_overlaps,
     relative_scores,
     scorer,
     similarity_matrices,
     tuned_scores,
     zero_shot_scores,
 )
-from bmtpt_cli.experiments.transfer.write import staged_folder, write_matrix
+from bmtpt_cli.experiments.transfer.correlation import IndicatorCorrelation, correlations
+from bmtpt_cli.experiments.transfer.write import staged_folder, write_correlations, write_matrix
 
 FLAG = "--prompts-dir"
 
@@ -57,21 +66,27 @@ class TransferMatrixJob:
     out: Path
     force: bool
     settings: dict
+    neurons: bool  # --neurons: neuron stimulation (SPEC §5d)
+    neuron_stack: str  # decoder | encoder: the stack whose feed-forward neurons are read
+    neuron_windows: int  # layer windows besides all layers
     report_to: str = "none"  # --report-to (with --tune): each tuning run's step records also go there
 
 
 @dataclass
 class TransferReport:
-    """The matrices written, in order, and the folder they are in."""
+    """The matrices written, in order, the indicators' correlations with transfer, and the folder they are in."""
 
     out: Path
     matrices: list[Matrix]
     model: str
+    correlations: list[IndicatorCorrelation]
 
 
 def run_transfer_matrix(job: TransferMatrixJob, progress: Progress = SILENT) -> TransferReport:
     """Score every source prompt on every target (and with `adapt`, tune from it), compute the
-    task similarities, and write each matrix as CSV, JSON and a heatmap PNG into `job.out`.
+    transferability indicators (prompt similarities, neuron stimulation) and their correlations with
+    the transfer, and write each matrix as CSV, JSON and a heatmap PNG into `job.out`, the
+    correlations as `correlations.{csv,json,md}` and one scatter plot per indicator in `scatter/`.
 
     The output folder is checked (and its lock taken) first, so a bad `--out` shows before any work."""
     if job.data.label_style != "words":
@@ -80,14 +95,23 @@ def run_transfer_matrix(job: TransferMatrixJob, progress: Progress = SILENT) -> 
             "across tasks: drop --label-style (transfer-matrix scores label words)"
         )
     with staged_folder(job.out, force=job.force) as folder:
-        matrices, common = _compute(job, progress)
+        matrices, indicators, common = _compute(job, progress)
+        transfers = [matrix for matrix in matrices if matrix.name in CORRELATED]
+        found = correlations(indicators, transfers)
         for matrix in matrices:
             write_matrix(folder, matrix, common)
-    return TransferReport(job.out, matrices, job.runner.model)
+        notes = [TINY_NOTE] if job.runner.model == TINY_MODEL else []
+        write_correlations(folder, found, {m.name: m for m in matrices}, common | {"notes": notes})
+    return TransferReport(job.out, matrices, job.runner.model, found)
 
 
-def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], dict]:
-    """Every matrix of the job, and the record fields they share (settings, prompts, scoring rules, provenance)."""
+CORRELATED = ("zero_shot_relative", "error_reduction")
+"""The transfer matrices every indicator is correlated with (SPEC §5e)."""
+
+
+def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], list[Matrix], dict]:
+    """Every matrix of the job, which of them are indicators (similarities, neuron stimulation), and
+    the record fields they share (settings, prompts, scoring rules, provenance)."""
     prompts = read_task_prompts(job.prompts_dir, flag=FLAG)
     targets, sources = one_order(resolve_tasks(job.tasks or [name for name in prompts]), _sources(job, prompts))
     missing = [task.name for task in targets if task.name not in prompts]
@@ -107,6 +131,7 @@ def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], 
         made_with = entry.metadata.get("bmtpt.model")
         if made_with and made_with != job.runner.model:
             progress.note(f"warning: '{entry.path}' was made with model {made_with}, scoring with {job.runner.model}")
+    indicators = _indicators(job, runner, {name: entry.prompt for name, entry in used.items()}, progress)  # cheap: first
     score = scorer(runner, data[job.scoring.split], job.data.label_style, job.scoring.options())
     source_prompts = {name: prompts[name].prompt for name in sources}
     own_prompts = {task.name: prompts[task.name].prompt for task in targets}
@@ -148,12 +173,10 @@ def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], 
             )
         matrices += tuned_matrices(tuned, random, sources, targets, job.adapt, job.prior)
 
-    union = list(used)
-    for measure, values in similarity_matrices({name: prompts[name].prompt for name in union}).items():
-        matrices.append(similarity_record(measure, values, union))
+    matrices += indicators
 
     for matrix in matrices:
-        matrix.notes = matrix_notes(matrix, job.runner.model)
+        matrix.notes = matrix_notes(matrix, job.runner.model) + matrix.notes
     common = {
         "sources": sources,
         "targets": target_names,
@@ -165,7 +188,28 @@ def _compute(job: TransferMatrixJob, progress: Progress) -> tuple[list[Matrix], 
         "data": job.data.provenance(targets),
         "provenance": provenance(runner.device),
     }
-    return matrices, common
+    return matrices, indicators, common
+
+
+def _indicators(job: TransferMatrixJob, runner: FrozenT5Runner, prompts: dict[str, torch.Tensor], progress: Progress) -> list[Matrix]:
+    """The transferability indicators over `prompts` (sources ∪ targets): every prompt similarity (SPEC §5c)
+    and, with `job.neurons`, neuron stimulation over all layers and each layer window (SPEC §5d)."""
+    names = list(prompts)
+    indicators = [similarity_record(measure, values, names) for measure, values in similarity_matrices(prompts).items()]
+    if not job.neurons:
+        return indicators
+    with progress.bar(f"neurons ({job.neuron_stack})", len(names)) as update:
+        done = [0]
+
+        def stimulated(name: str) -> None:
+            done[0] += 1
+            update(done[0], name)
+
+        overlaps = neuron_overlaps(runner, prompts, job.neuron_stack, job.neuron_windows, on_prompt=stimulated)
+    layers = len(pre_activation_modules(runner.model, job.neuron_stack))
+    probe = runner.tokenizer.convert_ids_to_tokens(probe_token_id(runner.tokenizer))
+    return indicators + [neuron_record(values, names, job.neuron_stack, window, layers, probe)
+                         for window, values in overlaps.items()]
 
 
 def _sources(job: TransferMatrixJob, prompts: dict[str, TaskPrompt]) -> list[str]:
@@ -195,13 +239,14 @@ def one_order(targets: list, sources: list[str]) -> tuple[list, list[str]]:
     return ordered_targets, shared + [name for name in sources if name not in shared]
 
 
+TINY_NOTE = "model 'tiny' has random weights: these scores are chance level (the run checks the pipeline, not the method)"
+
+
 def matrix_notes(matrix: Matrix, model: str) -> list[str]:
     """The caveats a matrix's files carry: chance-level scores on `tiny`, and its invalid generations."""
-    from bmtpt_cli.runner.model import TINY_MODEL
-
     notes = []
     if model == TINY_MODEL:
-        notes.append("model 'tiny' has random weights: these scores are chance level (the run checks the pipeline, not the method)")
+        notes.append(TINY_NOTE)
     if matrix.invalid is None:
         return notes
     cells = [(row, column, n, total) for row, invalid, examples in zip(matrix.rows, matrix.invalid, matrix.examples)
@@ -293,17 +338,48 @@ def tuned_matrices(tuned: dict, random: dict[str, TaskScore], sources: list[str]
     ]
 
 
-SIMILARITY_TITLES = {
-    "mean": "Task-embedding similarity: cosine of the prompts' mean tokens",
-    "tokens": "Task-embedding similarity: mean cosine over all token pairs",
+SIMILARITIES = {  # measure -> (title, formula, unit, cell format)
+    "mean": ("Task-embedding similarity: cosine of the prompts' mean tokens", "cos(mean_i e1_i, mean_j e2_j)",
+             "cosine similarity", ".2f"),
+    "tokens": ("Task-embedding similarity: mean cosine over all token pairs", "(1/(l1 l2)) sum_i sum_j cos(e1_i, e2_j)",
+               "cosine similarity", ".2f"),
+    "euclidean": ("Prompt similarity: 1 / (1 + Euclidean distance of the flattened prompts)",
+                  "1 / (1 + ||vec(e1) - vec(e2)||)", "1 / (1 + distance)", ".3g"),
+    "euclidean_tokens": ("Prompt similarity: mean over tokens i of 1 / (1 + Euclidean distance of token i)",
+                         "(1/l) sum_i 1 / (1 + ||e1_i - e2_i||)", "1 / (1 + distance), mean over tokens", ".3g"),
+    "cosine": ("Prompt similarity: cosine of the flattened prompts", "cos(vec(e1), vec(e2))", "cosine similarity", ".2f"),
 }
+LENGTHS_DIFFER = "null where the two prompts differ in length (this measure compares token i with token i)"
 
 
 def similarity_record(measure: str, values: list[list[float]], names: list[str]) -> Matrix:
     """(c) one similarity measure's square matrix over sources ∪ targets (SPEC §5c)."""
-    formula = ("cos(mean_i e1_i, mean_j e2_j)" if measure == "mean" else "(1/(l1 l2)) sum_i sum_j cos(e1_i, e2_j)")
+    title, formula, unit, cell_format = SIMILARITIES[measure]
+    notes = [LENGTHS_DIFFER] if measure in ALIGNED_MEASURES and any(math.isnan(v) for row in values for v in row) else []
     return Matrix(
-        name=f"similarity_{measure}", title=SIMILARITY_TITLES[measure], description=f"{formula} of the two tasks' prompts",
-        unit="cosine similarity", rows=names, columns=names, values=values, row_label="task prompt",
-        column_label="task prompt", cell_format=".2f", extra={"measure": measure}, mark_own=False,
+        name=f"similarity_{measure}", title=title, description=f"{formula} of the two tasks' prompts",
+        unit=unit, rows=names, columns=names, values=values, row_label="task prompt",
+        column_label="task prompt", cell_format=cell_format, extra={"measure": measure}, mark_own=False, notes=notes,
+    )
+
+
+def neuron_record(values: list[list[float]], names: list[str], stack: str, window: tuple[int, int] | None,
+                  layers: int, probe: str) -> Matrix:
+    """(d) neuron stimulation over all layers of `stack` (`window` None) or the layers [start, stop) of
+    `window`, a square matrix over sources ∪ targets (SPEC §5d)."""
+    if window is None:
+        name, which = "neurons_all", f"all {layers} layers"
+    else:
+        first, last = window[0] + 1, window[1]  # 1-based, inclusive
+        name = f"neurons_layers_{first}-{last}" if last > first else f"neurons_layer_{first}"
+        which = f"layers {first}-{last} of {layers}" if last > first else f"layer {first} of {layers}"
+    position = "its first position (the start token)" if stack == "decoder" else "position l (the probe token after the prompt)"
+    return Matrix(
+        name=name, title=f"Neuron stimulation ({stack}, {which}): overlap of the activated feed-forward neurons",
+        description=f"cosine of the two prompts' binary activation vectors (feed-forward pre-activation > 0, {stack} "
+                    f"{which}, read at {position}; the prompt followed by the probe input {probe}); null where a prompt activates none",
+        unit="cosine of the active-neuron patterns", rows=names, columns=names, values=values, row_label="task prompt",
+        column_label="task prompt", cell_format=".2f", mark_own=False,
+        extra={"neurons": {"stack": stack, "layers": [window[0] + 1, window[1]] if window else [1, layers],
+                           "position": 0 if stack == "decoder" else "l", "probe": probe}},
     )
