@@ -157,24 +157,47 @@ def run_cells(
     """Several cells of one task and protocol (SPEC §4) adapted and scored together, in shared passes
     of the frozen LM (`adapter.batched`): each is its own `adapter.train.adapt` run on epochs of its
     subset, then scored on the test split, to float32 round-off (bit for bit for a group of one). `on_step(i, record)`: cell i's step records."""
-    specs, inits, subsets = [], [], []
-    for cell in cells:
+    specs, inits, subsets, owners = [], [], [], []
+    for index, cell in enumerate(cells):
         subset = protocol.subset(data.train, cell.seed)
-        init = cell.make_init(subset)
+        made = cell.make_init(subset)
         dev = protocol.dev(task, data.validation, cell.seed).get(task.name, [])
-        module = cell.method.prompt_module(init, [task.name], runner, cell.seed)
-        specs.append(CellSpec(task, subset, dev, module, cell.method.prior_centre(init, cell.prior), protocol.config(cell.seed)))
-        inits.append(init)
+        for init in made if isinstance(made, list) else [made]:  # a candidates method: one run per start
+            module = cell.method.prompt_module(init, [task.name], runner, cell.seed)
+            specs.append(CellSpec(task, subset, dev, module, cell.method.prior_centre(init, cell.prior), protocol.config(cell.seed)))
+            inits.append(init)
+            owners.append(index)
         subsets.append(subset)
-    results = adapt_cells(runner, specs, label_style=protocol.label_style, on_step=on_step)
-    kept = [result.prompts.scorer(0) for result in results]
+    def forwarded(i: int, record: AdaptStepRecord) -> None:  # a cell's step records are its first run's
+        if owners.index(owners[i]) == i:
+            on_step(owners[i], record)
+
+    results = adapt_cells(runner, specs, label_style=protocol.label_style, on_step=forwarded if on_step else None)
+    chosen = [best_candidate([i for i, owner in enumerate(owners) if owner == index], results, inits)
+              for index in range(len(cells))]
+    specs = [specs[i] for i, _ in chosen]
+    kept = [results[i].prompts.scorer(0) for i, _ in chosen]
     options = dict(label_style=protocol.label_style, **protocol.scoring.options())
     scores = score_cells(runner, kept, task, data.test, **options)
     if protocol.calibrate:  # one task and protocol: every cell is scored the same way
         ranked = scores[0].decode == "rank"
         fits = score_each_cell(runner, kept, task, [spec.dev for spec in specs], **options) if ranked else [None] * len(scores)
         scores = [calibrate_cell(score, fit, spec.dev, data.test) for score, fit, spec in zip(scores, fits, specs)]
-    return [CellResult(score, init, subset) for score, init, subset in zip(scores, inits, subsets)]
+    return [CellResult(score, init, subset) for score, (_, init), subset in zip(scores, chosen, subsets)]
+
+
+def best_candidate(indices: list[int], results: list, inits: list[TargetInit]) -> tuple[int, TargetInit]:
+    """Of a cell's runs (`indices` into `results` and `inits`; one unless its method has candidates), the one
+    whose kept dev score (the mean of its tasks' dev metrics) is highest, the first on a tie; a cell of several
+    candidates records each one's dev score and which was kept in its init's `details`."""
+    if len(indices) == 1:
+        return indices[0], inits[indices[0]]
+    dev = {i: statistics.fmean(results[i].dev_metrics.values()) if results[i].dev_metrics else float("-inf") for i in indices}
+    best = max(indices, key=lambda i: (dev[i], -indices.index(i)))
+    record = [{"chosen": inits[i].details.get("chosen"), "rank": inits[i].details.get("rank"), "dev": dev[i],
+               "best_step": results[i].best_step} for i in indices]
+    details = inits[best].details | {"method": "retrieve-best", "candidates": record, "kept_rank": inits[best].details.get("rank")}
+    return best, dataclasses.replace(inits[best], details=details)
 
 
 def calibrate_cell(score: TaskScore, fit: TaskScore | None, dev: list[TextExample], test: list[TextExample]) -> TaskScore:

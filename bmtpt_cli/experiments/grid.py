@@ -307,6 +307,9 @@ def plan_grid(job: GridJob, methods: list[Method]) -> GridPlan:
     tasks = resolve_tasks(job.tasks)
     if job.calibrate and not job.dev_shots:
         raise BmtptError("--calibrate needs dev examples: pass --dev-shots N")
+    choosing = [m.name for m in methods if m.method.candidates]
+    if choosing and not job.dev_shots:
+        raise BmtptError(f"method {choosing[0]} keeps the candidate that scores best on dev examples: pass --dev-shots N (N > 0)")
     files, hashes, file_length = read_sources(job, methods)
     pt_length = job.required_length or file_length or job.prompt_length  # pt at the length the other methods have
     data = load_task_data(job.data, tasks, job.scoring.split, job.dev_shots)  # data problems show before any write
@@ -407,7 +410,7 @@ def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected
             if method.method.retrieves:  # the target's embedding is learnt on this cell's subset
                 target = RetrievalTarget(task.name, subset, job.data.label_style, job.retrieval_steps, job.retrieval_measure,
                                          protocol.config(seed))
-            return method.method.start(StartRequest(
+            return (method.method.candidates or method.method.start)(StartRequest(
                 runner, seed, source=method.path, prompt_length=pt_length, required_length=job.required_length,
                 init_file=files.get(method.init), target=target, target_tasks=(task.name,),
             ))

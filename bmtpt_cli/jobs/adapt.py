@@ -83,6 +83,12 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         check_init_particle(spec, init_file, job.init_particle)
         method = resolve_method(job.method, spec, init_file, job.init_particle, job.prior)
         retrieves = method.retrieves
+        if method.candidates:
+            raise BmtptError(
+                f"method {method.name} tunes from several source prompts and keeps the best on dev, which bmtpt runs as "
+                f"few-shot cells (bmtpt fewshot --methods {method.name}); for a full-data run, adapt from each candidate "
+                "(--init DIR/TASK.safetensors) and keep the best dev score"
+            )
         if method.source == TASK_PROMPTS_DIR:
             if retrieves and len(tasks) != 1:
                 raise BmtptError(

@@ -105,6 +105,9 @@ class TransferMethod:
     export_formats: tuple[str, ...] = FORMATS
     details: dict = field(default_factory=dict)  # JSON-able facts a report records (e.g. the particle)
     retrieves: bool = False  # its start embeds the target's training examples (one target task; retrieval settings)
+    candidates: Callable[[StartRequest], list[TargetInit]] | None = None
+    # a method that tunes from several starts and keeps the one best on dev (SPoT's best-of-K, oracle): its starts,
+    # each a whole cell of its own; a few-shot cell keeps the candidate whose kept dev score is highest
 
     def __post_init__(self):
         if self.source not in SOURCE_KINDS:

@@ -21,16 +21,18 @@ METHODS: dict[str, TransferMethod] = {
     "bmtpt-noprior": particles.BMTPT_NOPRIOR,
     "bmtpt-ensemble": ensemble.METHOD,
     "spot": spot.METHOD,
+    "spot-oracle": spot.ORACLE,
     "from-prompts": from_prompts.METHOD,
     "attempt": attempt.METHOD,
 }
 PARTICLE_METHOD = re.compile(r"particle-(\d+)")
 AVERAGE_METHOD = re.compile(r"spot-average-(\d+)")
+BEST_OF_METHOD = re.compile(r"spot-best-of-(\d+)")
 
 
 def method_names() -> str:
     """The names `--method` and `--methods` take, for help texts and errors."""
-    return ", ".join([*METHODS, "particle-I", "spot-average-K"])
+    return ", ".join([*METHODS, "particle-I", "spot-average-K", "spot-best-of-K"])
 
 
 def method_named(name: str, *, flag: str = "--method") -> TransferMethod:
@@ -44,6 +46,9 @@ def method_named(name: str, *, flag: str = "--method") -> TransferMethod:
     averaged = AVERAGE_METHOD.fullmatch(name)
     if averaged:
         return spot.average(int(averaged.group(1)))
+    best = BEST_OF_METHOD.fullmatch(name)
+    if best:
+        return spot.best_of(int(best.group(1)))
     raise BmtptError(f"unknown method '{name}' in {flag}: use {method_names()} (e.g. particle-0, spot-average-3)")
 
 
@@ -102,7 +107,7 @@ def method_of_artifact(metadata: dict[str, str]) -> TransferMethod:
     """The method a prompts file records (`bmtpt.method`). Files written before methods were recorded,
     and the per-task prompts of `source --per-task`, hold fixed prompts W ⊙ a_k b_kᵀ: from-prompts."""
     name = metadata.get("bmtpt.method", "")
-    if name in METHODS or PARTICLE_METHOD.fullmatch(name) or AVERAGE_METHOD.fullmatch(name):
+    if name in METHODS or any(family.fullmatch(name) for family in (PARTICLE_METHOD, AVERAGE_METHOD, BEST_OF_METHOD)):
         return method_named(name)
     return METHODS["from-prompts"]
 

@@ -39,36 +39,69 @@ def similarity_weights(similarities: list[float]) -> list[float]:
     return [value / total for value in clipped] if total > 0 else [1.0 / len(clipped)] * len(clipped)
 
 
+def ranked_retrieval(request: StartRequest):
+    """The target's task embedding against every per-task prompt of `request.source` (the target's own left
+    out): `(retrieval, sources, tasks ranked by similarity, ties by name order)`."""
+    spec, target = RETRIEVE_PREFIX + request.source, request.target
+    sources = read_sources(spec, d_model=request.runner.d_model, prompt_length=request.required_length)
+    lengths = {source.prompt.shape[0] for source in sources.values()}
+    if len(lengths) > 1:
+        raise BmtptError(f"'{request.source}' holds prompts of lengths {sorted(lengths)}: make them with one "
+                         "bmtpt source --per-task run")
+    if not target.examples:
+        raise BmtptError(f"task {target.task} has no training examples to compute its task embedding from; check its data")
+    embedding = task_embedding(request.runner, target, length=lengths.pop(), seed=request.seed,
+                               vocab_top_k=request.vocab_top_k, progress=request.progress)
+    found = choose_source(embedding, sources, target.task, target.measure)
+    order = list(found.similarities)
+    ranked = sorted(found.similarities, key=lambda task: (-found.similarities[task], order.index(task)))
+    return found, sources, ranked
+
+
 def start_at_average(count: int):
     """`start` of `spot-average-K`: the target's task embedding picks the K source prompts most similar to it
     (the target's own left out; ties by name); their similarity-weighted average is the init and the prior mean."""
 
     def start(request: StartRequest) -> TargetInit:
-        spec, target = RETRIEVE_PREFIX + request.source, request.target
-        sources = read_sources(spec, d_model=request.runner.d_model, prompt_length=request.required_length)
-        lengths = {source.prompt.shape[0] for source in sources.values()}
-        if len(lengths) > 1:
-            raise BmtptError(f"'{request.source}' holds prompts of lengths {sorted(lengths)}: an average needs one length; "
-                             "make them with one bmtpt source --per-task run")
-        if not target.examples:
-            raise BmtptError(f"task {target.task} has no training examples to compute its task embedding from; check its data")
-        embedding = task_embedding(request.runner, target, length=lengths.pop(), seed=request.seed,
-                                   vocab_top_k=request.vocab_top_k, progress=request.progress)
-        found = choose_source(embedding, sources, target.task, target.measure)
-        order = list(found.similarities)
-        ranked = sorted(found.similarities, key=lambda task: (-found.similarities[task], order.index(task)))[:count]
+        found, sources, ranked = ranked_retrieval(request)
+        ranked = ranked[:count]
         weights = similarity_weights([found.similarities[task] for task in ranked])
         prompt = sum(weight * sources[task].prompt.to(torch.float64) for weight, task in zip(weights, ranked)).to(torch.float32)
-        details = found.details(request.source, target, request.seed) | {
+        details = found.details(request.source, request.target, request.seed) | {
             "method": "retrieve-average", "top": count, "chosen": ranked,
             "weights": dict(zip(ranked, weights)), "chosen_files": [sources[task].path.name for task in ranked],
         }
         details.pop("chosen_file", None)
         digest = hashlib.sha256("".join(file_sha256(sources[task].path) for task in ranked).encode()).hexdigest()
         model = sources[ranked[0]].metadata.get("bmtpt.model")
-        return TargetInit(prompt, prompt.clone(), spec, digest, model, details)
+        return TargetInit(prompt, prompt.clone(), RETRIEVE_PREFIX + request.source, digest, model, details)
 
     return start
+
+
+def candidates_of_top(count: int | None):
+    """`candidates` of `spot-best-of-K` (`count` = K) and `spot-oracle` (None: every source): one start per
+    source prompt among the K nearest to the target's task embedding, in rank order, each the init and prior mean."""
+
+    def candidates(request: StartRequest) -> list[TargetInit]:
+        found, sources, ranked = ranked_retrieval(request)
+        chosen = ranked if count is None else ranked[:count]
+        record = found.details(request.source, request.target, request.seed)
+        starts = []
+        for rank, task in enumerate(chosen, 1):
+            source = sources[task]
+            details = record | {"method": "retrieve-candidate", "chosen": task, "chosen_file": source.path.name,
+                                "rank": rank, "of": len(chosen)}
+            starts.append(TargetInit(source.prompt, source.prompt, RETRIEVE_PREFIX + request.source,
+                                     file_sha256(source.path), source.metadata.get("bmtpt.model"), details))
+        return starts
+
+    return candidates
+
+
+def first_candidate(candidates):
+    """`start` of a candidates method where one start is asked for: its first (the nearest source prompt)."""
+    return lambda request: candidates(request)[0]
 
 
 def average(count: int) -> TransferMethod:
@@ -82,3 +115,27 @@ def average(count: int) -> TransferMethod:
         source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=start_at_average(count), flag="--source-prompts",
         make_source=SOURCE_DIRECTORY, retrieves=True, details={"top": count},
     )
+
+
+def best_of(count: int) -> TransferMethod:
+    """`spot-best-of-K` (K ≥ 1): tune from each of the K retrieved source prompts, keep the best on dev (SPoT)."""
+    if count < 1:
+        raise BmtptError(f"method spot-best-of-{count}: spot-best-of-K tunes from the K most similar source prompts, so K "
+                         "is 1 or more (e.g. spot-best-of-3)")
+    candidates = candidates_of_top(count)
+    return TransferMethod(
+        name=f"spot-best-of-{count}",
+        summary=f"tuned from each of the {count} per-task source prompts nearest to the target's task embedding, the best on dev kept",
+        source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=first_candidate(candidates), flag="--source-prompts",
+        make_source=SOURCE_DIRECTORY, retrieves=True, candidates=candidates, details={"top": count},
+    )
+
+
+_ORACLE_CANDIDATES = candidates_of_top(None)
+ORACLE = TransferMethod(
+    name="spot-oracle", summary="tuned from every per-task source prompt, the best on dev kept (SPoT's oracle, brute force)",
+    source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=first_candidate(_ORACLE_CANDIDATES), flag="--source-prompts",
+    make_source=SOURCE_DIRECTORY, retrieves=True, candidates=_ORACLE_CANDIDATES,
+)
+"""SPoT's oracle: every source prompt tried, the one whose tuned prompt scores best on dev kept (the
+target's own prompt is never a candidate)."""

@@ -1,12 +1,13 @@
-"""`spot-average-K` (SPoT's top-k weighted average, issue 23): the K source prompts nearest to the target's task
-embedding, averaged with weights ∝ their similarity; K = 1 is today's retrieval; through adapt and fewshot."""
+"""SPoT's strategies beyond top-1 retrieval (issue 23): `spot-average-K`, the K source prompts nearest to the
+target's task embedding averaged with weights ∝ their similarity; `spot-best-of-K` and `spot-oracle`, tuned from
+each of the K nearest (every) source prompt with the best on dev kept. K = 1 is today's retrieval in both."""
 
 import json
 
 import pytest
 import torch
 
-from bmtpt_cli.artifacts import PROMPTS, common_metadata, load_prompts, save_prompts
+from bmtpt_cli.artifacts import PROMPTS, common_metadata, file_sha256, load_prompts, save_prompts
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.methods.base import StartRequest
 from bmtpt_cli.methods.init import RetrievalTarget, resolve_init
@@ -105,3 +106,65 @@ def test_adapt_and_fewshot_run_it(directory, tmp_path):
     assert rows[1]["init_details"]["method"] == "retrieve-average" and len(rows[1]["init_details"]["chosen"]) == 2
     assert "spot-average-0" in one_line_error(bmtpt("fewshot", "--tasks", "demo_nli", "--methods", "spot-average-0",
                                                     "--source-prompts", directory, "--out", tmp_path / "x"))
+
+
+def grid(directory, out, methods, *extra):
+    return bmtpt("fewshot", "--tasks", "demo_nli", "--shots", "4", "--seeds", "2", "--steps", "4", "--methods", methods,
+                 "--source-prompts", directory, "--retrieval-steps", "1", "--dev-shots", "8", "--out", out, *extra)
+
+
+def rows_of(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.integration
+def test_best_of_one_is_todays_retrieval_and_best_of_k_keeps_the_best_dev(directory, tmp_path):
+    result = grid(directory, tmp_path / "g", "spot,spot-best-of-1,spot-best-of-3,spot-oracle")
+    assert result.exit_code == 0, result.output
+    by = {}
+    for row in rows_of(tmp_path / "g"):
+        by.setdefault(row["method"], []).append(row)
+    for spot, one in zip(by["spot"], by["spot-best-of-1"]):  # K = 1: the nearest prompt, the same cell
+        assert one["value"] == spot["value"] and one["init_sha256"] == spot["init_sha256"]
+        assert one["init_details"]["chosen"] == spot["init_details"]["chosen"]
+    for row in by["spot-best-of-3"] + by["spot-oracle"]:
+        details = row["init_details"]
+        candidates = details["candidates"]
+        assert details["method"] == "retrieve-best" and len(candidates) == 3  # every other source: 3 of the 4 files
+        assert [c["rank"] for c in candidates] == [1, 2, 3]
+        best = max(candidates, key=lambda c: c["dev"])
+        kept = next(c for c in candidates if c["rank"] == details["kept_rank"])
+        assert kept["dev"] == best["dev"] and details["chosen"] == kept["chosen"]  # the first of the best on a tie
+        assert row["init_sha256"] == file_sha256(directory / f"{kept['chosen']}.safetensors")
+    for three, oracle in zip(by["spot-best-of-3"], by["spot-oracle"]):  # 3 sources: the oracle is best-of-3
+        assert oracle["value"] == three["value"] and oracle["init_details"]["candidates"] == three["init_details"]["candidates"]
+
+
+@pytest.mark.integration
+def test_a_kept_candidate_scores_as_its_own_run(directory, tmp_path):
+    """The kept candidate's test score is that of a cell started from its source prompt alone (best-of-1 of a
+    directory holding only that prompt and the target's own)."""
+    assert grid(directory, tmp_path / "g", "spot-best-of-2").exit_code == 0
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    rows = rows_of(tmp_path / "g")
+    for row in rows:
+        kept = row["init_details"]["chosen"]
+        for name in (kept, "demo_nli"):
+            (alone / f"{name}.safetensors").write_bytes((directory / f"{name}.safetensors").read_bytes())
+        single = grid(alone, tmp_path / f"one-{row['seed']}", "spot-best-of-1", "--seeds", f"{row['seed']}-{row['seed']}")
+        assert single.exit_code == 0, single.output
+        (again,) = rows_of(tmp_path / f"one-{row['seed']}")
+        assert again["value"] == pytest.approx(row["value"], abs=1e-6)
+        for path in alone.iterdir():
+            path.unlink()
+
+
+def test_choosing_needs_dev_examples_and_is_a_few_shot_method(directory, tmp_path):
+    line = one_line_error(grid(directory, tmp_path / "g", "spot-best-of-2", "--dev-shots", "0"))
+    assert "spot-best-of-2 keeps the candidate that scores best on dev examples: pass --dev-shots N" in line
+    line = one_line_error(bmtpt("adapt", "--method", "spot-oracle", "--init", directory, "--tasks", "demo_nli",
+                                "--out", tmp_path / "p.safetensors"))
+    assert "bmtpt fewshot --methods spot-oracle" in line
+    with pytest.raises(BmtptError, match="K is 1 or more"):
+        method_named("spot-best-of-0")
