@@ -17,6 +17,7 @@ from bmtpt_cli.commands.adapt import adapt_command
 from bmtpt_cli.commands.evaluate import evaluate_command
 from bmtpt_cli.commands.export import export_command
 from bmtpt_cli.commands.fewshot import fewshot_command
+from bmtpt_cli.commands.project import project_command
 from bmtpt_cli.commands.reproduce import reproduce_command
 from bmtpt_cli.commands.source import source_command
 from bmtpt_cli.commands.tasks import tasks_command
@@ -30,6 +31,7 @@ COMMANDS = {
     "tasks": tasks_command,
     "transfer-matrix": transfer_matrix_command,
     "export": export_command,
+    "project": project_command,
     "reproduce": reproduce_command,
 }
 

@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # Python < 3.11
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = "demo"
 PRESET_VARIABLE = "BMTPT_PRESET"  # names the preset used when --preset is not given
-COMMAND_TABLES = ("source", "adapt", "evaluate", "transfer-matrix", "export", "fewshot")
+COMMAND_TABLES = ("source", "adapt", "evaluate", "transfer-matrix", "export", "fewshot", "project")
 
 
 def available_presets() -> list[str]:

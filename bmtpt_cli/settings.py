@@ -316,7 +316,7 @@ PER_TASK_OUT = "source-prompts"
 
 METHOD_HELP = (
     "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, bmtpt-ensemble, particle-I, spot, spot-average-K, from-prompts or "
-    "attempt (README: Baselines in one "
+    "attempt (spot-best-of-K and spot-oracle: fewshot only) (README: Baselines in one "
     "code path); --init names its source file or directory. Unset: the method --init means (random → pt, a "
     "posterior → bmtpt, bmtpt-noprior with --no-prior, a one-particle file → multitask, retrieve:DIR → spot, a prompts "
     "file → from-prompts, with --init-particle I → particle-I)."
@@ -551,7 +551,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
-    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), spot-average-K (the similarity-weighted average of the K prompts of --source-prompts nearest to the target), attempt (ATTEMPT's attention over --source-prompts).")
+    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), spot-average-K (the similarity-weighted average of the K prompts of --source-prompts nearest to the target), spot-best-of-K (tuned from each of the K nearest, the best on dev kept), spot-oracle (the same over every source prompt), attempt (ATTEMPT's attention over --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
     particles: PathList = Field([Path("particles.safetensors")], json_schema_extra=panel(METHOD), description="Particles files (bmtpt source), comma-separated, for the methods bmtpt, bmtpt-noprior and particle-I: several independent source posteriors (one source run per --seed) are each crossed with every seed, and the paired intervals are clustered by posterior.")
@@ -605,6 +605,84 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
         return value
 
 
+class ProjectSettings(CommonSettings):
+    """`bmtpt project`: move prompts or particles to another model through a trained projector (SPEC §5f)."""
+
+    prompts: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(METHOD), description="The artifact to move to --model: a particles file (bmtpt source), a prompts file (bmtpt adapt) or a directory of per-task prompts (bmtpt source --per-task); the model it records is the projector's source.")
+    model: str | None = Field(None, json_schema_extra=panel(MODEL), description="The target model the prompts move to (a hub id, a local directory, 'tiny' or 'toy'), another than the one --prompts was made with. Required, by flag, BMTPT_MODEL or the key model of a preset's project table (a preset's top-level model is the chain's own); with --projector, unset takes the projector's target.")
+    objective: Literal["task", "distance"] = Field("task", json_schema_extra=panel(METHOD), description="How the projector is trained: task = on the frozen target model's token cross-entropy of --tasks, the projected prompts prepended to its inputs (Su et al. 2022's task tuning); distance = to map each prompt of --source-prompts onto the prompt of the same task in --target-prompts (mean squared distance).")
+    projector: Path | None = Field(None, json_schema_extra=panel(METHOD), description="Apply this saved projector (OUT.projector.safetensors of an earlier run) instead of training one: --prompts must be of its source model, and --model, if given, its target.")
+    tasks: TaskList | None = Field(None, min_length=1, json_schema_extra=panel(DATA), description="With --objective task: the tasks whose loss trains the projector, comma-separated (unset: the tasks of --prompts). Per-task prompts: each task projects its own prompt; a particles file: every particle serves every task.")
+    source_prompts: Path | None = Field(None, json_schema_extra=panel(DATA), description="With --objective distance: per-task prompts made on the model of --prompts (bmtpt source --per-task).")
+    target_prompts: Path | None = Field(None, json_schema_extra=panel(DATA), description="With --objective distance: per-task prompts made on --model; the tasks both directories hold are the training pairs.")
+    hidden: int = Field(768, gt=0, json_schema_extra=panel(METHOD), description="Hidden units h of the projector: Linear(l·d_src → h), the activation, Linear(h → l·d_tgt), LayerNorm over d_tgt.")
+    activation: Literal["tanh", "leaky-relu"] = Field("tanh", json_schema_extra=panel(METHOD), description="The projector's activation between its two linear layers (tanh: the paper's).")
+    steps: int = Field(1000, gt=0, json_schema_extra=panel(OPTIMISATION), description="Projector training steps.")
+    batch_size: int = Field(paper.BATCH_SIZE, gt=0, json_schema_extra=panel(OPTIMISATION), description="With --objective task: examples per step (the training tasks mixed example-proportionally), each scored under every projected prompt that serves its task (a particles file: M sequences per example).")
+    lr: float = Field(0.005, gt=0, le=FLOAT32_MAX, json_schema_extra=panel(OPTIMISATION), description="AdamW learning rate of the projector, constant (the reference's 0.005; weight decay 0.01).")
+    checkpoint_every: int = Field(1000, gt=0, json_schema_extra=panel(RUN), description="Save a checkpoint every N steps (and at the end).")
+    resume: bool = Field(False, json_schema_extra=panel(RUN), description="Continue training the projector from its checkpoint (OUT.projector.safetensors.ckpt) instead of starting over.")
+    report_to: ReportTo = Field("none", json_schema_extra=panel(RUN), description=REPORT_TO_HELP + " Here <out> is the projector, OUT.projector.safetensors.")
+    out: Path | None = Field(None, json_schema_extra=panel(RUN), description="Where to write the projected artifact: a file for a particles or one-task prompts file (unset: projected.safetensors), a directory of per-task prompts files for a per-task directory or a multi-task prompts file (unset: projected-prompts). A trained projector goes beside it as OUT.projector.safetensors, with its checkpoint and step log.")
+
+    command_line: ClassVar[tuple[str, ...]] = (
+        "prompts", "model", "objective", "projector", "tasks", "source_prompts", "target_prompts", "hidden", "activation",
+        "steps", "batch_size", "lr", "seed", "checkpoint_every", "resume", "report_to", "out", "force", "threads", "device",
+        "precision", "compile", "grad_checkpointing", "chunk_sequences", "taskless", "label_style", "max_source_length",
+        "max_target_length", "data_dir", "verbose", "progress_every",
+    )
+    """The options `project` shows: the prompt length is the artifact's, and it evaluates nothing."""
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_tasks(value)
+
+    def check_combination(self, flags: frozenset[str]) -> None:
+        if self.projector is not None:
+            training = [name for name in PROJECT_TRAINING if name in flags]
+            if training:
+                raise BmtptError(
+                    f"{', '.join(map(flag_name, training))} {'trains' if len(training) == 1 else 'train'} a projector, but "
+                    "--projector applies a saved one: drop --projector to train, or drop "
+                    f"{'it' if len(training) == 1 else 'them'}"
+                )
+            return
+        if self.objective == "distance":
+            unused = [name for name in ("tasks", "batch_size") if name in flags]
+            if unused:
+                raise BmtptError(
+                    f"{', '.join(map(flag_name, unused))} only {'applies' if len(unused) == 1 else 'apply'} to --objective task; "
+                    f"--objective distance{self._from('objective')} trains on the prompt pairs: drop {'it' if len(unused) == 1 else 'them'}"
+                )
+            missing = [name for name in ("source_prompts", "target_prompts") if getattr(self, name) is None]
+            if missing:
+                raise BmtptError(
+                    f"--objective distance{self._from('objective')} pairs the two models' per-task prompts of the same tasks: "
+                    f"pass {' and '.join(flag_name(name) + ' DIR' for name in missing)}"
+                )
+        else:
+            unused = [name for name in ("source_prompts", "target_prompts") if getattr(self, name) is not None]
+            if unused:
+                raise BmtptError(
+                    f"{', '.join(map(flag_name, unused))} only {'applies' if len(unused) == 1 else 'apply'} to --objective "
+                    f"distance: add --objective distance, or drop {'it' if len(unused) == 1 else 'them'}"
+                )
+
+    @property
+    def target_named(self) -> bool:
+        """Whether the user named the target model: by flag, BMTPT_MODEL or a preset's [project] table
+        (a preset's top-level model is the chain's, usually the source's)."""
+        return "model" in self._explicit or self.origin("model").endswith("[project].model")
+
+
+PROJECT_TRAINING = (
+    "objective", "tasks", "source_prompts", "target_prompts", "hidden", "activation", "steps", "batch_size", "lr",
+    "checkpoint_every", "resume", "report_to",
+)
+"""`project` options that train a projector, which `--projector` (apply a saved one) refuses."""
+
+
 SETTINGS_BY_COMMAND: dict[str, type[CommonSettings]] = {
     "source": SourceSettings,
     "adapt": AdaptSettings,
@@ -612,6 +690,7 @@ SETTINGS_BY_COMMAND: dict[str, type[CommonSettings]] = {
     "transfer-matrix": TransferMatrixSettings,
     "export": ExportSettings,
     "fewshot": FewshotSettings,
+    "project": ProjectSettings,
 }
 assert set(SETTINGS_BY_COMMAND) == set(COMMAND_TABLES)
 

@@ -31,8 +31,11 @@ WORLD_KEYS = ("model", "prompt_length", "taskless", "label_style", "max_source_l
 FORMAT_KEYS = {"taskless": bool, "label_style": str, "max_source_length": int, "max_target_length": int}
 """The input-format keys read from an artifact's `bmtpt.config`, with their types."""
 
-TRAINING_FROM_ARTIFACT = ("adapt", "fewshot")
-"""Commands that train from an artifact (adapt, the few-shot grid): another input format is a choice, warned about."""
+TRAINING_FROM_ARTIFACT = ("adapt", "fewshot", "project")
+"""Commands that train from an artifact (adapt, the few-shot grid, a projector): another input format is a choice, warned about."""
+
+TO_ANOTHER_MODEL = ("project",)
+"""Commands whose --model is another model than their artifact's (`project`'s target): the artifact's model is not taken."""
 
 MAX_HEADER_BYTES = 10 << 20
 
@@ -99,6 +102,9 @@ def artifacts_read(command: str, settings: Any) -> list[Path]:
             candidates.extend(settings.multitask)
     elif command == "transfer-matrix" and Path(settings.prompts_dir).is_dir():
         candidates.extend(sorted(Path(settings.prompts_dir).glob("*.safetensors"))[:1])
+    elif command == "project":
+        prompts = Path(settings.prompts)
+        candidates.extend(sorted(prompts.glob("*.safetensors"))[:1] if prompts.is_dir() else [prompts])
     return [Path(value) for value in candidates if is_file(value)]
 
 
@@ -155,7 +161,7 @@ def adopt_artifact_world(command: str, settings: Any) -> None:
             )
     fields = type(settings).model_fields
     for key in WORLD_KEYS:
-        if key not in world or key not in fields:
+        if key not in world or key not in fields or (key == "model" and command in TO_ANOTHER_MODEL):
             continue
         value = world[key]
         if key != "model":  # the model name is checked where it is taken (below)

@@ -88,7 +88,7 @@ DEFAULTS_NOTE = (
     " --particles file apply unless given. --print-config shows what a run resolves to."
 )
 
-RUN_INPUTS = ("init", "prompts", "prompts_dir", "particles", "multitask", "source_prompts", "data_dir")
+RUN_INPUTS = ("init", "prompts", "prompts_dir", "particles", "multitask", "source_prompts", "target_prompts", "projector", "data_dir")
 """Settings naming files or folders a run reads, which its output may not be (`check_output_apart`)."""
 REPLACED_AS_A_WHOLE = ("export", "transfer-matrix")
 """Commands whose output directory is replaced as a whole, so an input may not be inside it either."""

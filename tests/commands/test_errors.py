@@ -101,7 +101,7 @@ def test_help_lists_exactly_the_working_commands():
     from bmtpt_cli.app import COMMANDS
 
     listed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ") and line[2] not in " -"}
-    assert set(COMMANDS) == {"source", "adapt", "evaluate", "tasks", "export", "transfer-matrix", "fewshot", "reproduce"}
+    assert set(COMMANDS) == {"source", "adapt", "evaluate", "tasks", "export", "transfer-matrix", "fewshot", "project", "reproduce"}
     assert listed == set(COMMANDS), listed  # every registered command, and nothing else
 
 

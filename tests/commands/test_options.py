@@ -44,7 +44,7 @@ def test_every_setting_is_an_option_with_its_description(command):
 
 
 def test_help_lists_the_commands_and_groups_options_in_panels():
-    assert set(COMMANDS) == {"source", "adapt", "evaluate", "tasks", "export", "transfer-matrix", "fewshot", "reproduce"}
+    assert set(COMMANDS) == {"source", "adapt", "evaluate", "tasks", "export", "transfer-matrix", "fewshot", "project", "reproduce"}
     result = bmtpt("adapt", "--help")
     assert result.exit_code == 0
     for panel in ("Data", "Model", "Method", "Optimisation", "Run control"):

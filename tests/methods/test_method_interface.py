@@ -110,7 +110,8 @@ def test_the_prior_is_the_methods_rule_and_nothing_else():
     centres = {name: [method.prior_centre(start, configured) is not None for configured in (True, False)]
                for name, method in METHODS.items()}
     assert centres == {"pt": [False, False], "multitask": [True, False], "bmtpt": [True, True],
-                       "bmtpt-noprior": [False, False], "bmtpt-ensemble": [True, True], "spot": [True, False], "from-prompts": [True, False],
+                       "bmtpt-noprior": [False, False], "bmtpt-ensemble": [True, True], "spot": [True, False], "spot-oracle": [True, False],
+                       "from-prompts": [True, False],
                        "attempt": [False, False]}
     assert all(method.prior_centre(random, True) is None for method in METHODS.values())  # nothing to centre on
 
