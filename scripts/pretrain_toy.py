@@ -61,11 +61,16 @@ def build_tokenizer():
                                    model_max_length=512)
 
 
-def toy_config(vocab_size: int):
-    """The toy T5: d 128, 4+4 layers, 4 heads, d_ff 512 (about 1.9M parameters), tied embeddings."""
+WIDTHS = {"toy": dict(d_model=128, d_kv=32, d_ff=512), "toy-wide": dict(d_model=192, d_kv=48, d_ff=512)}
+"""The shapes of the shipped toy models: `toy`, and `toy-wide` of another width for cross-model transfer."""
+
+
+def toy_config(vocab_size: int, shape: str = "toy"):
+    """A toy T5: d 128 (`toy-wide`: 192), 4+4 layers, 4 heads, d_ff 512 (about 1.9M / 3.3M parameters), tied
+    embeddings."""
     from transformers import T5Config
 
-    return T5Config(vocab_size=vocab_size, d_model=128, d_kv=32, d_ff=512, num_layers=4, num_decoder_layers=4,
+    return T5Config(vocab_size=vocab_size, **WIDTHS[shape], num_layers=4, num_decoder_layers=4,
                     num_heads=4, dropout_rate=0.0, feed_forward_proj="relu", tie_word_embeddings=True,
                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 
@@ -312,6 +317,8 @@ def main(argv=None) -> None:
                         help="share of the steps after which soft instructions are mixed with random prompts (1: never)")
     # One thread: on a shared, loaded 2-core machine two OpenMP threads made a step 5-15x slower.
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shape", choices=sorted(WIDTHS), default="toy",
+                        help="the model's width: toy (d 128) or toy-wide (d 192, the same world and recipe)")
     args = parser.parse_args(argv)
 
     from transformers import T5ForConditionalGeneration
@@ -321,7 +328,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     torch.manual_seed(args.seed)
-    model = T5ForConditionalGeneration(toy_config(len(tokenizer)))
+    model = T5ForConditionalGeneration(toy_config(len(tokenizer), args.shape))
     generator = torch.Generator().manual_seed(args.seed)
     soft = SoftInstructions(model.get_input_embeddings().weight, generator, args.code_noise)
     optimizer = torch.optim.AdamW([{"params": list(model.parameters())},
@@ -378,7 +385,7 @@ def main(argv=None) -> None:
     soft_scores = ({name: accuracy(model, Encoded(tokenizer, name, "validation", with_instruction=False), soft)
                     for name in toyworld.DESIGN}
                    if n_soft else {})
-    meta = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+    meta = {"shape": args.shape, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
             "seed": args.seed, "threads": args.threads, "soft_fraction": args.soft_fraction,
             "code_noise": args.code_noise, "code_lr": args.code_lr, "mix_from": args.mix_from, "torch": torch.__version__,
             "dev_accuracy_with_instruction": scores, "dev_accuracy_with_soft_instruction": soft_scores}
