@@ -8,7 +8,6 @@ description (tests/test_settings.py checks every key's comment): `.venv/bin/pyth
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from bmtpt_cli.presets import PRESETS_DIR
 from bmtpt_cli.settings import SETTINGS_BY_COMMAND, CommonSettings
