@@ -315,8 +315,8 @@ PER_TASK_OUT = "source-prompts"
 
 
 METHOD_HELP = (
-    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, bmtpt-ensemble, particle-I, spot, spot-average-K, from-prompts or "
-    "attempt (spot-best-of-K and spot-oracle: fewshot only) (README: Baselines in one "
+    "Transfer method: pt, multitask, bmtpt, bmtpt-noprior, bmtpt-ensemble, particle-I, spot, spot-average-K, spot-mixture-K, "
+    "from-prompts or attempt (spot-best-of-K and spot-oracle: fewshot only) (README: Baselines in one "
     "code path); --init names its source file or directory. Unset: the method --init means (random → pt, a "
     "posterior → bmtpt, bmtpt-noprior with --no-prior, a one-particle file → multitask, retrieve:DIR → spot, a prompts "
     "file → from-prompts, with --init-particle I → particle-I)."
@@ -551,7 +551,7 @@ class FewshotSettings(AdaptHyperparameters, SeedsSetting, CommonSettings):
     """`bmtpt fewshot`: the few-shot grid methods × k × tasks × seeds, the paper's Table 2 (SPEC §4)."""
 
     tasks: TaskList = Field(["rte"], min_length=1, json_schema_extra=panel(DATA), description="Target tasks, comma-separated (one table column each, averaged per benchmark).")
-    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), spot-average-K (the similarity-weighted average of the K prompts of --source-prompts nearest to the target), spot-best-of-K (tuned from each of the K nearest, the best on dev kept), spot-oracle (the same over every source prompt), attempt (ATTEMPT's attention over --source-prompts).")
+    methods: Annotated[list[str], NoDecode] = Field(["pt", "multitask", "bmtpt", "bmtpt-noprior"], min_length=1, json_schema_extra=panel(METHOD), description="Table rows, comma-separated: pt (random init, no prior), multitask (--multitask), bmtpt (--particles mean, with the prior), bmtpt-noprior (the same, no prior), bmtpt-ensemble (one prompt from each particle of --particles, predictions averaged), particle-I (particle I of --particles), spot (retrieval from --source-prompts), spot-average-K (the similarity-weighted average of the K prompts of --source-prompts nearest to the target), spot-mixture-K (one prompt trained on the data of the K nearest source tasks mixed with the target's k shots, with the per-task prompts' recipe, then tuned), spot-best-of-K (tuned from each of the K nearest, the best on dev kept), spot-oracle (the same over every source prompt), attempt (ATTEMPT's attention over --source-prompts).")
     shots: Annotated[list[int], NoDecode] = Field([4, 16, 32], min_length=1, json_schema_extra=panel(METHOD), description="The k values, comma-separated: training examples per task (per class with --shot-sampling class); lrs × 1/3 at k = 4.")
     seeds: SeedList = Field(3, min_length=1, json_schema_extra=panel(METHOD), description="Each seed has its own k-shot subset, shared by every method, and its own random init. " + SEEDS_HELP)
     particles: PathList = Field([Path("particles.safetensors")], json_schema_extra=panel(METHOD), description="Particles files (bmtpt source), comma-separated, for the methods bmtpt, bmtpt-noprior and particle-I: several independent source posteriors (one source run per --seed) are each crossed with every seed, and the paired intervals are clustered by posterior.")

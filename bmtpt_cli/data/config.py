@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.data.task import Task, TextExample
 from bmtpt_cli.errors import BmtptError
 
@@ -27,6 +28,19 @@ class DataConfig:
     def by_task(self, tasks: list[Task], split: str) -> dict[str, list[TextExample]]:
         """Each task's examples of one split, by task name."""
         return self.splits(tasks, split)[split]
+
+    def train_reader(self):
+        """A function from task names to their training examples (formatted as configured), each task read
+        once however often it is asked for: what a method that trains on other tasks' data reads them with."""
+        read: dict[str, list[TextExample]] = {}
+
+        def train_examples(names: list[str]) -> dict[str, list[TextExample]]:
+            missing = [name for name in names if name not in read]
+            if missing:
+                read.update(self.by_task(resolve_tasks(missing), "train"))
+            return {name: read[name] for name in names}
+
+        return train_examples
 
     def splits(self, tasks: list[Task], *splits: str) -> dict[str, dict[str, list[TextExample]]]:
         """Each split's examples by task; every task and split that cannot be read is named in one error."""

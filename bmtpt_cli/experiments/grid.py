@@ -403,6 +403,7 @@ def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected
     """Train and score a group of cells of one method, k and task together; their `results.jsonl` rows."""
     _, k, task, _ = group[0]
     protocol = job.protocol(k)
+    train_examples = job.data.train_reader()  # the sources' data of spot-mixture-K
 
     def make_init(method: Method, seed: int):
         def init_from(subset):
@@ -412,7 +413,7 @@ def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected
                                          protocol.config(seed))
             return (method.method.candidates or method.method.start)(StartRequest(
                 runner, seed, source=method.path, prompt_length=pt_length, required_length=job.required_length,
-                init_file=files.get(method.init), target=target, target_tasks=(task.name,),
+                init_file=files.get(method.init), target=target, target_tasks=(task.name,), load_examples=train_examples,
             ))
         return init_from
 

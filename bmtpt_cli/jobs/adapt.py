@@ -113,7 +113,7 @@ def run_adapt(job: AdaptJob, progress: Progress = SILENT) -> tuple[Path, dict[st
         init = method.start(StartRequest(
             runner, job.adapt.seed, source=method_source(method, spec), prompt_length=job.prompt_length,
             required_length=job.required_length, init_file=init_file, target=target,
-            target_tasks=tuple(task.name for task in tasks), progress=shown,
+            target_tasks=tuple(task.name for task in tasks), progress=shown, load_examples=job.data.train_reader(),
         ))
         if target is not None:
             shown.note(retrieval_line(init.details))

@@ -26,6 +26,7 @@ import torch
 
 from bmtpt_cli.adapter.prompt import PromptModule, TargetPrompts
 from bmtpt_cli.artifacts import PromptArtifact
+from bmtpt_cli.data.task import TextExample
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.methods.init import InitFile, RetrievalTarget, TargetInit
 from bmtpt_cli.runner.runner import FrozenT5Runner
@@ -71,6 +72,8 @@ class StartRequest:
     target_tasks: tuple[str, ...] = ()  # the target tasks (a method leaves their own source prompts out)
     vocab_top_k: int = 5000
     progress: Progress = SILENT
+    load_examples: Callable[[list[str]], dict[str, list[TextExample]]] | None = None
+    # the training examples of named tasks, read with the run's data settings (spot-mixture-K trains on its sources')
 
 
 def fixed_prompts(init: TargetInit, tasks: list[str], runner: FrozenT5Runner, seed: int) -> PromptModule:
@@ -145,6 +148,8 @@ class TransferMethod:
             centre = f"the retrieved source prompt of {details['chosen']}"
         elif details.get("method") == "retrieve-average":
             centre = f"the similarity-weighted average of the retrieved source prompts of {', '.join(details['chosen'])}"
+        elif details.get("method") == "retrieve-mixture":
+            centre = f"the prompt trained on the mixture of {', '.join(details['mixture']['tasks'])}"
         else:
             centre = "mean of the init"
         return f"N({centre}, sigma^2 I), sigma = {sigma:g}"

@@ -28,11 +28,12 @@ METHODS: dict[str, TransferMethod] = {
 PARTICLE_METHOD = re.compile(r"particle-(\d+)")
 AVERAGE_METHOD = re.compile(r"spot-average-(\d+)")
 BEST_OF_METHOD = re.compile(r"spot-best-of-(\d+)")
+MIXTURE_METHOD = re.compile(r"spot-mixture-(\d+)")
 
 
 def method_names() -> str:
     """The names `--method` and `--methods` take, for help texts and errors."""
-    return ", ".join([*METHODS, "particle-I", "spot-average-K", "spot-best-of-K"])
+    return ", ".join([*METHODS, "particle-I", "spot-average-K", "spot-best-of-K", "spot-mixture-K"])
 
 
 def method_named(name: str, *, flag: str = "--method") -> TransferMethod:
@@ -49,6 +50,9 @@ def method_named(name: str, *, flag: str = "--method") -> TransferMethod:
     best = BEST_OF_METHOD.fullmatch(name)
     if best:
         return spot.best_of(int(best.group(1)))
+    mixed = MIXTURE_METHOD.fullmatch(name)
+    if mixed:
+        return spot.mixture(int(mixed.group(1)))
     raise BmtptError(f"unknown method '{name}' in {flag}: use {method_names()} (e.g. particle-0, spot-average-3)")
 
 
@@ -107,7 +111,7 @@ def method_of_artifact(metadata: dict[str, str]) -> TransferMethod:
     """The method a prompts file records (`bmtpt.method`). Files written before methods were recorded,
     and the per-task prompts of `source --per-task`, hold fixed prompts W ⊙ a_k b_kᵀ: from-prompts."""
     name = metadata.get("bmtpt.method", "")
-    if name in METHODS or any(family.fullmatch(name) for family in (PARTICLE_METHOD, AVERAGE_METHOD, BEST_OF_METHOD)):
+    if name in METHODS or any(family.fullmatch(name) for family in (PARTICLE_METHOD, AVERAGE_METHOD, BEST_OF_METHOD, MIXTURE_METHOD)):
         return method_named(name)
     return METHODS["from-prompts"]
 

@@ -1,8 +1,12 @@
 """`spot`: SPoT-style retrieval (Vu et al. 2022) — the per-task source prompt most similar to the
-target's task embedding starts the target prompt and is its prior mean (`methods.retrieve`); and
-`spot-average-K`, SPoT's top-k weighted average: the similarity-weighted average of the K most similar."""
+target's task embedding starts the target prompt and is its prior mean (`methods.retrieve`);
+`spot-average-K`, SPoT's top-k weighted average: the similarity-weighted average of the K most similar;
+`spot-best-of-K` and `spot-oracle`, tuned from several and the best on dev kept; and `spot-mixture-K`,
+SPoT's top-k multi-task mixture: one prompt source-trained on the K most similar sources' data with
+the target's, then tuned."""
 
 import hashlib
+import json
 
 import torch
 
@@ -11,6 +15,7 @@ from bmtpt_cli.methods.base import CONFIGURED, TASK_PROMPTS_DIR, StartRequest, T
 from bmtpt_cli.methods.init import TargetInit, resolve_init
 from bmtpt_cli.methods.retrieve import RETRIEVE_PREFIX, choose_source, read_sources, task_embedding
 from bmtpt_cli.artifacts import file_sha256
+from bmtpt_cli.source.svgd import SourceConfig, train_source
 
 
 def start(request: StartRequest) -> TargetInit:
@@ -139,3 +144,69 @@ ORACLE = TransferMethod(
 )
 """SPoT's oracle: every source prompt tried, the one whose tuned prompt scores best on dev kept (the
 target's own prompt is never a candidate)."""
+
+
+# ----------------------------------------------------------------------------- top-k multi-task mixture
+def mixture_config(source_fingerprint: dict, seed: int, where) -> SourceConfig:
+    """The source recipe of a mixture prompt: the one the retrieved per-task prompts were trained with
+    (their recorded fingerprint: steps, learning rate, warm-up, examples per task, ...), one particle,
+    every task in every step, and the cell's `seed` (its vocabulary draw and batches)."""
+    names = [f.name for f in SourceConfig.__dataclass_fields__.values() if f.name not in ("checkpoint_every", "seed")]
+    missing = [name for name in names if name not in source_fingerprint]
+    if missing:
+        raise BmtptError(f"'{where}' does not record the source settings it was trained with ({', '.join(missing)}): "
+                         "re-create the directory with bmtpt source --per-task")
+    values = {name: source_fingerprint[name] for name in names}
+    return SourceConfig(**values | {"particles": 1, "sample_tasks": None, "damping": None, "seed": seed,
+                                    "checkpoint_every": int(values["steps"])})
+
+
+def start_at_mixture(count: int):
+    """`start` of `spot-mixture-K`: the target's task embedding picks the K source tasks most similar to it
+    (the target's own left out; ties by name); one prompt is source-trained (`train_source`, one particle) on
+    those tasks' training data together with the target's examples, with the per-task prompts' own recipe and
+    the run's seed; it is the init and the prior mean."""
+
+    def start(request: StartRequest) -> TargetInit:
+        if request.load_examples is None:
+            raise BmtptError(f"method spot-mixture-{count} trains on its sources' data, which this command does not read: "
+                             "run it with bmtpt fewshot or bmtpt adapt")
+        found, sources, ranked = ranked_retrieval(request)
+        ranked = ranked[:count]
+        first = sources[ranked[0]]
+        fingerprint = json.loads(first.metadata.get("bmtpt.fingerprint") or "{}")
+        config = mixture_config(fingerprint, request.seed, first.path)
+        examples = request.load_examples(ranked)
+        target = request.target
+        mixture = {task: examples[task] for task in ranked} | {target.task: list(target.examples)}
+        request.progress.note(f"spot-mixture-{count}: training one prompt on {', '.join(mixture)} "
+                              f"({config.steps} steps, {config.examples_per_task} examples per task and step)")
+        (prompt,) = train_source(request.runner, mixture, config)
+        details = found.details(request.source, target, request.seed) | {
+            "method": "retrieve-mixture", "top": count, "chosen": ranked,
+            "chosen_files": [sources[task].path.name for task in ranked],
+            "mixture": {"tasks": list(mixture), "steps": config.steps, "lr": config.lr,
+                        "examples_per_task": config.examples_per_task, "seed": request.seed,
+                        "target_examples": len(target.examples)},
+        }
+        details.pop("chosen_file", None)
+        digest = hashlib.sha256("".join(file_sha256(sources[task].path) for task in ranked).encode()).hexdigest()
+        return TargetInit(prompt, prompt.clone(), RETRIEVE_PREFIX + request.source, digest,
+                          first.metadata.get("bmtpt.model"), details)
+
+    return start
+
+
+def mixture(count: int) -> TransferMethod:
+    """`spot-mixture-K` (K ≥ 1): SPoT's top-k multi-task mixture — a prompt source-trained on the K retrieved
+    sources' data mixed with the target's, then tuned on the target."""
+    if count < 1:
+        raise BmtptError(f"method spot-mixture-{count}: spot-mixture-K trains on the K most similar sources' data, so K "
+                         "is 1 or more (e.g. spot-mixture-3)")
+    return TransferMethod(
+        name=f"spot-mixture-{count}",
+        summary=f"one prompt trained on the data of the {count} source tasks nearest to the target's task embedding "
+                "mixed with the target's, then tuned",
+        source=TASK_PROMPTS_DIR, prior=CONFIGURED, start=start_at_mixture(count), flag="--source-prompts",
+        make_source=SOURCE_DIRECTORY, retrieves=True, details={"top": count},
+    )
