@@ -27,16 +27,8 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 mkdir -p "$OUT/logs"
 
-join() { local IFS=,; echo "$*"; }
-read -ra TARGETS <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.TARGET_NAMES)')"
-read -ra SOURCES <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.SOURCE_NAMES)')"
-run() { # run NAME COMMAND...: once, logging to OUT/logs/NAME.log
-  local name=$1; shift
-  if [[ -e "$OUT/logs/$name.done" ]]; then return; fi
-  echo "[$(date +%T)] $name" >&2
-  if "$@" > "$OUT/logs/$name.log" 2>&1; then touch "$OUT/logs/$name.done"; else
-    echo "FAILED: $name (see $OUT/logs/$name.log)" >&2; return 1; fi
-}
+LOGS="$OUT/logs"
+source scripts/lib.sh
 
 # Source posteriors: 300 SVGD steps on all twelve sources, one run per posterior seed.
 SOURCE_TRAINING=(--preset toyworld --model "$MODEL" --tasks "$(join "${SOURCES[@]}")" --steps 300 --warmup-steps 10 --checkpoint-every 300)

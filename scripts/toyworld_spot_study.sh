@@ -22,20 +22,10 @@ MATRICES=${MATRICES:-${POSTERIORS%% *}}
 SHOTS=${SHOTS:-16}
 TUNE=${TUNE:-30}
 METHODS=${METHODS:-pt,spot,spot-average-3,spot-best-of-3,spot-oracle}
-BMTPT=.venv/bin/bmtpt
-PY=.venv/bin/python
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
-join() { local IFS=,; echo "$*"; }
-read -ra TARGETS <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.TARGET_NAMES)')"
-read -ra SOURCES <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.SOURCE_NAMES)')"
-step() { # step NAME COMMAND...: once, logging to OUT/NAME.log
-  local name=$1; shift
-  if [[ -e "$OUT/$name.done" ]]; then return; fi
-  echo "[$(date +%T)] $name" >&2
-  "$@" > "$OUT/$name.log" 2>&1 || { echo "FAILED: $name (see $OUT/$name.log)" >&2; return 1; }
-  touch "$OUT/$name.done"
-}
+source scripts/lib.sh
+step() { run "$@"; }
 
 sources=()
 for seed in $POSTERIORS; do

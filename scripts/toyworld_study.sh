@@ -17,24 +17,12 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
 
-read -ra TARGETS <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.TARGET_NAMES)')"
-read -ra SOURCES <<< "$($PY -c 'from bmtpt_cli.data import toyworld; print(*toyworld.SOURCE_NAMES)')"
-join() { local IFS=,; echo "$*"; }
+LOGS="$OUT/logs"
+source scripts/lib.sh
 ALL_TARGETS=$(join "${TARGETS[@]}")
 ALL_SOURCES=$(join "${SOURCES[@]}")
-run() { # run NAME COMMAND...: once, logging to OUT/logs/NAME.log
-  local name=$1; shift
-  mkdir -p "$OUT/logs"
-  if [[ -e "$OUT/logs/$name.done" ]]; then return; fi
-  echo "[$(date +%T)] $name" >&2
-  if "$@" > "$OUT/logs/$name.log" 2>&1; then
-    touch "$OUT/logs/$name.done"
-  else
-    echo "FAILED: $name (see $OUT/logs/$name.log)" >&2
-    return 1
-  fi
-}
 export -f run
+export LOGS
 JOBS=${JOBS:-2}  # commands at a time
 maybe_bg() { if (( JOBS > 1 )); then "$@" & else "$@"; fi; }
 
