@@ -140,10 +140,10 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BMTPT_", extra="forbid", validate_default=True, allow_inf_nan=False)
 
-    model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, 'tiny' (offline random-weight test model) or 'toy' (the shipped toy T5 pretrained on the toy world, docs/toyworld.md).")
+    model: str = Field("t5-base", json_schema_extra=panel(MODEL), description="Frozen LM: a hub id (t5-base, google/flan-t5-base, …), a local directory, 'tiny' (offline random-weight test model), 'toy' (the shipped toy T5 pretrained on the toy world, docs/toyworld.md) or 'toy-wide' (the same world at d 192, for cross-model transfer).")
     prompt_length: int = Field(paper.PROMPT_LENGTH, gt=0, json_schema_extra=panel(METHOD), description="Number of soft-prompt vectors l prepended to every input.")
     seed: int = Field(0, ge=0, le=SEED_MAX, json_schema_extra=panel(RUN), description="Random seed. It guarantees the same numbers on the same machine with the same --threads and the same versions (all recorded in the output's provenance); on another CPU or with another thread count, float round-off may change the results, more so at high learning rates.")
-    threads: int | None = Field(None, ge=1, le=1024, json_schema_extra=panel(RUN), description="CPU threads PyTorch uses (intra- and inter-op). Unset: $OMP_NUM_THREADS if set, else 1 for the small models tiny and toy (more only wait for cores), else min(CPUs available, 4); recorded in the provenance.")
+    threads: int | None = Field(None, ge=1, le=1024, json_schema_extra=panel(RUN), description="CPU threads PyTorch uses (intra- and inter-op). Unset: $OMP_NUM_THREADS if set, else 1 for the small models tiny, toy and toy-wide (more only wait for cores), else min(CPUs available, 4); recorded in the provenance.")
     device: str = Field("auto", json_schema_extra=panel(MODEL), description="Device to run on: auto (CUDA if available), cpu, cuda, cuda:N.")
 
     @field_validator("device")
@@ -609,7 +609,7 @@ class ProjectSettings(CommonSettings):
     """`bmtpt project`: move prompts or particles to another model through a trained projector (SPEC §5f)."""
 
     prompts: Path = Field(Path("prompts.safetensors"), json_schema_extra=panel(METHOD), description="The artifact to move to --model: a particles file (bmtpt source), a prompts file (bmtpt adapt) or a directory of per-task prompts (bmtpt source --per-task); the model it records is the projector's source.")
-    model: str | None = Field(None, json_schema_extra=panel(MODEL), description="The target model the prompts move to (a hub id, a local directory, 'tiny' or 'toy'), another than the one --prompts was made with. Required, by flag, BMTPT_MODEL or the key model of a preset's project table (a preset's top-level model is the chain's own); with --projector, unset takes the projector's target.")
+    model: str | None = Field(None, json_schema_extra=panel(MODEL), description="The target model the prompts move to (a hub id, a local directory, 'tiny', 'toy' or 'toy-wide'), another than the one --prompts was made with. Required, by flag, BMTPT_MODEL or the key model of a preset's project table (a preset's top-level model is the chain's own); with --projector, unset takes the projector's target.")
     objective: Literal["task", "distance"] = Field("task", json_schema_extra=panel(METHOD), description="How the projector is trained: task = on the frozen target model's token cross-entropy of --tasks, the projected prompts prepended to its inputs (Su et al. 2022's task tuning); distance = to map each prompt of --source-prompts onto the prompt of the same task in --target-prompts (mean squared distance).")
     projector: Path | None = Field(None, json_schema_extra=panel(METHOD), description="Apply this saved projector (OUT.projector.safetensors of an earlier run) instead of training one: --prompts must be of its source model, and --model, if given, its target.")
     tasks: TaskList | None = Field(None, min_length=1, json_schema_extra=panel(DATA), description="With --objective task: the tasks whose loss trains the projector, comma-separated (unset: the tasks of --prompts). Per-task prompts: each task projects its own prompt; a particles file: every particle serves every task.")

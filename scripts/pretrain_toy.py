@@ -1,6 +1,7 @@
 """Build the toy world's tokenizer and pretrain the shipped `toy` T5 on the world's source tasks.
 
     .venv/bin/python scripts/pretrain_toy.py                     # → bmtpt_cli/models/toy/ (~18 min, 1 CPU thread)
+    .venv/bin/python scripts/pretrain_toy.py --shape toy-wide    # → bmtpt_cli/models/toy-wide/ (d 192, lr 5e-4)
     .venv/bin/python scripts/pretrain_toy.py --steps 300 --out /tmp/toy-pilot   # a pilot
 
 The model reads each source task's training records with the task's instruction in front, half of
@@ -61,8 +62,12 @@ def build_tokenizer():
                                    model_max_length=512)
 
 
-WIDTHS = {"toy": dict(d_model=128, d_kv=32, d_ff=512), "toy-wide": dict(d_model=192, d_kv=48, d_ff=512)}
-"""The shapes of the shipped toy models: `toy`, and `toy-wide` of another width for cross-model transfer."""
+WIDTHS = {"toy": dict(d_model=128, d_kv=32, d_ff=512), "toy-wide": dict(d_model=192, d_kv=48, d_ff=512),
+          "toy-narrow": dict(d_model=96, d_kv=24, d_ff=384)}
+"""The toy models' shapes: `toy`, and `toy-wide` / `toy-narrow` of other widths for cross-model transfer."""
+RATES = {"toy": dict(lr=1e-3, warmup=100), "toy-wide": dict(lr=5e-4, warmup=500), "toy-narrow": dict(lr=1e-3, warmup=100)}
+"""Each shape's learning rate and warm-up: toy-wide at lr 1e-3 stayed at chance for 3,250 steps; at 5e-4 with 500
+warm-up steps it learned the families faster than toy (docs/toyworld.md, "A wider toy model")."""
 
 
 def toy_config(vocab_size: int, shape: str = "toy"):
@@ -300,11 +305,11 @@ def write_model(out: Path, model, tokenizer, meta: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "bmtpt_cli" / "models" / "toy")
+    parser.add_argument("--out", type=Path, default=None, help="default: bmtpt_cli/models/<shape>, the shipped folder")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=None, help="default: the shape's (RATES)")
+    parser.add_argument("--warmup", type=int, default=None, help="default: the shape's (RATES)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--eval-examples", type=int, default=60, help="dev examples per task at each report")
@@ -318,8 +323,11 @@ def main(argv=None) -> None:
     # One thread: on a shared, loaded 2-core machine two OpenMP threads made a step 5-15x slower.
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shape", choices=sorted(WIDTHS), default="toy",
-                        help="the model's width: toy (d 128) or toy-wide (d 192, the same world and recipe)")
+                        help="the model's width: toy (d 128), toy-wide (d 192) or toy-narrow (d 96), the same world and recipe")
     args = parser.parse_args(argv)
+    args.out = args.out or ROOT / "bmtpt_cli" / "models" / args.shape
+    args.lr = RATES[args.shape]["lr"] if args.lr is None else args.lr
+    args.warmup = RATES[args.shape]["warmup"] if args.warmup is None else args.warmup
 
     from transformers import T5ForConditionalGeneration
 

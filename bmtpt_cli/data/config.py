@@ -62,7 +62,7 @@ class DataConfig:
             raise BmtptError(problems[0])
         if problems:
             raise BmtptError(f"{len(problems)} task splits cannot be read: " + "; ".join(problems))
-        if self.model == "toy":  # its 173 words: real text would read as <unk> and still be scored
+        if self.model in ("toy", "toy-wide"):  # their 173 words: real text would read as <unk> and still be scored
             from bmtpt_cli.data.vocabulary import check_toy_vocabulary
 
             check_toy_vocabulary(tasks, loaded, self.label_style)

@@ -18,8 +18,12 @@ from bmtpt_cli.errors import BmtptError, excerpt
 TINY_MODEL = "tiny"
 TINY_SEED = 20231206  # fixed so the random `tiny` weights are the same on every machine
 TOY_MODEL = "toy"
+TOY_WIDE_MODEL = "toy-wide"
 TOY_DIR = Path(__file__).resolve().parent.parent / "models" / "toy"
 """The shipped toy T5 (docs/toyworld.md), pretrained by scripts/pretrain_toy.py on the toy world's sources."""
+TOY_MODELS = {TOY_MODEL: TOY_DIR, TOY_WIDE_MODEL: TOY_DIR.parent / "toy-wide"}
+"""The shipped toy T5s by name: `toy` (d 128) and `toy-wide` (d 192, the same world, tokenizer and recipe at half the
+learning rate), each a folder of the package: two widths for cross-model transfer (`bmtpt project`)."""
 
 
 def tiny_t5_config():
@@ -51,10 +55,10 @@ def model_config(name: str):
     """
     if name == TINY_MODEL:
         return tiny_t5_config()
-    if name == TOY_MODEL:
+    if name in TOY_MODELS:
         from transformers import T5Config
 
-        return T5Config.from_pretrained(TOY_DIR, local_files_only=True)
+        return T5Config.from_pretrained(TOY_MODELS[name], local_files_only=True)
     from transformers import AutoConfig
 
     _check_local_model(name)
@@ -74,17 +78,18 @@ def _build_tiny():
     return model, tokenizer
 
 
-def _load_toy():
-    """The shipped toy T5 and its word-level tokenizer, read from the package directory (never the hub)."""
+def _load_toy(name: str = TOY_MODEL):
+    """A shipped toy T5 (`toy`, `toy-wide`) and its word-level tokenizer, read from the package directory (never the hub)."""
     from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
 
-    if not (TOY_DIR / "model.safetensors").is_file():
+    folder = TOY_MODELS[name]
+    if not (folder / "model.safetensors").is_file():
         raise BmtptError(
-            f"the toy model is missing from this install ({TOY_DIR / 'model.safetensors'}): reinstall bmtpt, "
+            f"the {name} model is missing from this install ({folder / 'model.safetensors'}): reinstall bmtpt, "
             f"or rebuild it with scripts/pretrain_toy.py"
         )
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(TOY_DIR, local_files_only=True)
-    model = T5ForConditionalGeneration.from_pretrained(TOY_DIR, local_files_only=True, use_safetensors=True)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
+    model = T5ForConditionalGeneration.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     return model, tokenizer
 
 
@@ -160,17 +165,17 @@ HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._
 def check_recorded_model(name: str, path: Path | str) -> str:
     """`name`, the model a file's `bmtpt.model` records, when bmtpt may load it without the user naming it.
 
-    Only `tiny`, `toy` and hub ids are taken from a file; anything else (a path, or a name that is a
+    Only `tiny`, `toy`, `toy-wide` and hub ids are taken from a file; anything else (a path, or a name that is a
     directory or file here, which transformers would read instead of the hub) loads only from --model.
     """
-    if name in (TINY_MODEL, TOY_MODEL):
+    if name == TINY_MODEL or name in TOY_MODELS:
         return name
     if HUB_ID.fullmatch(name) and ".." not in name and not Path(name).exists():
         return name
     shown = shlex.quote(name) if name.isprintable() and 0 < len(name) <= 200 else "PATH"
     raise BmtptError(
-        f"'{path}' records the model {excerpt(name)}, which is not a model name bmtpt loads from a file (tiny, toy "
-        f"or a hub id such as t5-base): pass --model {shown} if you mean it"
+        f"'{path}' records the model {excerpt(name)}, which is not a model name bmtpt loads from a file (tiny, toy, "
+        f"toy-wide or a hub id such as t5-base): pass --model {shown} if you mean it"
     )
 
 
@@ -217,8 +222,8 @@ def load_frozen_t5(name: str, *, device: str | torch.device = "cpu"):
     """
     if name == TINY_MODEL:
         model, tokenizer = _build_tiny()
-    elif name == TOY_MODEL:
-        model, tokenizer = _load_toy()
+    elif name in TOY_MODELS:
+        model, tokenizer = _load_toy(name)
     else:
         model, tokenizer = _load_pretrained(name)
     model.requires_grad_(False)

@@ -1,4 +1,5 @@
-"""The shipped `toy` T5: its hash, offline loading, T5's tokenizer conventions, and that it is pretrained."""
+"""The shipped toy T5s (`toy`, d 128, and `toy-wide`, d 192): their hashes, offline loading, T5's tokenizer
+conventions, and that each is pretrained."""
 
 import hashlib
 import importlib.util
@@ -10,23 +11,27 @@ import torch
 from bmtpt_cli.data import toyworld
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.runner import model as model_module
-from bmtpt_cli.runner.model import TOY_DIR, load_frozen_t5, model_config
+from bmtpt_cli.runner.model import TOY_MODELS, load_frozen_t5, model_config
 from bmtpt_cli.runner.runner import IGNORE_INDEX, FrozenT5Runner
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pretrain_toy.py"
 
 
-@pytest.fixture(scope="module")
-def toy():
-    return load_frozen_t5("toy")
+WIDTHS = {"toy": 128, "toy-wide": 192}
 
 
-def test_weights_hash_matches_the_record_and_the_checkpoint_is_small():
-    weights = TOY_DIR / "model.safetensors"
-    recorded = (TOY_DIR / "SHA256").read_text().split()
+@pytest.fixture(scope="module", params=list(WIDTHS))
+def toy(request):
+    return load_frozen_t5(request.param)
+
+
+@pytest.mark.parametrize("name", list(WIDTHS))
+def test_weights_hash_matches_the_record_and_the_checkpoint_is_small(name):
+    folder = TOY_MODELS[name]
+    recorded = (folder / "SHA256").read_text().split()
     assert recorded[1] == "model.safetensors"
-    assert hashlib.sha256(weights.read_bytes()).hexdigest() == recorded[0]
-    shipped = sum(p.stat().st_size for p in TOY_DIR.iterdir() if p.is_file())
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == recorded[0]
+    shipped = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     assert shipped <= 20 * 2**20
 
 
@@ -34,7 +39,8 @@ def test_loads_offline_frozen_in_eval_mode(toy):
     model, tokenizer = toy
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     assert 1_000_000 < sum(p.numel() for p in model.parameters()) < 10_000_000
-    assert model.config.d_model == model_config("toy").d_model == 128
+    name = next(name for name, width in WIDTHS.items() if width == model.config.d_model)
+    assert model_config(name).d_model == model.config.d_model
     assert len(tokenizer) == model.config.vocab_size
 
 
@@ -81,11 +87,14 @@ def test_the_script_builds_the_shipped_tokenizer(toy):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.build_tokenizer().get_vocab() == toy[1].get_vocab()
-    assert script.toy_config(len(toy[1])).to_dict()["d_ff"] == toy[0].config.d_ff
+    shape = next(name for name, width in WIDTHS.items() if width == toy[0].config.d_model)
+    built = script.toy_config(len(toy[1]), shape).to_dict()
+    assert all(built[key] == getattr(toy[0].config, key) for key in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads"))
 
 
-def test_a_missing_checkpoint_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(model_module, "TOY_DIR", tmp_path)
-    with pytest.raises(BmtptError, match="toy model is missing from this install") as caught:
-        load_frozen_t5("toy")
+@pytest.mark.parametrize("name", list(WIDTHS))
+def test_a_missing_checkpoint_is_a_one_line_error(tmp_path, monkeypatch, name):
+    monkeypatch.setitem(model_module.TOY_MODELS, name, tmp_path)
+    with pytest.raises(BmtptError, match=f"the {name} model is missing from this install") as caught:
+        load_frozen_t5(name)
     assert "\n" not in str(caught.value) and "scripts/pretrain_toy.py" in str(caught.value)
