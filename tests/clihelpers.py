@@ -69,3 +69,17 @@ def starting_prompt(init):
     import torch
 
     return init.clone() if isinstance(init, torch.Tensor) else init.shared.detach().clone()
+
+
+def adapt_retrieving(method: str, directory, out, task: str = "demo_nli"):
+    """`bmtpt adapt --method METHOD --init DIRECTORY` on one task in two steps (a retrieval method's smoke run);
+    returns the result, the prompts file read back and its `bmtpt.init_details`."""
+    import json
+
+    from bmtpt_cli.artifacts import load_prompts
+
+    result = bmtpt("adapt", "--method", method, "--init", directory, "--tasks", task, "--retrieval-steps", "2",
+                   "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--warmup-steps", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    prompts = load_prompts(out)
+    return result, prompts, json.loads(prompts.metadata["bmtpt.init_details"])

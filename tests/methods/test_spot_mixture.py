@@ -6,14 +6,14 @@ import json
 import pytest
 import torch
 
-from bmtpt_cli.artifacts import PROMPTS, common_metadata, load_particles, load_prompts, save_prompts
+from bmtpt_cli.artifacts import PROMPTS, common_metadata, load_particles, save_prompts
 from bmtpt_cli.data.config import DataConfig
 from bmtpt_cli.data.registry import resolve_tasks
 from bmtpt_cli.errors import BmtptError
 from bmtpt_cli.methods.base import StartRequest
 from bmtpt_cli.methods.init import RetrievalTarget
 from bmtpt_cli.methods.registry import method_named, method_of_artifact
-from clihelpers import bmtpt, one_line_error
+from clihelpers import adapt_retrieving, bmtpt, one_line_error
 from configs import adapt_config
 
 SEED, SOURCE_STEPS = 5, 3
@@ -81,12 +81,7 @@ def test_names_and_refusals():
 
 @pytest.mark.integration
 def test_adapt_and_fewshot_run_it(directory, tmp_path):
-    out = tmp_path / "p.safetensors"
-    result = bmtpt("adapt", "--method", "spot-mixture-2", "--init", directory, "--tasks", "demo_nli", "--retrieval-steps", "2",
-                   "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--warmup-steps", "0", "--out", out)
-    assert result.exit_code == 0, result.output
-    prompts = load_prompts(out)
-    details = json.loads(prompts.metadata["bmtpt.init_details"])
+    _, prompts, details = adapt_retrieving("spot-mixture-2", directory, tmp_path / "p.safetensors")
     assert prompts.metadata["bmtpt.method"] == "spot-mixture-2" and details["mixture"]["tasks"][-1] == "demo_nli"
     assert "the prompt trained on the mixture of" in prompts.metadata["bmtpt.prior"]
     grid = bmtpt("fewshot", "--tasks", "demo_nli", "--shots", "4", "--seeds", "1", "--steps", "2", "--methods", "spot,spot-mixture-1",

@@ -14,7 +14,7 @@ from bmtpt_cli.methods.init import RetrievalTarget, resolve_init
 from bmtpt_cli.methods.registry import method_named, method_of_artifact
 from bmtpt_cli.methods.spot import similarity_weights
 from bmtpt_cli.data.registry import resolve_tasks
-from clihelpers import bmtpt, one_line_error
+from clihelpers import adapt_retrieving, bmtpt, one_line_error
 from configs import adapt_config
 
 LENGTH, SEED, STEPS, D = 4, 5, 3, 64
@@ -89,11 +89,7 @@ def test_names_and_refusals(tmp_path):
 @pytest.mark.integration
 def test_adapt_and_fewshot_run_it(directory, tmp_path):
     out = tmp_path / "p.safetensors"
-    result = bmtpt("adapt", "--method", "spot-average-2", "--init", directory, "--tasks", "demo_nli", "--retrieval-steps", "2",
-                   "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--warmup-steps", "0", "--out", out)
-    assert result.exit_code == 0, result.output
-    prompts = load_prompts(out)
-    details = json.loads(prompts.metadata["bmtpt.init_details"])
+    result, prompts, details = adapt_retrieving("spot-average-2", directory, out)
     assert prompts.metadata["bmtpt.method"] == "spot-average-2" and len(details["chosen"]) == 2
     assert "similarity-weighted average of the retrieved source prompts" in prompts.metadata["bmtpt.prior"]
     assert "similarity-weighted average of the top 2" in " ".join(result.stderr.split())
