@@ -81,11 +81,15 @@ def setup_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
     return Distributed(dist.get_rank(), dist.get_world_size()), device
 
 
-def teardown_distributed() -> None:
-    """Leave the process group (if one was joined)."""
+def teardown_distributed(*, wait_for_all: bool = False) -> None:
+    """Leave the process group (if one was joined); with `wait_for_all`, first wait until every process
+    has reached this point, so no process tears its connections down while another (the main one,
+    writing the outputs) still holds them open."""
     import torch.distributed
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait_for_all:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
@@ -115,5 +119,7 @@ def data_parallel(device: torch.device) -> Iterator[tuple[Distributed, torch.dev
     dist, device = setup_distributed(device)
     try:
         yield dist, device
-    finally:
+    except BaseException:  # the others may never reach a barrier: leave at once
         teardown_distributed()
+        raise
+    teardown_distributed(wait_for_all=True)
