@@ -62,9 +62,9 @@ class DataConfig:
             raise BmtptError(problems[0])
         if problems:
             raise BmtptError(f"{len(problems)} task splits cannot be read: " + "; ".join(problems))
-        if self.model in ("toy", "toy-wide"):  # their 173 words: real text would read as <unk> and still be scored
-            from bmtpt_cli.data.vocabulary import check_toy_vocabulary
+        from bmtpt_cli.data.vocabulary import TOY_MODEL_NAMES, check_toy_vocabulary
 
+        if self.model in TOY_MODEL_NAMES:  # their 173 words: real text would read as <unk> and still be scored
             check_toy_vocabulary(tasks, loaded, self.label_style)
         return loaded
 

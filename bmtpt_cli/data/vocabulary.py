@@ -15,6 +15,9 @@ from pathlib import Path
 from bmtpt_cli.errors import BmtptError
 
 TOY = "toy"
+TOY_MODEL_NAMES = ("toy", "toy-wide")
+"""The shipped models that read the toy world's 173-word tokenizer (`runner.model.TOY_MODELS`' names; a test checks
+that the two agree)."""
 UNKNOWN_LIMIT = 0.20
 """Largest share of `<unk>` tokens the toy model accepts in a task's sampled inputs and label words."""
 SAMPLE_PER_SPLIT = 100

@@ -360,6 +360,7 @@ def run_grid_cells(job: GridJob, plan: GridPlan, results: Path, *, tracked_at: P
     todo = [cell for cell in plan.cells if cell_key(*cell) not in done]
     runner = load_runner(job.runner, progress=progress) if todo else None
     counts = source_counts(plan.methods)
+    train_examples = job.data.train_reader()  # spot-mixture-K's sources' data, read once for every group
     rows = dict(done)
     tracking = open_tracker(job.report_to, tracked_at, job.settings, resume=job.resume)
     with progress.bar(label, len(plan.cells)) as update, open(results, "a", encoding="utf-8") as handle, tracking as tracker:
@@ -379,7 +380,8 @@ def run_grid_cells(job: GridJob, plan: GridPlan, results: Path, *, tracked_at: P
                 if i == 0:
                     update(len(rows), f"{shown_method} · {shown} · step {record.step}/{job.adapt.steps}")
 
-            finished = _run_group(job, runner, group, plan.data[task.name], plan.files, plan.pt_length, plan.expected, on_step)
+            finished = _run_group(job, runner, group, plan.data[task.name], plan.files, plan.pt_length, plan.expected, on_step,
+                                  train_examples)
             for cell, row in zip(group, finished):
                 handle.write(json.dumps(row) + "\n")
                 rows[cell_key(*cell)] = row
@@ -399,11 +401,10 @@ def cell_groups(cells: list[tuple], size: int) -> list[list[tuple]]:
     return [same[i:i + size] for same in by_kind.values() for i in range(0, len(same), size)]
 
 
-def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected, on_step) -> list[dict]:
+def _run_group(job, runner, group: list[tuple], data, files, pt_length, expected, on_step, train_examples) -> list[dict]:
     """Train and score a group of cells of one method, k and task together; their `results.jsonl` rows."""
     _, k, task, _ = group[0]
     protocol = job.protocol(k)
-    train_examples = job.data.train_reader()  # the sources' data of spot-mixture-K
 
     def make_init(method: Method, seed: int):
         def init_from(subset):

@@ -92,6 +92,12 @@ def test_the_script_builds_the_shipped_tokenizer(toy):
     assert all(built[key] == getattr(toy[0].config, key) for key in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads"))
 
 
+def test_the_data_layer_knows_the_same_toy_models():
+    from bmtpt_cli.data.vocabulary import TOY_MODEL_NAMES, TOY_TOKENIZER_DIR
+
+    assert set(TOY_MODEL_NAMES) == set(TOY_MODELS) == set(WIDTHS) and TOY_TOKENIZER_DIR == TOY_MODELS["toy"]
+
+
 @pytest.mark.parametrize("name", list(WIDTHS))
 def test_a_missing_checkpoint_is_a_one_line_error(tmp_path, monkeypatch, name):
     monkeypatch.setitem(model_module.TOY_MODELS, name, tmp_path)
