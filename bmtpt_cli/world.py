@@ -22,7 +22,7 @@ from bmtpt_cli.errors import BmtptError
 
 DEMO_PRESET = "demo"
 DEMO_MODEL = "toy"
-BUILT_IN_MODELS = ("toy", "toy-wide", "tiny")
+BUILT_IN_MODELS = ("toy", "toy-wide", "toy3", "tiny")
 """Models bmtpt ships: each is its own world (tokenizer and width), never the same as another name."""
 
 WORLD_KEYS = ("model", "prompt_length", "taskless", "label_style", "max_source_length", "max_target_length")

@@ -42,8 +42,9 @@ SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: T5's conventions
 MAX_LENGTH = 64  # tokens: every instructed input is shorter (checked)
 
 
-def build_tokenizer():
-    """A word-level `PreTrainedTokenizerFast` over the world's closed vocabulary (pad 0, eos 1, unk 2).
+def build_tokenizer(words=None):
+    """A word-level `PreTrainedTokenizerFast` over a world's closed vocabulary (pad 0, eos 1, unk 2):
+    `words`, by default the toy world's.
 
     Whitespace/punctuation pre-tokenisation, lower-casing, and `</s>` appended to every encoding,
     as T5's own tokenizer does.
@@ -51,7 +52,7 @@ def build_tokenizer():
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate([*SPECIAL, *toyworld.vocabulary()])}
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *(words or toyworld.vocabulary())])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

@@ -6,6 +6,7 @@
 #   SEEDS=40 POSTERIORS="11 12 13" SHOTS=16 bash scripts/toyworld_comparison.sh OUT
 #   STAGE=sources bash scripts/toyworld_comparison.sh OUT   # only the source posteriors (STAGE=grid: and the main grid)
 #   METHODS=pt,multitask,bmtpt bash scripts/toyworld_comparison.sh OUT      # the main grid's rows
+#   WORLD=toyworld3 PRESET=toyworld3 MODEL=toy3 bash scripts/toyworld_comparison.sh OUT   # the third toy world
 #
 # Each source posterior is one `bmtpt source --seed S` run (M = 5 for bmtpt, M = 1 for multitask), so
 # the posteriors are independent draws of the source stage; `fewshot` crosses each with every seed and
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-toyworld-comparison}
 MODEL=${MODEL:-toy}
+PRESET=${PRESET:-toyworld}
 SEEDS=${SEEDS:-40}
 POSTERIORS=${POSTERIORS:-"11 12 13"}
 SHOTS=${SHOTS:-16}
@@ -31,7 +33,7 @@ LOGS="$OUT/logs"
 source scripts/lib.sh
 
 # Source posteriors: 300 SVGD steps on all twelve sources, one run per posterior seed.
-SOURCE_TRAINING=(--preset toyworld --model "$MODEL" --tasks "$(join "${SOURCES[@]}")" --steps 300 --warmup-steps 10 --checkpoint-every 300)
+SOURCE_TRAINING=(--preset "$PRESET" --model "$MODEL" --tasks "$(join "${SOURCES[@]}")" --steps 300 --warmup-steps 10 --checkpoint-every 300)
 particles=() multitask=()
 for seed in $POSTERIORS; do
   run "p5-$seed" $BMTPT source "${SOURCE_TRAINING[@]}" --particles 5 --seed "$seed" --out "$OUT/p5-$seed.safetensors" &
@@ -41,7 +43,7 @@ for seed in $POSTERIORS; do
 done
 [[ $STAGE == sources ]] && exit 0
 
-GRID=(--preset toyworld --model "$MODEL" --tasks "$(join "${TARGETS[@]}")" --shots "$SHOTS" --seeds "$SEEDS"
+GRID=(--preset "$PRESET" --model "$MODEL" --tasks "$(join "${TARGETS[@]}")" --shots "$SHOTS" --seeds "$SEEDS"
       --particles "$(join "${particles[@]}")" --multitask "$(join "${multitask[@]}")" --solved-at 0.9 --baseline pt)
 resume() { [[ -s "$1/results.jsonl" ]] && echo --resume || true; }  # a stopped grid goes on cell by cell
 run grid $BMTPT fewshot "${GRID[@]}" --methods "$METHODS" --out "$OUT/grid" $(resume "$OUT/grid")

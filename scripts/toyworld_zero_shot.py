@@ -3,6 +3,7 @@ each particle) scored as it is on tasks' test splits, rank scoring, taskless inp
 property 4: does a prompt trained on all sources hold their operations?).
 
     .venv/bin/python scripts/toyworld_zero_shot.py FILE [FILE ...] [--model toy] [--tasks a,b] [--particles]
+    .venv/bin/python scripts/toyworld_zero_shot.py FILE --model toy3 --world toyworld3   # the third world's sources
 
 Prints one Markdown row per file (and particle): its score on each task, the mean over the tasks
 and how many of them are above 0.6; `--json OUT` also writes every score.
@@ -21,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bmtpt_cli.artifacts.native import load_particles  # noqa: E402
-from bmtpt_cli.data import toyworld  # noqa: E402
+from bmtpt_cli.data import toyworld, toyworld3  # noqa: E402
+from bmtpt_cli.data.registry import TASKS  # noqa: E402
 from bmtpt_cli.scoring.score import score_task  # noqa: E402
 from bmtpt_cli.runner.model import load_frozen_t5  # noqa: E402
 from bmtpt_cli.runner.runner import FrozenT5Runner  # noqa: E402
@@ -33,7 +35,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--model", default="toy")
-    parser.add_argument("--tasks", default=",".join(toyworld.SOURCE_NAMES))
+    parser.add_argument("--world", choices=("toyworld", "toyworld3"), default="toyworld",
+                        help="whose sources --tasks defaults to")
+    parser.add_argument("--tasks", default=None, help="default: the world's sources")
     parser.add_argument("--particles", action="store_true", help="also score each particle on its own")
     parser.add_argument("--json", type=Path, help="write every score here")
     args = parser.parse_args(argv)
@@ -41,9 +45,10 @@ def main(argv=None) -> None:
 
     model, tokenizer = load_frozen_t5(args.model)
     runner = FrozenT5Runner(model, tokenizer, max_source_length=256, max_target_length=4)
-    tasks = [toyworld.TOY_TASKS[name] for name in args.tasks.split(",")]
+    world = toyworld3 if args.world == "toyworld3" else toyworld
+    tasks = [TASKS[name] for name in (args.tasks or ",".join(world.SOURCE_NAMES)).split(",")]
     examples = {task.name: task.examples("test", taskless=True) for task in tasks}
-    short = [task.name.removeprefix("toy_") for task in tasks]
+    short = [task.name.removeprefix("toy_").removeprefix("toy3_") for task in tasks]
     print(f"| prompt | {' | '.join(short)} | mean | above {ABOVE} |")
     print("|---|" + "---:|" * (len(tasks) + 2))
     results = []

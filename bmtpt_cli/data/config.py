@@ -64,8 +64,8 @@ class DataConfig:
             raise BmtptError(f"{len(problems)} task splits cannot be read: " + "; ".join(problems))
         from bmtpt_cli.data.vocabulary import TOY_MODEL_NAMES, check_toy_vocabulary
 
-        if self.model in TOY_MODEL_NAMES:  # their 173 words: real text would read as <unk> and still be scored
-            check_toy_vocabulary(tasks, loaded, self.label_style)
+        if self.model in TOY_MODEL_NAMES:  # their closed vocabularies: real text would read as <unk> and still be scored
+            check_toy_vocabulary(tasks, loaded, self.label_style, self.model)
         return loaded
 
     def provenance(self, tasks: list[Task]) -> dict:

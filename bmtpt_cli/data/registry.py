@@ -16,6 +16,7 @@ from bmtpt_cli.data.others import OTHER_TASKS
 from bmtpt_cli.data.superglue import SUPERGLUE_TASKS
 from bmtpt_cli.data.task import Task
 from bmtpt_cli.data.toyworld import TOY_TASKS
+from bmtpt_cli.data.toyworld3 import TOY3_TASKS
 from bmtpt_cli.errors import BmtptError, excerpt
 
 TASKS: dict[str, Task] = {
@@ -25,9 +26,10 @@ TASKS: dict[str, Task] = {
     **MRQA_TASKS,
     **OTHER_TASKS,
     **TOY_TASKS,
+    **TOY3_TASKS,
 }
 
-GENERATED_BENCHMARKS = ("demo", "toyworld")
+GENERATED_BENCHMARKS = ("demo", "toyworld", "toyworld3")
 """Families bmtpt generates itself (no files, no hub)."""
 
 BENCHMARK_TASKS = [name for name, task in TASKS.items() if task.benchmark not in GENERATED_BENCHMARKS]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from bmtpt_cli import __version__
 from bmtpt_cli.artifacts.native import MEMBERS, metadata_json
-from bmtpt_cli.runner.model import HUB_ID, TINY_MODEL, TOY_MODEL, TOY_WIDE_MODEL
+from bmtpt_cli.runner.model import HUB_ID, TINY_MODEL, TOY3_MODEL, TOY_MODEL, TOY_WIDE_MODEL
 
 PAPER = "Lee, Jeong, Yun, Kim, *Bayesian Multi-Task Transfer Learning for Soft Prompt Tuning*, Findings of EMNLP 2023"
 BUILT_IN_MODELS = {TINY_MODEL: "bmtpt's offline random-weight test model", TOY_MODEL: "bmtpt's shipped toy T5",
-                   TOY_WIDE_MODEL: "bmtpt's shipped wider toy T5"}
+                   TOY_WIDE_MODEL: "bmtpt's shipped wider toy T5", TOY3_MODEL: "bmtpt's shipped toy T5 of the third toy world"}
 LAYOUTS = {
     "peft": "PEFT prompt tuning (`PROMPT_TUNING`, `SEQ_2_SEQ_LM`), one adapter per task",
     "peft-multitask": "PEFT multitask prompt tuning (`MULTITASK_PROMPT_TUNING`, rank 1), one adapter for all tasks",

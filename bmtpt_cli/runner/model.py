@@ -19,11 +19,13 @@ TINY_MODEL = "tiny"
 TINY_SEED = 20231206  # fixed so the random `tiny` weights are the same on every machine
 TOY_MODEL = "toy"
 TOY_WIDE_MODEL = "toy-wide"
+TOY3_MODEL = "toy3"
 TOY_DIR = Path(__file__).resolve().parent.parent / "models" / "toy"
 """The shipped toy T5 (docs/toyworld.md), pretrained by scripts/pretrain_toy.py on the toy world's sources."""
-TOY_MODELS = {TOY_MODEL: TOY_DIR, TOY_WIDE_MODEL: TOY_DIR.parent / "toy-wide"}
+TOY_MODELS = {TOY_MODEL: TOY_DIR, TOY_WIDE_MODEL: TOY_DIR.parent / "toy-wide", TOY3_MODEL: TOY_DIR.parent / "toy3"}
 """The shipped toy T5s by name: `toy` (d 128) and `toy-wide` (d 192, the same world, tokenizer and recipe at half the
-learning rate), each a folder of the package: two widths for cross-model transfer (`bmtpt project`)."""
+learning rate), each a folder of the package: two widths for cross-model transfer (`bmtpt project`); and `toy3`
+(d 128), pretrained on the third toy world (`data.toyworld3`, scripts/pretrain_toy3.py) with its own tokenizer."""
 
 
 def tiny_t5_config():
@@ -79,14 +81,14 @@ def _build_tiny():
 
 
 def _load_toy(name: str = TOY_MODEL):
-    """A shipped toy T5 (`toy`, `toy-wide`) and its word-level tokenizer, read from the package directory (never the hub)."""
+    """A shipped toy T5 (`toy`, `toy-wide`, `toy3`) and its word-level tokenizer, read from the package directory (never the hub)."""
     from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
 
     folder = TOY_MODELS[name]
     if not (folder / "model.safetensors").is_file():
         raise BmtptError(
             f"the {name} model is missing from this install ({folder / 'model.safetensors'}): reinstall bmtpt, "
-            f"or rebuild it with scripts/pretrain_toy.py"
+            f"or rebuild it with scripts/{'pretrain_toy3.py' if name == TOY3_MODEL else 'pretrain_toy.py'}"
         )
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
     model = T5ForConditionalGeneration.from_pretrained(folder, local_files_only=True, use_safetensors=True)
@@ -165,7 +167,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._
 def check_recorded_model(name: str, path: Path | str) -> str:
     """`name`, the model a file's `bmtpt.model` records, when bmtpt may load it without the user naming it.
 
-    Only `tiny`, `toy`, `toy-wide` and hub ids are taken from a file; anything else (a path, or a name that is a
+    Only `tiny`, the toy models and hub ids are taken from a file; anything else (a path, or a name that is a
     directory or file here, which transformers would read instead of the hub) loads only from --model.
     """
     if name == TINY_MODEL or name in TOY_MODELS:
@@ -175,7 +177,7 @@ def check_recorded_model(name: str, path: Path | str) -> str:
     shown = shlex.quote(name) if name.isprintable() and 0 < len(name) <= 200 else "PATH"
     raise BmtptError(
         f"'{path}' records the model {excerpt(name)}, which is not a model name bmtpt loads from a file (tiny, toy, "
-        f"toy-wide or a hub id such as t5-base): pass --model {shown} if you mean it"
+        f"toy-wide, toy3 or a hub id such as t5-base): pass --model {shown} if you mean it"
     )
 
 

@@ -4,14 +4,14 @@ The default is measured, not PyTorch's (one thread per core): on a busy 2-core m
 (`source`, `adapt`, `evaluate` on the toy model) took 65 and 201 s with one thread, 932 and 1267 s with
 two, since the tiny and toy models' matrices (width 64, 128 and 192) are too small to split and every extra thread
 waits for a core (README, "Threads"). So: `OMP_NUM_THREADS` when set (the user's or the scheduler's choice),
-else 1 for the built-in small models (`tiny`, `toy`, `toy-wide`), else min(CPUs this process may use, 4).
+else 1 for the built-in small models (`tiny`, `toy`, `toy-wide`, `toy3`), else min(CPUs this process may use, 4).
 """
 
 from __future__ import annotations
 
 import os
 
-SMALL_MODELS = ("tiny", "toy", "toy-wide")
+SMALL_MODELS = ("tiny", "toy", "toy-wide", "toy3")
 """Models too small for intra-op threads to pay (runner.model's TINY_MODEL and TOY_MODELS)."""
 MAX_DEFAULT_THREADS = 4
 """The most threads the default takes for a real T5 (beyond 4, a CPU step gains little and a shared machine suffers)."""

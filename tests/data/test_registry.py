@@ -8,6 +8,7 @@ import pytest
 from bmtpt_cli.data.demo import DEMO_TASKS
 from bmtpt_cli.data.registry import BENCHMARK_TASKS, TASKS, available_tasks, get_task, resolve_tasks
 from bmtpt_cli.data.toyworld import TOY_TASKS
+from bmtpt_cli.data.toyworld3 import TOY3_TASKS
 from bmtpt_cli.errors import BmtptError
 
 DEMO_NAMES = ["demo_nli", "demo_review", "demo_rte", "demo_sentiment", "demo_topic"]
@@ -24,7 +25,8 @@ def test_registry_holds_the_demo_tasks_and_the_28_benchmark_tasks():
     assert available_tasks() == sorted(TASKS)
     assert {name: TASKS[name] for name in DEMO_NAMES} == DEMO_TASKS
     assert set(BENCHMARK_TASKS) == SPEC_TASKS and len(BENCHMARK_TASKS) == 28
-    assert set(TASKS) == SPEC_TASKS | set(DEMO_NAMES) | set(TOY_TASKS) and len(TOY_TASKS) == 16
+    assert set(TASKS) == SPEC_TASKS | set(DEMO_NAMES) | set(TOY_TASKS) | set(TOY3_TASKS)
+    assert len(TOY_TASKS) == len(TOY3_TASKS) == 16
 
 
 def test_get_task_is_case_insensitive_and_strips():
@@ -42,7 +44,7 @@ def test_resolve_comma_string_and_list_keep_order():
 
 @pytest.mark.parametrize("names", ["", " , ", [], [""]])
 def test_empty_task_list_is_an_error(names):
-    with pytest.raises(BmtptError, match="no tasks given.*`bmtpt tasks` lists the 49 available tasks"):
+    with pytest.raises(BmtptError, match="no tasks given.*`bmtpt tasks` lists the 65 available tasks"):
         resolve_tasks(names)
 
 
@@ -57,7 +59,7 @@ def test_unknown_names_get_close_matches_and_the_available_list():
     message = str(caught.value)
     assert "\n" not in message
     assert "unknown tasks: demo_sentimnt (did you mean demo_sentiment?), banana;" in message
-    assert message.endswith("`bmtpt tasks` lists the 49 available tasks")
+    assert message.endswith("`bmtpt tasks` lists the 65 available tasks")
 
 
 def test_close_matches_cover_benchmark_names():

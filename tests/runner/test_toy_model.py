@@ -1,5 +1,5 @@
-"""The shipped toy T5s (`toy`, d 128, and `toy-wide`, d 192): their hashes, offline loading, T5's tokenizer
-conventions, and that each is pretrained."""
+"""The shipped toy T5s of the toy world (`toy`, d 128, and `toy-wide`, d 192): their hashes, offline loading, T5's
+tokenizer conventions, and that each is pretrained (the third world's `toy3`: tests/runner/test_toy3_model.py)."""
 
 import hashlib
 import importlib.util
@@ -93,9 +93,11 @@ def test_the_script_builds_the_shipped_tokenizer(toy):
 
 
 def test_the_data_layer_knows_the_same_toy_models():
-    from bmtpt_cli.data.vocabulary import TOY_MODEL_NAMES, TOY_TOKENIZER_DIR
+    from bmtpt_cli.data.vocabulary import TOY_MODEL_NAMES, TOY_TOKENIZER_DIR, TOY_TOKENIZER_DIRS
 
-    assert set(TOY_MODEL_NAMES) == set(TOY_MODELS) == set(WIDTHS) and TOY_TOKENIZER_DIR == TOY_MODELS["toy"]
+    assert set(TOY_MODEL_NAMES) == set(TOY_MODELS) == {*WIDTHS, "toy3"} and TOY_TOKENIZER_DIR == TOY_MODELS["toy"]
+    for name, folder in TOY_TOKENIZER_DIRS.items():  # each reads the tokenizer it was pretrained with
+        assert (folder / "tokenizer.json").read_bytes() == (TOY_MODELS[name] / "tokenizer.json").read_bytes()
 
 
 @pytest.mark.parametrize("name", list(WIDTHS))
