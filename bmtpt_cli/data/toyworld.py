@@ -127,8 +127,8 @@ def unrelated_sources(target: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------- scenes
 
 
-def scene(rng: random.Random, attributes: dict[str, bool]) -> str:
-    """One scene sentence with the given six attributes (see the module docstring)."""
+def scene_words(rng: random.Random, attributes: dict[str, bool]) -> tuple[list[str], str, str, str, str, str]:
+    """A scene's words for the given six attributes: (three nouns, opinion, place, time, subject, verb)."""
     pick = rng.choice
     nouns = [pick(words) for category, words in CATEGORIES.items() if attributes[category]]
     nouns += rng.sample(NEUTRAL, 3 - len(nouns))
@@ -136,7 +136,12 @@ def scene(rng: random.Random, attributes: dict[str, bool]) -> str:
     opinion = pick(POSITIVE if attributes["mood"] else NEGATIVE)
     place = pick(OUTDOOR if attributes["place"] else INDOOR)
     time = pick(DAY if attributes["time"] else NIGHT)
-    subject, verb = pick(SUBJECTS), pick(VERBS)
+    return nouns, opinion, place, time, pick(SUBJECTS), pick(VERBS)
+
+
+def scene(rng: random.Random, attributes: dict[str, bool]) -> str:
+    """One scene sentence with the given six attributes (see the module docstring)."""
+    nouns, opinion, place, time, subject, verb = scene_words(rng, attributes)
     shape = rng.randrange(4)
     if shape in (1, 2):  # the opinion word sits on one of the nouns
         i = rng.randrange(3)
@@ -180,10 +185,11 @@ def vocabulary() -> list[str]:
 # ---------------------------------------------------------------- splits and the registry
 
 
-@functools.lru_cache(maxsize=None)
-def _generate(name: str) -> dict[str, tuple[dict, ...]]:
-    """All splits of one toy task: labels balanced per split, no scene used twice."""
-    op = DESIGN[name].operation
+def balanced_splits(name: str, operation: str, field: str, make_scene=None) -> dict[str, tuple[dict, ...]]:
+    """All splits of one generated task whose label is `operation`'s attribute: labels balanced per split, no
+    scene used twice, records `{field: scene, "label": 0/1}`, drawn by `make_scene(rng, attributes)` (default
+    `scene`) from a `random.Random` seeded with the CRC-32 of `name`."""
+    make_scene = make_scene or scene
     rng = random.Random(zlib.crc32(name.encode("utf-8")))
     seen: set[str] = set()
     splits: dict[str, tuple[dict, ...]] = {}
@@ -194,16 +200,22 @@ def _generate(name: str) -> dict[str, tuple[dict, ...]]:
         for label in labels:
             for _ in range(_MAX_TRIES):
                 attributes = {a: rng.random() < 0.5 for a in ATTRIBUTES}
-                attributes[op] = bool(label)
-                text = scene(rng, attributes)
+                attributes[operation] = bool(label)
+                text = make_scene(rng, attributes)
                 if text not in seen:
                     break
             else:  # pragma: no cover - the word lists give millions of scenes
                 raise RuntimeError(f"{name}: the word lists cannot give enough distinct scenes")
             seen.add(text)
-            records.append({FIELD: text, "label": label})
+            records.append({field: text, "label": label})
         splits[split] = tuple(records)
     return splits
+
+
+@functools.lru_cache(maxsize=None)
+def _generate(name: str) -> dict[str, tuple[dict, ...]]:
+    """All splits of one toy task: labels balanced per split, no scene used twice."""
+    return balanced_splits(name, DESIGN[name].operation, FIELD)
 
 
 def _load(name: str, split: str, data_dir=None) -> list[dict]:  # noqa: ARG001 - generated, not read

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import random
-import zlib
 from dataclasses import dataclass
 
 from bmtpt_cli.data import toyworld
@@ -61,14 +60,7 @@ TARGET_SUFFIX = "_shifted"
 
 def shifted_scene(rng: random.Random, attributes: dict[str, bool]) -> str:
     """One scene in a sentence shape no source uses: the toy world's phrases in another order."""
-    pick = rng.choice
-    nouns = [pick(words) for category, words in toyworld.CATEGORIES.items() if attributes[category]]
-    nouns += rng.sample(toyworld.NEUTRAL, 3 - len(nouns))
-    rng.shuffle(nouns)
-    opinion = pick(toyworld.POSITIVE if attributes["mood"] else toyworld.NEGATIVE)
-    place = pick(toyworld.OUTDOOR if attributes["place"] else toyworld.INDOOR)
-    time = pick(toyworld.DAY if attributes["time"] else toyworld.NIGHT)
-    subject, verb = pick(toyworld.SUBJECTS), pick(toyworld.VERBS)
+    nouns, opinion, place, time, subject, verb = toyworld.scene_words(rng, attributes)
     listed = f"a {nouns[0]} , a {nouns[1]} and a {nouns[2]}"
     if rng.randrange(2) == 0:
         return f"{subject} {verb} {listed} {time} . it felt {opinion} in the {place} ."
@@ -141,28 +133,10 @@ def vocabulary() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def _generate(name: str) -> dict[str, tuple[dict, ...]]:
-    """All splits of one task: labels balanced per split, no scene used twice."""
+    """All splits of one task (`toyworld.balanced_splits`): a target's scenes in the shapes no source uses."""
     design = DESIGN[name]
-    rng = random.Random(zlib.crc32(name.encode("utf-8")))
-    seen: set[str] = set()
-    splits: dict[str, tuple[dict, ...]] = {}
-    for split in SPLITS:
-        labels = [i % 2 for i in range(SPLIT_SIZES[split])]
-        rng.shuffle(labels)
-        records = []
-        for label in labels:
-            for _ in range(1000):
-                attributes = {a: rng.random() < 0.5 for a in ATTRIBUTES}
-                attributes[design.operation] = bool(label)
-                text = (shifted_scene if design.role == "target" else toyworld.scene)(rng, attributes)
-                if text not in seen:
-                    break
-            else:  # pragma: no cover - the word lists give millions of scenes
-                raise RuntimeError(f"{name}: the word lists cannot give enough distinct scenes")
-            seen.add(text)
-            records.append({design.field: text, "label": label})
-        splits[split] = tuple(records)
-    return splits
+    make_scene = shifted_scene if design.role == "target" else toyworld.scene
+    return toyworld.balanced_splits(name, design.operation, design.field, make_scene)
 
 
 def _load(name: str, split: str, data_dir=None) -> list[dict]:  # noqa: ARG001 - generated, not read
