@@ -5,11 +5,13 @@
 #   bash scripts/toyworld3_study.sh [OUT]                  # OUT defaults to toyworld3-study/
 #   STAGE=comparison bash scripts/toyworld3_study.sh OUT   # properties 1, 3, 4, 5 and the main grids (k = 4, 16, 32)
 #   SEEDS=40 POSTERIORS="11 12 13" bash scripts/toyworld3_study.sh OUT
+#   SIGMAS="3 10 100": the σ sweep of bmtpt (k = 16), tabulated by scripts/toyworld3_sigma_table.py
 #
 # Every source stage is run once per posterior seed (POSTERIORS), so the grids cross independent source runs with
 # the seeds and cluster their bootstrap intervals by posterior. Two commands at a time, one thread each; a finished
 # step leaves OUT/logs/NAME.done and is skipped by a rerun, and a stopped grid resumes cell by cell.
-# Tables: logs/p1.log, logs/p4-*.log, p2/ p3/ and each grid's table.md (report.json holds the pairs).
+# Tables: logs/p1.log, logs/p4-*.log, p2/ p3/, each grid's table.md (report.json holds the pairs), tables.md (every
+# grid as docs/toyworld.md shows it) and logs/sigma-table.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-toyworld3-study}
@@ -68,8 +70,9 @@ property3() {
 # The comparison of every method at the world's preset, k = 4, 16, 32 (property 5 is the k = 16 grid's multitask
 # − pt row). Each k runs as two halves at once (METHODS_A and METHODS_B, pt in both: the same cells), then their
 # rows are merged into grid-kK, whose --resume finds every cell done and writes the table of all methods.
-GRID=("${PRESET[@]}" --tasks "$ALL_TARGETS" --seeds "$SEEDS" --particles "$(join "${particles[@]}")"
-      --multitask "$(join "${multitask[@]}")" --source-prompts "$(join "${per_task[@]}")" --solved-at 0.9 --baseline pt)
+SWEEP=("${PRESET[@]}" --tasks "$ALL_TARGETS" --seeds "$SEEDS" --particles "$(join "${particles[@]}")"
+       --multitask "$(join "${multitask[@]}")" --source-prompts "$(join "${per_task[@]}")" --solved-at 0.9)
+GRID=("${SWEEP[@]}" --baseline pt)
 grid() { # grid NAME K METHODS [fewshot options]
   local name=$1 k=$2 methods=$3; shift 3
   run "$name" $BMTPT fewshot "${GRID[@]}" --methods "$methods" --shots "$k" "$@" --out "$OUT/$name" $(resume "$OUT/$name")
@@ -89,20 +92,32 @@ for k in ${SHOTS//,/ }; do
   merge "grid-k$k" "$k"
   first=no
 done
+tables() { $PY scripts/toyworld3_tables.py "$OUT" > "$OUT/tables.md"; }  # docs/toyworld.md's tables of every grid
+tables
 [[ $STAGE == comparison ]] && exit 0
+
+# A σ sweep of bmtpt (k = 16) around the preset's σ = 30, bmtpt's cells only: pt's do not depend on σ (though their
+# fingerprint records it), so scripts/toyworld3_sigma_table.py pairs each σ's cells with grid-k16's pt, bmtpt
+# (σ = 30) and bmtpt-noprior (no prior) at the same seed and source posterior.
+sweep() { # sweep SIGMA
+  run "sigma$1" $BMTPT fewshot "${SWEEP[@]}" --methods bmtpt --shots 16 --sigma "$1" --out "$OUT/sigma$1" \
+    $(resume "$OUT/sigma$1")
+}
+for sigma in $SIGMAS; do
+  sweep "$sigma" & two
+done
+wait
+run sigma-table $PY scripts/toyworld3_sigma_table.py "$OUT" ${SIGMAS// /,}
 
 # Property 2: prompt tuning from random vocabulary init on the full training data (k = 4000), 3 seeds, at the
 # paper's learning rates (the preset's are for keeping a good init in 30 steps, not for learning from scratch).
 run p2 $BMTPT fewshot "${PRESET[@]}" --methods pt --shots 4000 --seeds 3 --steps 600 --warmup-steps 10 \
   --lr-shared 0.3 --lr-scales 0.4 --dev-shots 200 --out "$OUT/p2" &
 
-# The paper's learning rates (0.3 / 0.4, k = 16), and a σ sweep of bmtpt (k = 16) around the preset's σ = 30.
+# The paper's learning rates (0.3 / 0.4, k = 16).
 ( grid grid-paper-lr-b 16 "$METHODS_B" --lr-shared 0.3 --lr-scales 0.4 ) &
 grid grid-paper-lr-a 16 "$METHODS_A" --lr-shared 0.3 --lr-scales 0.4
 wait
 merge grid-paper-lr 16 --lr-shared 0.3 --lr-scales 0.4
-for sigma in $SIGMAS; do
-  grid "sigma$sigma" 16 pt,bmtpt --sigma "$sigma" & two
-done
-wait
+tables
 echo "done: $OUT" >&2
