@@ -9,7 +9,8 @@
 #
 # Every source stage is run once per posterior seed (POSTERIORS), so the grids cross independent source runs with
 # the seeds and cluster their bootstrap intervals by posterior. Two commands at a time, one thread each; a finished
-# step leaves OUT/logs/NAME.done and is skipped by a rerun, and a stopped grid resumes cell by cell.
+# step leaves OUT/logs/NAME.done and is skipped by a rerun, and a stopped grid resumes cell by cell. A grid's step
+# is named with its seed count (grid-k16-a-s40), so a rerun with more SEEDS extends the grids from their cells.
 # Tables: logs/p1.log, logs/p4-*.log, p2/ p3/, each grid's table.md (report.json holds the pairs), tables.md (every
 # grid as docs/toyworld.md shows it) and logs/sigma-table.log.
 set -euo pipefail
@@ -75,14 +76,15 @@ SWEEP=("${PRESET[@]}" --tasks "$ALL_TARGETS" --seeds "$SEEDS" --particles "$(joi
 GRID=("${SWEEP[@]}" --baseline pt)
 grid() { # grid NAME K METHODS [fewshot options]
   local name=$1 k=$2 methods=$3; shift 3
-  run "$name" $BMTPT fewshot "${GRID[@]}" --methods "$methods" --shots "$k" "$@" --out "$OUT/$name" $(resume "$OUT/$name")
+  run "$name-s$SEEDS" $BMTPT fewshot "${GRID[@]}" --methods "$methods" --shots "$k" "$@" --out "$OUT/$name" $(resume "$OUT/$name")
 }
 merge() { # merge NAME K [fewshot options]: the two halves' rows into NAME and its table
   local name=$1 k=$2; shift 2
-  [[ -e "$LOGS/$name.done" ]] && return
+  [[ -e "$LOGS/$name-s$SEEDS.done" ]] && return
   mkdir -p "$OUT/$name"
   cat "$OUT/$name-a/results.jsonl" "$OUT/$name-b/results.jsonl" > "$OUT/$name/results.jsonl"
-  run "$name" $BMTPT fewshot "${GRID[@]}" --methods "$METHODS_A,${METHODS_B#pt,}" --shots "$k" "$@" --resume --out "$OUT/$name"
+  run "$name-s$SEEDS" $BMTPT fewshot "${GRID[@]}" --methods "$METHODS_A,${METHODS_B#pt,}" --shots "$k" "$@" --resume \
+    --out "$OUT/$name"
 }
 first=yes
 for k in ${SHOTS//,/ }; do
@@ -100,14 +102,14 @@ tables
 # fingerprint records it), so scripts/toyworld3_sigma_table.py pairs each σ's cells with grid-k16's pt, bmtpt
 # (σ = 30) and bmtpt-noprior (no prior) at the same seed and source posterior.
 sweep() { # sweep SIGMA
-  run "sigma$1" $BMTPT fewshot "${SWEEP[@]}" --methods bmtpt --shots 16 --sigma "$1" --out "$OUT/sigma$1" \
+  run "sigma$1-s$SEEDS" $BMTPT fewshot "${SWEEP[@]}" --methods bmtpt --shots 16 --sigma "$1" --out "$OUT/sigma$1" \
     $(resume "$OUT/sigma$1")
 }
 for sigma in $SIGMAS; do
   sweep "$sigma" & two
 done
 wait
-run sigma-table $PY scripts/toyworld3_sigma_table.py "$OUT" ${SIGMAS// /,}
+run "sigma-table-s$SEEDS" $PY scripts/toyworld3_sigma_table.py "$OUT" ${SIGMAS// /,}
 
 # Property 2: prompt tuning from random vocabulary init on the full training data (k = 4000), 3 seeds, at the
 # paper's learning rates (the preset's are for keeping a good init in 30 steps, not for learning from scratch).

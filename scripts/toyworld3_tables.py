@@ -3,9 +3,10 @@ scripts/toyworld3_study.sh (OUT/grid-k4, grid-k16, grid-k32, grid-paper-lr, thos
 mean ± std per target and on the average with its share of cells ≥ 0.9, then the paired differences of every
 method against pt and of bmtpt against every other method (same seed and source posterior), each with its 95%
 bootstrap interval clustered by source posterior; ✓ marks a difference whose t and bootstrap intervals both exclude
-0, as `bmtpt fewshot`'s own table (OUT/grid-*/table.md, which also shows the t intervals).
+0, as `bmtpt fewshot`'s own table (OUT/grid-*/table.md, which also shows the t intervals). Then, per grid, how often
+SPoT's retrieval picked a related source prompt and what its cells scored either way.
 
-    .venv/bin/python scripts/toyworld3_tables.py OUT
+    .venv/bin/python scripts/toyworld3_tables.py OUT [GRID ...]    # GRID: other grid folders of OUT to show
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def short(task: str) -> str:
     return task.removeprefix("toy3_")
 
 
+def points(values: list[float]) -> str:
+    """The mean of metric values in points (one decimal), `–` for none."""
+    return f"{100 * sum(values) / len(values):.1f}" if values else "–"
+
+
 def interval(comparison: dict) -> str:
     """`+20.2 [+17.9, +22.4]` (bootstrap clustered by posterior), ✓ when both intervals exclude 0."""
     boot = comparison["bootstrap"]
@@ -42,6 +48,7 @@ def grid_table(path: Path, label: str) -> str:
     sources = {m: len({r.get("source", 0) for r in rows if r["method"] == m}) for m in methods}
     seeds = sorted({r["seed"] for r in rows})
     (k,) = {r["k"] for r in rows}
+    label = label or f"k = {k}"
     tasks = [(name, "toyworld3", "accuracy") for name in toyworld3.TARGET_NAMES]
     table = build_table(rows, methods=methods, shots=[k], tasks=tasks, seeds=seeds, sources=sources, solved_at=0.9)
     names = [column["name"] for column in table["columns"]]
@@ -64,14 +71,34 @@ def grid_table(path: Path, label: str) -> str:
     return "\n".join(lines)
 
 
-def main(out: Path) -> None:
-    shown = [grid_table(out / name, label) for name, label in GRIDS.items() if (out / name / "results.jsonl").is_file()]
+def spot_retrieval(path: Path) -> str:
+    """How often SPoT's retrieval picked a related source (the target's operation and field) per target, and the
+    cells' mean score when it did and when it did not."""
+    rows = [json.loads(line) for line in (path / "results.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["method"] == "spot"]
+    if not rows:
+        return ""
+    lines = [f"{path.name}: spot's retrieved source", "", "| target | related source retrieved | its cells | other cells |",
+             "|---|---:|---:|---:|"]
+    for target in toyworld3.TARGET_NAMES:
+        related = set(toyworld3.related_sources(target))
+        mine = [r for r in rows if r["task"] == target]
+        hits = [r["value"] for r in mine if r["init_details"]["chosen"] in related]
+        misses = [r["value"] for r in mine if r["init_details"]["chosen"] not in related]
+        lines.append(f"| `{short(target)}` | {len(hits)} / {len(mine)} | {points(hits)} | {points(misses)} |")
+    return "\n".join(lines)
+
+
+def main(out: Path, names: list[str]) -> None:
+    grids = {name: GRIDS.get(name, "") for name in names} if names else GRIDS
+    shown = [grid_table(out / name, label) for name, label in grids.items() if (out / name / "results.jsonl").is_file()]
     if not shown:
         sys.exit(f"no merged grid in '{out}' (grid-k16/results.jsonl, …): run scripts/toyworld3_study.sh first")
-    print("\n\n".join(shown))
+    retrieval = [spot_retrieval(out / name) for name in (names or GRIDS) if (out / name / "results.jsonl").is_file()]
+    print("\n\n".join(shown + [table for table in retrieval if table]))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: toyworld3_tables.py OUT (the folder of scripts/toyworld3_study.sh)")
-    main(Path(sys.argv[1]))
+    if len(sys.argv) < 2:
+        sys.exit("usage: toyworld3_tables.py OUT [GRID ...] (OUT: the folder of scripts/toyworld3_study.sh)")
+    main(Path(sys.argv[1]), sys.argv[2:])
