@@ -61,10 +61,11 @@ def grid_table(path: Path, label: str) -> str:
         lines.append(f"| {row['method']} ({count}) | " + " | ".join(f"{c['mean']:.1f} ± {c['std']:.1f}" for c in cells)
                      + f" | {100 * row['cells'][AVERAGE]['solved']:.0f}% |")
     pairs = [(m, "pt") for m in methods if m != "pt"] + [("bmtpt", m) for m in methods if m not in ("pt", "bmtpt")]
+    comparisons = {baseline: paired_comparisons(table, baseline) for _, baseline in pairs}  # each baseline once
     for method, baseline in pairs:
         if "bmtpt" not in methods and baseline != "pt":
             continue
-        found = {c["column"]: c for c in paired_comparisons(table, baseline) if c["method"] == method}
+        found = {c["column"]: c for c in comparisons[baseline] if c["method"] == method}
         if found:
             lines.append(f"| **{method} − {baseline}** | " + " | ".join(
                 f"**{interval(found[n])}**" if n == AVERAGE else interval(found[n]) for n in names) + " | |")
