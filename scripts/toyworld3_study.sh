@@ -12,7 +12,7 @@
 # step leaves OUT/logs/NAME.done and is skipped by a rerun, and a stopped grid resumes cell by cell. A grid's step
 # is named with its seed count (grid-k16-a-s40), so a rerun with more SEEDS extends the grids from their cells.
 # Tables: logs/p1.log, logs/p4-*.log, p2/ p3/, each grid's table.md (report.json holds the pairs), tables.md (every
-# grid as docs/toyworld.md shows it) and logs/sigma-table.log.
+# grid as docs/toyworld.md shows it), logs/sigma-table-sSEEDS.log and logs/lr-table-sSEEDS.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-toyworld3-study}
@@ -121,5 +121,6 @@ run p2 $BMTPT fewshot "${PRESET[@]}" --methods pt --shots 4000 --seeds 3 --steps
 grid grid-paper-lr-a 16 "$METHODS_A" --lr-shared 0.3 --lr-scales 0.4
 wait
 merge grid-paper-lr 16 --lr-shared 0.3 --lr-scales 0.4
+run "lr-table-s$SEEDS" $PY scripts/toyworld3_lr_table.py "$OUT"  # each method at the paper's rates against the preset's
 tables
 echo "done: $OUT" >&2
