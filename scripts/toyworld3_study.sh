@@ -12,7 +12,7 @@
 # step leaves OUT/logs/NAME.done and is skipped by a rerun, and a stopped grid resumes cell by cell. A grid's step
 # is named with its seed count (grid-k16-a-s40), so a rerun with more SEEDS extends the grids from their cells.
 # Tables: logs/p1.log, logs/p4-*.log, p2/ p3/, each grid's table.md (report.json holds the pairs), tables.md (every
-# grid as docs/toyworld.md shows it), logs/sigma-table-sSEEDS.log and logs/lr-table-sSEEDS.log.
+# grid as docs/toyworld.md shows it), logs/sigma-table-sSEEDS.log and logs/lr-table-kK-sSEEDS.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-toyworld3-study}
@@ -116,11 +116,15 @@ run "sigma-table-s$SEEDS" $PY scripts/toyworld3_sigma_table.py "$OUT" ${SIGMAS//
 run p2 $BMTPT fewshot "${PRESET[@]}" --methods pt --shots 4000 --seeds 3 --steps 600 --warmup-steps 10 \
   --lr-shared 0.3 --lr-scales 0.4 --dev-shots 200 --out "$OUT/p2" &
 
-# The paper's learning rates (0.3 / 0.4, k = 16).
-( grid grid-paper-lr-b 16 "$METHODS_B" --lr-shared 0.3 --lr-scales 0.4 ) &
-grid grid-paper-lr-a 16 "$METHODS_A" --lr-shared 0.3 --lr-scales 0.4
-wait
-merge grid-paper-lr 16 --lr-shared 0.3 --lr-scales 0.4
-run "lr-table-s$SEEDS" $PY scripts/toyworld3_lr_table.py "$OUT"  # each method at the paper's rates against the preset's
+# The comparison at the paper's learning rates (0.3 / 0.4, × 1/3 at k = 4 as at the preset), every k, then each
+# method at the paper's rates paired with itself at the preset's (same seed, source run and k-shot sample).
+PAPER_LR=(--lr-shared 0.3 --lr-scales 0.4)
+for k in ${SHOTS//,/ }; do
+  ( grid "grid-paper-lr-k$k-b" "$k" "$METHODS_B" "${PAPER_LR[@]}" ) &
+  grid "grid-paper-lr-k$k-a" "$k" "$METHODS_A" "${PAPER_LR[@]}"
+  wait
+  merge "grid-paper-lr-k$k" "$k" "${PAPER_LR[@]}"
+  run "lr-table-k$k-s$SEEDS" $PY scripts/toyworld3_lr_table.py "$OUT" "$k"
+done
 tables
 echo "done: $OUT" >&2

@@ -1,10 +1,10 @@
 """The third toy world's comparison grids as docs/toyworld.md shows them: one table per grid of
-scripts/toyworld3_study.sh (OUT/grid-k4, grid-k16, grid-k32, grid-paper-lr, those that exist), each method's
-mean ± std per target and on the average with its share of cells ≥ 0.9, then the paired differences of every
-method against pt and of bmtpt against every other method (same seed and source posterior), each with its 95%
-bootstrap interval clustered by source posterior; ✓ marks a difference whose t and bootstrap intervals both exclude
-0, as `bmtpt fewshot`'s own table (OUT/grid-*/table.md, which also shows the t intervals). Then, per grid, how often
-SPoT's retrieval picked a related source prompt and what its cells scored either way.
+scripts/toyworld3_study.sh (OUT/grid-k4, grid-k16, grid-k32 and grid-paper-lr-k4, -k16, -k32, those that exist),
+each method's mean ± std per target and on the average with its share of cells ≥ 0.9, then the paired differences
+of every method against pt and of bmtpt against every other method (same seed and source posterior), each with its
+95% bootstrap interval clustered by source posterior; ✓ marks a difference whose t and bootstrap intervals both
+exclude 0, as `bmtpt fewshot`'s own table (OUT/grid-*/table.md, which also shows the t intervals). Then, per grid,
+how often SPoT's retrieval picked a related source prompt and what its cells scored either way.
 
     .venv/bin/python scripts/toyworld3_tables.py OUT [GRID ...]    # GRID: other grid folders of OUT to show
 """
@@ -22,7 +22,8 @@ from bmtpt_cli.data import toyworld3  # noqa: E402
 from bmtpt_cli.experiments.tables import AVERAGE, build_table, paired_comparisons  # noqa: E402
 
 ORDER = ["pt", "multitask", "bmtpt", "bmtpt-noprior", "spot", "attempt"]
-GRIDS = {"grid-k4": "k = 4", "grid-k16": "k = 16", "grid-k32": "k = 32", "grid-paper-lr": "k = 16, lr 0.3 / 0.4"}
+GRIDS = {"grid-k4": "k = 4", "grid-k16": "k = 16", "grid-k32": "k = 32", "grid-paper-lr-k4": "k = 4, lr 0.1 / 0.133",
+         "grid-paper-lr-k16": "k = 16, lr 0.3 / 0.4", "grid-paper-lr-k32": "k = 32, lr 0.3 / 0.4"}
 
 
 def short(task: str) -> str:
